@@ -1,0 +1,199 @@
+"""Value objects that describe who holds a lock: :class:`Owner`, :class:`LockInfo`, :class:`Lease`.
+
+They are frozen attrs classes: cheap to build, safe to share between threads, and
+printable without leaking secrets (tokens are kept out of ``repr``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+from typing import Any
+
+import attrs
+
+__all__ = ["Lease", "LockInfo", "Owner", "process_identity"]
+
+
+@attrs.frozen
+class _ProcessIdentity:
+    pid: int
+    host: str
+    boot_id: str
+    pid_ns: int | None
+    start_time: int | None
+
+
+_IDENTITY: _ProcessIdentity | None = None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as handle:  # noqa: PTH123 - hot path, no pathlib
+            return handle.read()
+    except OSError:
+        return None
+
+
+def read_start_time(pid: int) -> int | None:
+    """Return field 22 of ``/proc/<pid>/stat`` (start time in clock ticks after boot).
+
+    Together with the pid and boot id it names one process for the lifetime of the
+    machine: a reused pid has a different start time. ``None`` where ``/proc`` is absent
+    or the process is gone.
+    """
+    stat = _read_text(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces and
+    # parentheses, so split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 overall; fields[0] is field 3
+    except (IndexError, ValueError):
+        return None
+
+
+def process_identity() -> _ProcessIdentity:
+    """Describe this process the way lock payloads do; computed once per pid (fork-safe)."""
+    global _IDENTITY  # noqa: PLW0603 - a per-process cache, invalidated by pid change
+    pid = os.getpid()
+    if _IDENTITY is None or _IDENTITY.pid != pid:
+        boot_id = (_read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+        try:
+            pid_ns: int | None = os.stat("/proc/self/ns/pid").st_ino  # noqa: PTH116
+        except OSError:
+            pid_ns = None
+        _IDENTITY = _ProcessIdentity(
+            pid=pid,
+            host=socket.gethostname(),
+            boot_id=boot_id,
+            pid_ns=pid_ns,
+            start_time=read_start_time(pid),
+        )
+    return _IDENTITY
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.frozen
+class Owner:
+    """Who holds (or held) a lock.
+
+    Two owners are on the *same machine view* only when ``boot_id`` and ``pid_ns`` match;
+    only then does checking whether ``pid`` is alive mean anything (containers that
+    share a bind mount have different pid namespaces).
+
+    Attributes:
+        pid: Process id of the holder.
+        host: Host name of the holder's machine.
+        boot_id: Linux boot id of the holder's machine (empty where unknown).
+        pid_ns: Inode of the holder's pid namespace (``None`` where unknown).
+        start_time: The holder's start time in clock ticks since boot (``None`` where
+            unknown); detects pid reuse.
+        token: Random value unique to this acquisition. Kept out of ``repr``: whoever
+            knows it can release the lock.
+        created: When the lock was taken (UTC), where known.
+    """
+
+    pid: int
+    host: str = ""
+    boot_id: str = ""
+    pid_ns: int | None = None
+    start_time: int | None = None
+    token: str = attrs.field(default="", repr=False)
+    created: dt.datetime | None = None
+
+    @classmethod
+    def current(cls) -> Owner:
+        """Return an owner for this process with a fresh random token."""
+        ident = process_identity()
+        return cls(
+            pid=ident.pid,
+            host=ident.host,
+            boot_id=ident.boot_id,
+            pid_ns=ident.pid_ns,
+            start_time=ident.start_time,
+            token=secrets.token_hex(16),
+            created=_utcnow(),
+        )
+
+    def same_machine_view(self, other: Owner) -> bool:
+        """Whether ``self`` and ``other`` see the same pid space (same boot and namespace)."""
+        return bool(self.boot_id) and self.boot_id == other.boot_id and self.pid_ns == other.pid_ns
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``pid 4242 on host gw-1``."""
+        host = f" on host {self.host}" if self.host else ""
+        return f"pid {self.pid}{host}"
+
+
+@attrs.frozen
+class LockInfo:
+    """What a backend can tell about the current holder of a lock.
+
+    Attributes:
+        name: The lock name (for file backends, the lock file path).
+        backend: Name of the backend that reported it.
+        owner: The holder, or ``None`` when the lock exists but its payload could not be
+            read (empty, truncated or not lockkit's format).
+        expires: Wall-clock UTC time after which the lock counts as stale, or ``None``.
+        fencing_token: Monotonic counter of the acquisition, for backends that have one.
+        identity: Backend-defined identity of this particular holding (for files the
+            ``(st_dev, st_ino)`` pair); ``break_lock`` uses it to avoid breaking a newer lock.
+        age: Seconds since the lock was taken (or its file last written), where known.
+        problem: Why the payload could not be read, when ``owner`` is ``None``.
+    """
+
+    name: str
+    backend: str
+    owner: Owner | None
+    expires: dt.datetime | None = None
+    fencing_token: int | None = None
+    identity: tuple[int, ...] | None = None
+    age: float | None = None
+    problem: str = ""
+
+    def describe(self) -> str:
+        """A short human description of the holder, used in error messages."""
+        if self.owner is None:
+            return f"an unreadable lock ({self.problem or 'no owner data'}; backend {self.backend})"
+        since = ""
+        if self.age is not None:
+            since = f", for {self.age:.1f} s"
+        return f"{self.owner.describe()} (backend {self.backend}{since})"
+
+
+@attrs.frozen
+class Lease:
+    """Proof that a lock was acquired, returned by ``Backend.try_acquire``.
+
+    Callers treat it as opaque except for ``token`` and ``fencing_token``.
+
+    Attributes:
+        name: The lock name.
+        backend: Name of the backend that granted it.
+        owner: The owner written into the lock.
+        expires: Wall-clock UTC expiry for TTL locks, else ``None``.
+        fencing_token: Monotonic counter of the acquisition, where the backend has one.
+        identity: Backend-defined identity of the holding (see :class:`LockInfo`).
+        handle: Backend-private state (an open descriptor, a client...); not compared
+            and not shown.
+    """
+
+    name: str
+    backend: str
+    owner: Owner
+    expires: dt.datetime | None = None
+    fencing_token: int | None = None
+    identity: tuple[int, ...] | None = None
+    handle: Any = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def token(self) -> str:
+        """The random token of this acquisition."""
+        return self.owner.token

@@ -1,0 +1,314 @@
+"""Find backend plugins through pluggy and the ``lockkit`` entry-point group, lazily.
+
+Rules (architecture §2):
+
+* Nothing happens at ``import lockkit``. The registry is built on first use.
+* Resolving one backend by name loads only the entry points with that name; listing
+  loads all of them. The built-in backends come through lockkit's own entry points.
+* A plugin that fails to import, or hands over something that is not a backend, is
+  reported (distribution and error) and skipped; everything else keeps working.
+* ``LOCKKIT_DISABLED_PLUGINS=a,b`` blocks plugins and backends by name.
+* Two backends with one name are an error that names both distributions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from lockkit import spec
+from lockkit.errors import LockkitWarning, PluginError, UnknownBackend
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from lockkit._info import Lease, LockInfo
+
+__all__ = ["BackendEntry", "PluginProblem", "Registry", "get_registry", "reset_registry"]
+
+log = logging.getLogger("lockkit")
+
+DISABLED_ENV = "LOCKKIT_DISABLED_PLUGINS"
+_EVENT_HOOKS = (
+    "lockkit_acquired",
+    "lockkit_released",
+    "lockkit_contended",
+    "lockkit_stale_broken",
+    "lockkit_lost",
+)
+
+
+@attrs.frozen
+class BackendEntry:
+    """A registered backend class and where it came from.
+
+    Attributes:
+        name: The backend name.
+        cls: The backend class.
+        distribution: ``"name version"`` of the distribution that provides it, or a
+            description such as ``"registered in-process"``.
+    """
+
+    name: str
+    cls: type[spec.Backend]
+    distribution: str
+
+
+@attrs.frozen
+class PluginProblem:
+    """A plugin that could not be used, and why.
+
+    Attributes:
+        plugin: The entry-point (or plugin) name.
+        distribution: ``"name version"`` of the distribution, where known.
+        error: What went wrong, in one line.
+    """
+
+    plugin: str
+    distribution: str
+    error: str
+
+    def describe(self) -> str:
+        """One line for warnings and ``lockkit backends``."""
+        return f"lockkit plugin {self.plugin!r} from {self.distribution} was skipped: {self.error}"
+
+
+def _disabled_from_env() -> frozenset[str]:
+    raw = os.environ.get(DISABLED_ENV, "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _distribution_label(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "an unknown distribution"
+    return f"{dist.metadata['Name']} {dist.version}"
+
+
+class Registry:
+    """Backend classes keyed by name, loaded on demand from entry points.
+
+    One registry serves the whole process (see :func:`get_registry`); tests may build
+    their own. All methods are thread-safe.
+    """
+
+    def __init__(self, group: str = spec.NAME, *, disabled: frozenset[str] | None = None) -> None:
+        """Create an empty registry reading entry-point ``group``."""
+        self._group = group
+        self._disabled = _disabled_from_env() if disabled is None else disabled
+        self._pm = pluggy.PluginManager(spec.NAME)
+        self._pm.add_hookspecs(spec)
+        self._entries: dict[str, BackendEntry] = {}
+        self._conflicts: dict[str, list[str]] = {}
+        self._problems: list[PluginProblem] = []
+        self._loaded_eps: set[tuple[str, str]] = set()
+        self._all_loaded = False
+        self._instances: dict[str, spec.Backend] = {}
+        self._lock = threading.RLock()
+        self.has_event_hooks = False
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _entry_points(self, name: str | None = None) -> list[EntryPoint]:
+        # importlib.metadata is imported here, not at module level: it is the costly part
+        # that `import lockkit` must not pay.
+        from importlib.metadata import entry_points  # noqa: PLC0415
+
+        eps = entry_points(group=self._group)
+        if name is not None:
+            eps = eps.select(name=name)
+        return list(eps)
+
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        label = _distribution_label(ep)
+        key = (label, ep.name)
+        if key in self._loaded_eps:
+            return
+        self._loaded_eps.add(key)
+        if ep.name in self._disabled:
+            log.debug("lockkit plugin %r from %s is disabled by %s", ep.name, label, DISABLED_ENV)
+            return
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import failure must be contained
+            self._report(PluginProblem(ep.name, label, f"{type(exc).__name__}: {exc}"))
+            return
+        self._register(plugin, ep.name, label)
+
+    def _register(self, plugin: object, plugin_name: str, label: str) -> None:
+        try:
+            self._pm.register(plugin, name=f"{plugin_name}@{label}")
+            self._pm.check_pending()
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self._report(PluginProblem(plugin_name, label, str(exc)))
+            return
+        for impl in self._pm.hook.lockkit_register_backends.get_hookimpls():
+            if impl.plugin is plugin:
+                self._collect(impl.function, plugin_name, label)
+        self.has_event_hooks = any(
+            getattr(self._pm.hook, hook).get_hookimpls() for hook in _EVENT_HOOKS
+        )
+
+    def _collect(self, register: Any, plugin_name: str, label: str) -> None:  # noqa: ANN401
+        try:
+            classes = list(register() or ())
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            problem = f"lockkit_register_backends() raised {type(exc).__name__}: {exc}"
+            self._report(PluginProblem(plugin_name, label, problem))
+            return
+        for cls in classes:
+            if not (inspect.isclass(cls) and issubclass(cls, spec.Backend)):
+                problem = f"returned {cls!r}, which is not a subclass of lockkit.spec.Backend"
+                self._report(PluginProblem(plugin_name, label, problem))
+                continue
+            if not cls.name:
+                problem = f"backend class {cls.__qualname__} has an empty `name`"
+                self._report(PluginProblem(plugin_name, label, problem))
+                continue
+            if inspect.isabstract(cls):
+                problem = f"backend class {cls.__qualname__} leaves abstract methods unimplemented"
+                self._report(PluginProblem(plugin_name, label, problem))
+                continue
+            if cls.name in self._disabled:
+                continue
+            existing = self._entries.get(cls.name)
+            if existing is not None and existing.cls is not cls:
+                self._conflicts.setdefault(cls.name, [existing.distribution]).append(label)
+                continue
+            self._entries[cls.name] = BackendEntry(cls.name, cls, label)
+
+    def _report(self, problem: PluginProblem) -> None:
+        self._problems.append(problem)
+        log.warning("%s", problem.describe())
+        warnings.warn(problem.describe(), LockkitWarning, stacklevel=4)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register an in-process plugin (a module or object with ``@hookimpl`` functions).
+
+        Useful for applications that ship a backend or an event observer without an
+        entry point, and for tests.
+        """
+        with self._lock:
+            plugin_name = name or getattr(plugin, "__name__", type(plugin).__name__)
+            self._register(plugin, plugin_name, "registered in-process")
+
+    def load_all(self) -> None:
+        """Load every entry point in the group (``lockkit backends`` does this)."""
+        with self._lock:
+            if self._all_loaded:
+                return
+            for ep in self._entry_points():
+                self._load_entry_point(ep)
+            self._all_loaded = True
+
+    # -- queries ---------------------------------------------------------------------
+
+    def get(self, name: str) -> type[spec.Backend]:
+        """Return the backend class called ``name``, loading only what it takes.
+
+        Raises:
+            UnknownBackend: No such backend; the message lists the available ones.
+            PluginError: Two distributions provide a backend with this name.
+        """
+        with self._lock:
+            if name not in self._entries and not self._all_loaded:
+                for ep in self._entry_points(name):
+                    self._load_entry_point(ep)
+                if name not in self._entries:
+                    # An entry point may provide several backends under other names.
+                    self.load_all()
+            if name in self._conflicts:
+                both = " and ".join(self._conflicts[name])
+                raise PluginError(
+                    f"backend name {name!r} is provided by both {both}; uninstall one of them "
+                    f"or disable one with {DISABLED_ENV}"
+                )
+            entry = self._entries.get(name)
+            if entry is None:
+                self.load_all()
+                hint = ""
+                if name in self._disabled:
+                    hint = f"It is disabled by {DISABLED_ENV}."
+                elif any(p.plugin == name for p in self._problems):
+                    hint = "Its plugin failed to load: " + "; ".join(
+                        p.describe() for p in self._problems if p.plugin == name
+                    )
+                raise UnknownBackend(name, self._entries, hint)
+            return entry.cls
+
+    def backend(self, name: str) -> spec.Backend:
+        """Return the shared default instance of backend ``name``."""
+        with self._lock:
+            instance = self._instances.get(name)
+            if instance is None:
+                instance = self._instances[name] = self.get(name)()
+            return instance
+
+    def entries(self) -> list[BackendEntry]:
+        """Every registered backend, sorted by name (loads all entry points)."""
+        with self._lock:
+            self.load_all()
+            return sorted(self._entries.values(), key=lambda entry: entry.name)
+
+    def problems(self) -> list[PluginProblem]:
+        """Plugins that were skipped, and backend names with conflicts."""
+        with self._lock:
+            conflicts = [
+                PluginProblem(name, " and ".join(labels), "two backends share this name")
+                for name, labels in self._conflicts.items()
+            ]
+            return [*self._problems, *conflicts]
+
+    # -- events ----------------------------------------------------------------------
+
+    def acquired(self, name: str, backend: str, lease: Lease, waited: float) -> None:
+        """Call ``lockkit_acquired`` on every plugin that implements it."""
+        self._pm.hook.lockkit_acquired(name=name, backend=backend, lease=lease, waited=waited)
+
+    def released(self, name: str, backend: str, lease: Lease, held: float) -> None:
+        """Call ``lockkit_released`` on every plugin that implements it."""
+        self._pm.hook.lockkit_released(name=name, backend=backend, lease=lease, held=held)
+
+    def contended(self, name: str, backend: str, holder: LockInfo | None) -> None:
+        """Call ``lockkit_contended`` on every plugin that implements it."""
+        self._pm.hook.lockkit_contended(name=name, backend=backend, holder=holder)
+
+    def stale_broken(self, name: str, backend: str, info: LockInfo, reason: str) -> None:
+        """Call ``lockkit_stale_broken`` on every plugin that implements it."""
+        self._pm.hook.lockkit_stale_broken(name=name, backend=backend, info=info, reason=reason)
+
+    def lost(self, name: str, backend: str, lease: Lease) -> None:
+        """Call ``lockkit_lost`` on every plugin that implements it."""
+        self._pm.hook.lockkit_lost(name=name, backend=backend, lease=lease)
+
+
+_REGISTRY: Registry | None = None
+_REGISTRY_LOCK = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """Return the process-wide registry, creating it on first use."""
+    global _REGISTRY  # noqa: PLW0603 - the process-wide singleton
+    registry = _REGISTRY
+    if registry is None:
+        with _REGISTRY_LOCK:
+            if _REGISTRY is None:
+                _REGISTRY = Registry()
+            registry = _REGISTRY
+    return registry
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry, so the next use rescans (tests, env changes)."""
+    global _REGISTRY  # noqa: PLW0603 - the process-wide singleton
+    with _REGISTRY_LOCK:
+        _REGISTRY = None

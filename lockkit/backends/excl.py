@@ -1,0 +1,80 @@
+"""The ``excl`` backend: the lock is a file created with ``O_CREAT|O_EXCL``.
+
+Works wherever exclusive create is atomic: local filesystems, NFSv3+, SMB/CIFS, 9p,
+virtiofs, exFAT and most FUSE filesystems. The file holds the owner payload, so any
+process can tell who holds the lock. It is not released by the kernel when the
+holder dies; stale-lock rules recover from that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from typing import TYPE_CHECKING, ClassVar
+
+from lockkit._info import Lease, Owner
+from lockkit.backends._file import FileBackend, create_exclusive, encode_payload
+from lockkit.spec import Support, hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from lockkit.spec import Backend
+
+__all__ = ["ExclBackend", "lockkit_register_backends"]
+
+
+def expiry(ttl: float | None) -> dt.datetime | None:
+    """The UTC moment a lock taken now with ``ttl`` seconds expires, or ``None``."""
+    if ttl is None:
+        return None
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+
+
+class ExclBackend(FileBackend):
+    """Lock files created atomically with ``O_CREAT|O_EXCL|O_NOFOLLOW``."""
+
+    name: ClassVar[str] = "excl"
+    description: ClassVar[str] = "lock file created with O_CREAT|O_EXCL; works on almost any fs"
+
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """Create the lock file exclusively; ``None`` if it exists."""
+        del shared  # the core never asks: the capability is off
+        expires = expiry(ttl)
+        identity = create_exclusive(name, encode_payload(owner, self.name, expires))
+        if identity is None:
+            return None
+        return Lease(name, self.name, owner, expires=expires, identity=identity)
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """Create a file twice with ``O_EXCL`` in ``location``: the second must fail."""
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
+        except OSError as exc:
+            return Support(ok=False, reason=f"cannot create files: {_errname(exc)}")
+        os.close(fd)
+        try:
+            again = create_exclusive(probe, b"")
+        except OSError as exc:
+            return Support(ok=False, reason=f"O_EXCL create failed: {_errname(exc)}")
+        finally:
+            os.unlink(probe)  # noqa: PTH108
+        if again is not None:
+            return Support(ok=False, reason="O_EXCL create of an existing file succeeded")
+        return Support(ok=True, preference=50, reason="O_CREAT|O_EXCL is exclusive")
+
+
+def _errname(exc: OSError) -> str:
+    import errno  # noqa: PLC0415 - probe path only
+
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno)) + f" ({exc.strerror})"
+
+
+@hookimpl
+def lockkit_register_backends() -> Iterable[type[Backend]]:
+    """Provide the ``excl`` backend."""
+    return [ExclBackend]

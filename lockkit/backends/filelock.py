@@ -1,0 +1,221 @@
+"""The ``filelock`` backend: OS file locks (``flock``) through the ``filelock`` package.
+
+The kernel releases the lock when the holder dies, so there is never a stale lock to
+recover. The lock file stays in place (unlinking a flock'ed file on release is a
+well-known race); it holds the current holder's payload so ``inspect`` can name them.
+
+Descriptors: contenders open the file read-only, so a failed attempt produces no
+``IN_CLOSE_WRITE`` event. The holder opens a second, write-only descriptor for the
+payload and closes it *after* unlocking; that close is the event waiters sleep on.
+Both descriptors are closed on release; nothing is kept per lock object.
+
+flock on NFS is emulated with POSIX byte-range locks by Linux and works across hosts
+only with a working lock manager; on SMB it depends on the mount options. Prefer
+``excl`` or ``redis`` for locks shared between machines.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from filelock import lock_descriptor, unlock_descriptor
+
+from lockkit import _notify
+from lockkit._info import Lease, LockInfo, Owner
+from lockkit.backends._file import (
+    decode_payload,
+    encode_payload,
+    lock_path,
+    symlink_error,
+)
+from lockkit.backends.excl import _errname, expiry
+from lockkit.spec import Backend, Capabilities, Support, hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["FilelockBackend", "lockkit_register_backends"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+
+
+def _open(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_error(path) from None
+        raise
+
+
+class FilelockBackend(Backend):
+    """Kernel-managed ``flock`` locks via the ``filelock`` package."""
+
+    name: ClassVar[str] = "filelock"
+    description: ClassVar[str] = "OS file lock (flock) via filelock; released when the holder dies"
+    capabilities: ClassVar[Capabilities] = Capabilities(released_on_crash=True, notify=True)
+
+    def normalize_name(self, name: str | os.PathLike[str]) -> str:
+        """Require a file path whose directory exists; return it absolute."""
+        return lock_path(name)
+
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """Take the flock without blocking, then record the payload."""
+        del shared
+        fd = _open(name, _OPEN_FLAGS)
+        try:
+            if not lock_descriptor(fd, blocking=False):
+                os.close(fd)
+                return None
+            st = os.fstat(fd)
+            # The payload goes through a second descriptor opened for writing: closing it
+            # on release is the IN_CLOSE_WRITE event that wakes waiters.
+            wfd = _open(name, _WRITE_FLAGS)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            wst = os.fstat(wfd)
+            if (wst.st_dev, wst.st_ino) != (st.st_dev, st.st_ino):
+                # Someone replaced the file between our open and the lock: the lock we
+                # hold is on an orphaned inode. Let go and report busy; the next attempt
+                # opens the new file.
+                unlock_descriptor(fd)
+                os.close(wfd)
+                os.close(fd)
+                return None
+            expires = expiry(ttl)
+            payload = encode_payload(owner, self.name, expires)
+            os.pwrite(wfd, payload, 0)
+            os.ftruncate(wfd, len(payload))
+        except BaseException:
+            unlock_descriptor(fd)
+            os.close(wfd)
+            os.close(fd)
+            raise
+        return Lease(
+            name,
+            self.name,
+            owner,
+            expires=expires,
+            identity=(st.st_dev, st.st_ino),
+            handle=(fd, wfd),
+        )
+
+    def release(self, lease: Lease) -> bool:
+        """Unlock, then close the write descriptor (waking waiters), then the lock one."""
+        fd, wfd = lease.handle
+        try:
+            unlock_descriptor(fd)
+        finally:
+            os.close(wfd)
+            os.close(fd)
+        return True
+
+    def inspect(self, name: str) -> LockInfo | None:
+        """Return the holder's payload if the flock is held, else ``None``."""
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise symlink_error(name) from None
+            raise
+        try:
+            if lock_descriptor(fd, blocking=False):
+                unlock_descriptor(fd)
+                return None
+            st = os.fstat(fd)
+            data = os.pread(fd, 64 * 1024 + 1, 0)
+        finally:
+            os.close(fd)
+        owner, expires, problem = decode_payload(data)
+        if owner is not None and owner.created is not None:
+            age: float | None = max(0.0, time.time() - owner.created.timestamp())
+        else:
+            age = None
+        return LockInfo(
+            name=name,
+            backend=self.name,
+            owner=owner,
+            expires=expires,
+            identity=(st.st_dev, st.st_ino),
+            age=age,
+            problem=problem or "",
+        )
+
+    def break_lock(self, name: str, expected: LockInfo) -> bool:
+        """An OS lock cannot be broken from outside; the kernel frees it when its holder dies."""
+        del name, expected
+        return False
+
+    def wait(self, name: str, deadline: float, attempt: int) -> None:
+        """Sleep until the holder closes its write descriptor (inotify), bounded."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+        directory, filename = os.path.split(name)
+        if not _notify.wait_for_event(
+            directory, filename, _notify.IN_CLOSE_WRITE, lambda: self._busy(name), bound
+        ):
+            super().wait(name, deadline, attempt)
+
+    @staticmethod
+    def _busy(name: str) -> bool:
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        except OSError:
+            return False
+        try:
+            if lock_descriptor(fd, blocking=False):
+                unlock_descriptor(fd)
+                return False
+            return True
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """Check that two open file descriptions of one file exclude each other."""
+        try:
+            fd, path = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
+        except OSError as exc:
+            return Support(ok=False, reason=f"cannot create files: {_errname(exc)}")
+        other = -1
+        try:
+            other = os.open(path, os.O_RDONLY | _CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                return Support(ok=False, reason="flock() does not exclude on this filesystem")
+        except OSError as exc:
+            return Support(ok=False, reason=f"flock() failed: {_errname(exc)}")
+        finally:
+            if other >= 0:
+                os.close(other)
+            os.close(fd)
+            os.unlink(path)  # noqa: PTH108
+        return Support(
+            ok=True, preference=40, reason="flock() excludes (within this host's kernel)"
+        )
+
+
+@hookimpl
+def lockkit_register_backends() -> Iterable[type[Backend]]:
+    """Provide the ``filelock`` backend."""
+    return [FilelockBackend]

@@ -1,0 +1,171 @@
+"""The ``hardlink`` backend: write a temp file, ``link()`` it to the lock path.
+
+The classic NFS-safe recipe: the payload is complete before the lock becomes visible,
+and a lost reply on NFS is detected by the temp file's link count reaching 2.
+
+Many filesystems refuse ``link()`` (SMB/CIFS, some NFS setups, virtiofs/9p, exFAT,
+many FUSE stacks) with ENOTSUP/EOPNOTSUPP/EPERM/ENOSYS/EMLINK/EXDEV. Where that
+happens this backend falls back to ``excl`` for that device, warns once per device per
+process, and stays correct: the seed bug of this project was an application crashing
+on exactly that error.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, ClassVar
+
+from lockkit._info import Lease, Owner
+from lockkit.backends._file import FileBackend, create_exclusive, encode_payload
+from lockkit.backends.excl import ExclBackend, _errname, expiry
+from lockkit.errors import LockkitWarning
+from lockkit.spec import Support, hookimpl
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Iterable
+
+    from lockkit.spec import Backend
+
+__all__ = ["LINK_UNSUPPORTED", "HardlinkBackend", "lockkit_register_backends"]
+
+log = logging.getLogger("lockkit")
+
+#: Errors from ``link()`` that mean "this filesystem cannot do hard links here".
+LINK_UNSUPPORTED = frozenset(
+    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
+)
+
+
+class HardlinkBackend(FileBackend):
+    """Temp file + ``link()`` + link-count check, falling back to ``excl`` where needed."""
+
+    name: ClassVar[str] = "hardlink"
+    description: ClassVar[str] = (
+        "temp file + link(), the NFS-safe recipe; falls back to excl where link() fails"
+    )
+
+    def __init__(self) -> None:
+        """Start with no knowledge of which directories refuse ``link()``."""
+        # Directories known to refuse link(), shared by all locks using this backend
+        # instance, so the fallback costs one failed link() per directory; the warning
+        # is given once per device.
+        self._no_link_dirs: set[str] = set()
+        self._warned: set[int] = set()
+        self._guard = threading.Lock()
+
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """Link a complete temp file to the lock path; ``None`` if the lock exists."""
+        del shared
+        expires = expiry(ttl)
+        payload = encode_payload(owner, self.name, expires)
+        directory, base = os.path.split(name)
+        if directory in self._no_link_dirs:
+            return self._acquire_excl(name, owner, expires, payload)
+        temp = os.path.join(directory, f".{base}.{owner.token}.tmp")  # noqa: PTH118
+        identity = create_exclusive(temp, payload)
+        if identity is None:  # token collision: practically impossible, but never clobber
+            return None
+        try:
+            os.link(temp, name)
+        except FileExistsError:
+            linked = self._linked(temp)
+        except OSError as exc:
+            if exc.errno not in LINK_UNSUPPORTED:
+                # NFS may report an error for a link() whose reply was lost; the link
+                # count of the temp file tells the truth.
+                if not self._linked(temp):
+                    _unlink_quietly(temp)
+                    raise
+                linked = True
+            else:
+                _unlink_quietly(temp)
+                self._fall_back(directory, exc)
+                return self._acquire_excl(name, owner, expires, payload)
+        else:
+            linked = True
+        _unlink_quietly(temp)
+        if not linked:
+            return None
+        return Lease(name, self.name, owner, expires=expires, identity=identity)
+
+    def _acquire_excl(
+        self, name: str, owner: Owner, expires: dt.datetime | None, payload: bytes
+    ) -> Lease | None:
+        identity = create_exclusive(name, payload)
+        if identity is None:
+            return None
+        return Lease(name, self.name, owner, expires=expires, identity=identity)
+
+    @staticmethod
+    def _linked(temp: str) -> bool:
+        try:
+            return os.lstat(temp).st_nlink == 2  # noqa: PLR2004 - the recipe's magic number
+        except OSError:
+            return False
+
+    def _fall_back(self, directory: str, exc: OSError) -> None:
+        try:
+            device = os.stat(directory).st_dev  # noqa: PTH116
+        except OSError:
+            device = -1
+        with self._guard:
+            self._no_link_dirs.add(directory)
+            first = device not in self._warned
+            self._warned.add(device)
+        if first:
+            message = (
+                f"link() is not supported in {directory} ({_errname(exc)}); the hardlink "
+                "backend falls back to O_CREAT|O_EXCL on this filesystem"
+            )
+            log.warning("%s", message)
+            warnings.warn(message, LockkitWarning, stacklevel=5)
+
+    def falls_back_in(self, directory: str) -> bool:
+        """Whether this backend has fallen back to ``excl`` for ``directory``."""
+        return directory in self._no_link_dirs
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """Link a temp file in ``location`` and check the link count, then clean up."""
+        excl = ExclBackend.probe(location)
+        if not excl.ok:
+            return excl
+        import tempfile  # noqa: PLC0415 - probe path only
+
+        fd, source = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
+        os.close(fd)
+        target = source + ".link"
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            reason = f"link() failed: {_errname(exc)}; falls back to O_EXCL here"
+            return Support(ok=True, preference=10, reason=reason)
+        else:
+            count = os.lstat(source).st_nlink
+            _unlink_quietly(target)
+            if count != 2:  # noqa: PLR2004
+                reason = f"link() succeeded but st_nlink is {count}, not 2"
+                return Support(ok=True, preference=10, reason=reason)
+        finally:
+            _unlink_quietly(source)
+        return Support(ok=True, preference=60, reason="link() works and st_nlink reaches 2")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)  # noqa: PTH108
+    except FileNotFoundError:
+        pass
+
+
+@hookimpl
+def lockkit_register_backends() -> Iterable[type[Backend]]:
+    """Provide the ``hardlink`` backend."""
+    return [HardlinkBackend]

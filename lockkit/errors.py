@@ -1,0 +1,119 @@
+"""Every exception lockkit raises, under one base class, :class:`LockError`.
+
+Catch :class:`LockError` to handle anything lockkit reports; catch a subclass when you
+want to react to one situation (for example :class:`LockTimeout` to retry later).
+Messages say what was wrong and what to do, and never contain secrets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from lockkit._info import LockInfo
+
+__all__ = [
+    "BackendUnavailable",
+    "InvalidLockName",
+    "LockError",
+    "LockLost",
+    "LockNotHeld",
+    "LockTimeout",
+    "LockkitWarning",
+    "PluginError",
+    "SettingsError",
+    "UnknownBackend",
+]
+
+
+class LockError(Exception):
+    """Base class of every error lockkit raises."""
+
+
+class LockTimeout(LockError, TimeoutError):
+    """The lock could not be acquired before the timeout ran out.
+
+    Attributes:
+        name: The lock that was busy.
+        timeout: The timeout in seconds that ran out (``0`` for a non-blocking attempt).
+        holder: What the backend knows of the current holder, or ``None`` when it could
+            not tell (the lock was released between the last attempt and the report).
+    """
+
+    def __init__(self, name: str, timeout: float, holder: LockInfo | None) -> None:
+        """Build the message from the lock name, the timeout and the holder."""
+        self.name = name
+        self.timeout = timeout
+        self.holder = holder
+        wait = "could not acquire" if timeout <= 0 else f"timed out after {timeout:g} s acquiring"
+        who = f": held by {holder.describe()}" if holder is not None else ""
+        super().__init__(f"{wait} lock {name!r}{who}")
+
+
+class LockNotHeld(LockError, RuntimeError):
+    """``release()`` was called on a lock this object does not hold."""
+
+
+class LockLost(LockError, RuntimeError):
+    """A held lock was taken over by someone else (its TTL ran out or it was broken)."""
+
+
+class InvalidLockName(LockError, ValueError):
+    """The lock name or path cannot be used (empty, contains NUL, a directory, a symlink...)."""
+
+
+class UnknownBackend(LockError, LookupError):
+    """No backend is registered under the requested name.
+
+    Attributes:
+        requested: The name that was asked for.
+        available: The names that are registered, sorted.
+    """
+
+    def __init__(self, requested: str, available: Iterable[str], hint: str = "") -> None:
+        """Build the message, listing every available backend."""
+        self.requested = requested
+        self.available = sorted(available)
+        names = ", ".join(self.available) or "none"
+        extra = f" {hint}" if hint else ""
+        super().__init__(
+            f"unknown lock backend {requested!r}; available backends: {names}.{extra}"
+        )
+
+
+class BackendUnavailable(LockError, OSError):
+    """The backend exists but cannot work here (server unreachable, filesystem unsuitable)."""
+
+
+class SettingsError(LockError, ValueError):
+    """A settings file or environment variable holds a value lockkit cannot use.
+
+    Attributes:
+        source: The file (or environment variable) the value came from.
+        line: The 1-based line in ``source``, when known.
+        key: The dotted key that was wrong, when known.
+    """
+
+    def __init__(
+        self, message: str, *, source: str = "", line: int | None = None, key: str = ""
+    ) -> None:
+        """Prefix the message with ``source:line`` and the key, compiler style."""
+        self.source = source
+        self.line = line
+        self.key = key
+        where = source
+        if source and line is not None:
+            where = f"{source}:{line}"
+        prefix = f"{where}: " if where else ""
+        at_key = f"{key}: " if key else ""
+        super().__init__(f"{prefix}{at_key}{message}")
+
+
+class PluginError(LockError, RuntimeError):
+    """A plugin is broken: duplicate backend name, or a hook returned something wrong."""
+
+
+class LockkitWarning(UserWarning):
+    """Warnings lockkit emits, such as a backend falling back to another primitive."""

@@ -1,0 +1,302 @@
+"""The lock backend spec: what a backend plugin implements and which hooks it may use.
+
+lockkit finds backends through pluggy. A plugin is a module (or any object) with
+``@hookimpl`` functions, advertised in the ``lockkit`` entry-point group of its
+distribution. The built-in backends register exactly this way.
+
+A complete plugin, ``my_lockkit_plugin.py``::
+
+    from typing import ClassVar
+
+    from lockkit.spec import Backend, Capabilities, hookimpl
+
+
+    class MyBackend(Backend):
+        \"\"\"Locks kept in my store.\"\"\"
+
+        name: ClassVar[str] = "mine"
+        description: ClassVar[str] = "locks kept in my store"
+        capabilities: ClassVar[Capabilities] = Capabilities(across_hosts=True)
+
+        def try_acquire(self, name, owner, ttl, *, shared=False): ...
+        def release(self, lease): ...
+        def inspect(self, name): ...
+
+
+    @hookimpl
+    def lockkit_register_backends():
+        return [MyBackend]
+
+and in its ``pyproject.toml``::
+
+    [project.entry-points.lockkit]
+    mine = "my_lockkit_plugin"
+
+The entry-point name must equal ``Backend.name``: selecting ``mine`` loads only that
+entry point, so unrelated plugins are never imported.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import attrs
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from lockkit._info import Lease, LockInfo, Owner
+
+__all__ = [
+    "NAME",
+    "Backend",
+    "Capabilities",
+    "Support",
+    "hookimpl",
+    "lockkit_acquired",
+    "lockkit_contended",
+    "lockkit_lost",
+    "lockkit_register_backends",
+    "lockkit_released",
+    "lockkit_stale_broken",
+]
+
+#: The pluggy project name and the entry-point group plugins advertise themselves in.
+NAME = "lockkit"
+
+_spec = pluggy.HookspecMarker(NAME)
+#: Decorator that marks a plugin's hook implementations.
+hookimpl = pluggy.HookimplMarker(NAME)
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can do; every flag is off unless the backend says otherwise.
+
+    Selection and routes can require a capability, and ``lockkit backends`` shows them.
+
+    Attributes:
+        across_hosts: Excludes processes on different machines (shared filesystem or
+            a server), not only processes on one machine.
+        released_on_crash: The lock is freed by the kernel or server when the holder
+            dies, without any stale-lock rule.
+        ttl: Supports expiring locks (``ttl=``) and ``refresh``.
+        fencing: Hands out a monotonically increasing ``fencing_token`` per acquisition.
+        shared: Supports shared (read) locks via ``try_acquire(..., shared=True)``.
+        notify: ``wait`` is woken by a release instead of polling.
+    """
+
+    across_hosts: bool = False
+    released_on_crash: bool = False
+    ttl: bool = False
+    fencing: bool = False
+    shared: bool = False
+    notify: bool = False
+
+    def names(self) -> list[str]:
+        """The names of the capabilities that are on, in declaration order."""
+        return [field.name for field in attrs.fields(Capabilities) if getattr(self, field.name)]
+
+
+@attrs.frozen
+class Support:
+    """A backend's verdict on whether it works at a location, from ``Backend.probe``.
+
+    Attributes:
+        ok: Whether the backend can lock correctly there.
+        preference: Higher wins when auto-detection compares backends that are ``ok``.
+        reason: One human sentence of evidence, e.g. ``"link() failed: EPERM"``.
+    """
+
+    ok: bool
+    preference: int = 0
+    reason: str = ""
+
+
+class Backend(abc.ABC):
+    """Base class of every lock backend.
+
+    A backend performs single, non-blocking lock operations; the core
+    (:class:`lockkit.Lock`) owns timeouts, waiting, reentrancy and events. Backends are
+    shared by every lock that selects them, so they must be thread-safe and keep
+    per-lock state in the :class:`~lockkit.Lease` they return.
+
+    Subclasses set the class variables and implement at least ``try_acquire``,
+    ``release`` and ``inspect``.
+    """
+
+    #: The name used for selection: entry-point name, ``LOCKKIT_BACKEND`` value and
+    #: ``LOCKKIT_DISABLED_PLUGINS`` token. Must be unique across installed plugins.
+    name: ClassVar[str] = ""
+    #: One line describing the backend, shown by ``lockkit backends``.
+    description: ClassVar[str] = ""
+    #: What this backend can do.
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def normalize_name(self, name: str | os.PathLike[str]) -> str:
+        """Validate a lock name and return its canonical form.
+
+        The default accepts any non-empty string without NUL. File backends override it
+        to require an existing parent directory and return an absolute path.
+
+        Raises:
+            InvalidLockName: The name cannot be used; the message says why.
+        """
+        from lockkit.errors import InvalidLockName  # noqa: PLC0415 - keeps spec import light
+
+        text = os.fspath(name)
+        if not text:
+            raise InvalidLockName("lock name is empty; pass a path or a non-empty name")
+        if "\0" in text:
+            raise InvalidLockName(f"lock name {text!r} contains a NUL character")
+        return text
+
+    @abc.abstractmethod
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """Make one attempt to take the lock; never block.
+
+        Args:
+            name: A name returned by :meth:`normalize_name`.
+            owner: The identity to record as holder (its ``token`` is fresh).
+            ttl: Seconds after which the lock may be considered stale, or ``None``.
+                Backends without the ``ttl`` capability ignore it.
+            shared: Ask for a shared (read) lock. Only called when the backend has the
+                ``shared`` capability.
+
+        Returns:
+            A lease on success, ``None`` when the lock is held by someone else.
+        """
+
+    @abc.abstractmethod
+    def release(self, lease: Lease) -> bool:
+        """Release a lock taken with :meth:`try_acquire`.
+
+        Must never remove a lock that now belongs to someone else.
+
+        Returns:
+            ``True`` when the lock was ours and is now free, ``False`` when it had
+            already been taken over or removed (the lock was lost).
+        """
+
+    def refresh(self, lease: Lease, ttl: float) -> bool:
+        """Extend a TTL lock by ``ttl`` seconds from now.
+
+        Returns:
+            ``True`` when the lock is still ours and was extended, ``False`` when lost.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not support ttl")
+
+    @abc.abstractmethod
+    def inspect(self, name: str) -> LockInfo | None:
+        """Report the current holder of ``name``, or ``None`` when the lock is free."""
+
+    def break_lock(self, name: str, expected: LockInfo) -> bool:
+        """Remove the lock ``expected`` describes, and only that one.
+
+        Returns ``False`` (and removes nothing) when the lock is gone or is no longer
+        the holding ``expected`` describes, e.g. it was released and taken again.
+        """
+        raise NotImplementedError(f"backend {self.name!r} cannot break locks")
+
+    def wait(self, name: str, deadline: float, attempt: int) -> None:
+        """Block until the lock may have become free, or until ``deadline``.
+
+        Called by the core between failed attempts. Returning early is always allowed
+        (the core simply tries again); sleeping past ``deadline`` is not. The default
+        polls with exponential backoff from 1 ms up to 50 ms; backends with a real
+        release notification override it and set ``Capabilities.notify``.
+
+        Args:
+            name: The lock being waited for.
+            deadline: A :func:`time.monotonic` value; ``math.inf`` waits without limit.
+            attempt: How many attempts have failed so far in this acquisition (from 1).
+        """
+        del name
+        delay = min(0.001 * (2 ** min(attempt, 16)), 0.05)
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            time.sleep(min(delay, remaining))
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """Tell whether this backend works at ``location`` (a directory), and why.
+
+        Used by auto-detection and ``lockkit doctor``. Must not raise for an unsuitable
+        location (explain it in ``Support.reason`` instead) and must leave no files
+        behind. The default claims support without evidence, with preference 0.
+        """
+        del location
+        return Support(ok=True, preference=0, reason="no probe implemented")
+
+
+@_spec
+def lockkit_register_backends() -> Iterable[type[Backend]]:  # type: ignore[empty-body]
+    """Return the backend classes this plugin provides.
+
+    Called once per loaded plugin when the registry collects backends. Each class must
+    subclass :class:`Backend` and have a unique, non-empty ``name``.
+    """
+
+
+@_spec
+def lockkit_acquired(name: str, backend: str, lease: Lease, waited: float) -> None:
+    """Fire after a lock was acquired (not on reentrant re-acquisition).
+
+    Args:
+        name: The lock name.
+        backend: The backend's name.
+        lease: The lease that was granted.
+        waited: Seconds spent waiting before the successful attempt.
+    """
+
+
+@_spec
+def lockkit_released(name: str, backend: str, lease: Lease, held: float) -> None:
+    """Fire after a lock was released by its holder.
+
+    Args:
+        name: The lock name.
+        backend: The backend's name.
+        lease: The lease that was released.
+        held: Seconds the lock was held.
+    """
+
+
+@_spec
+def lockkit_contended(name: str, backend: str, holder: LockInfo | None) -> None:
+    """Fire once per acquisition that found the lock busy and starts to wait.
+
+    Args:
+        name: The lock name.
+        backend: The backend's name.
+        holder: The current holder as far as the backend can tell.
+    """
+
+
+@_spec
+def lockkit_stale_broken(name: str, backend: str, info: LockInfo, reason: str) -> None:
+    """Fire after a stale lock was broken.
+
+    Args:
+        name: The lock name.
+        backend: The backend's name.
+        info: The holder that was removed.
+        reason: Which stale rule decided it, in words.
+    """
+
+
+@_spec
+def lockkit_lost(name: str, backend: str, lease: Lease) -> None:
+    """Fire when a held lock turns out to belong to someone else (expired or broken).
+
+    Args:
+        name: The lock name.
+        backend: The backend's name.
+        lease: The lease that is no longer valid.
+    """
