@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Self
@@ -13,6 +12,7 @@ from lockkit._info import Owner
 from lockkit.errors import LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
+    import os
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo

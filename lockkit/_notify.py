@@ -48,7 +48,11 @@ def _load() -> ctypes.CDLL | None:
                 try:
                     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
                     libc.inotify_init1.argtypes = [ctypes.c_int]
-                    libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+                    libc.inotify_add_watch.argtypes = [
+                        ctypes.c_int,
+                        ctypes.c_char_p,
+                        ctypes.c_uint32,
+                    ]
                     _libc = libc
                 except (OSError, AttributeError):
                     _libc = None

@@ -198,7 +198,7 @@ class Registry:
         entry point, and for tests.
         """
         with self._lock:
-            plugin_name = name or getattr(plugin, "__name__", type(plugin).__name__)
+            plugin_name = name or str(getattr(plugin, "__name__", type(plugin).__name__))
             self._register(plugin, plugin_name, "registered in-process")
 
     def load_all(self) -> None:

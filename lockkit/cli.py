@@ -1,1 +1,259 @@
-def main() -> int: return 0
+"""The ``lockkit`` command line: ``doctor`` and ``backends`` (``python -m lockkit`` too).
+
+Every command takes ``--json`` for scripts. Errors are printed as one line on stderr,
+never as a traceback, and the exit status says what happened:
+0 success, 1 the check failed (e.g. nothing can lock there), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from lockkit.errors import LockError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockkit", description="Inter-process locks that work on every filesystem."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="probe a directory and prove that locks work there",
+        description="Probe DIR (default: the current directory), take and release a lock "
+        "with every backend, and run a short multi-process increment check.",
+    )
+    doctor.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.add_argument("--processes", type=_positive, default=4, metavar="N")
+    doctor.add_argument("--increments", type=_positive, default=50, metavar="N")
+    doctor.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="check only this backend (repeatable); default: every registered backend",
+    )
+
+    backends = commands.add_parser(
+        "backends",
+        help="list the registered backends",
+        description="List every registered backend with its distribution, capabilities "
+        "and whether it works in the current directory.",
+    )
+    backends.add_argument("--json", action="store_true", help="print a JSON array")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from lockkit._version import __version__  # noqa: PLC0415
+
+        print(f"lockkit {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "doctor":
+            return _doctor(args)
+        return _backends(args)
+    except LockError as exc:
+        print(f"lockkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"lockkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:  # noqa: ANN401
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+# -- backends ----------------------------------------------------------------------------
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from lockkit._registry import get_registry  # noqa: PLC0415
+
+    registry = get_registry()
+    entries = registry.entries()
+    here = os.getcwd()  # noqa: PTH109
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        support = entry.cls.probe(here)
+        rows.append(
+            {
+                "name": entry.name,
+                "distribution": entry.distribution,
+                "available": support.ok,
+                "reason": support.reason,
+                "capabilities": entry.cls.capabilities.names(),
+                "description": entry.cls.description,
+            }
+        )
+    problems = [problem.describe() for problem in registry.problems()]
+    lines = []
+    width = max((len(row["name"]) for row in rows), default=4)
+    for row in rows:
+        mark = "ok  " if row["available"] else "no  "
+        lines.append(f"{row['name']:<{width}}  {mark}{row['distribution']}")
+        lines.append(f"{'':<{width}}      {row['description']}")
+        caps = ", ".join(row["capabilities"]) or "none"
+        lines.append(f"{'':<{width}}      capabilities: {caps}")
+        lines.append(f"{'':<{width}}      here: {row['reason']}")
+    lines.extend(f"problem: {problem}" for problem in problems)
+    _emit(args, {"backends": rows, "problems": problems}, lines)
+    return EXIT_OK
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from lockkit._fsinfo import filesystem_of  # noqa: PLC0415
+    from lockkit._registry import get_registry  # noqa: PLC0415
+
+    directory = os.path.abspath(args.directory)  # noqa: PTH100
+    if not os.path.isdir(directory):  # noqa: PTH112
+        print(f"lockkit: error: {directory!r} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    fs = filesystem_of(directory)
+    registry = get_registry()
+    names = args.backend or [entry.name for entry in registry.entries()]
+    report: dict[str, Any] = {
+        "directory": directory,
+        "filesystem": {"type": fs.fstype, "mount_point": fs.mount_point, "source": fs.source},
+        "backends": [],
+        "problems": [problem.describe() for problem in registry.problems()],
+    }
+    lines = [
+        f"directory   {directory}",
+        f"filesystem  {fs.fstype} (mounted at {fs.mount_point or '?'} from {fs.source or '?'})",
+        "",
+    ]
+    working = 0
+    for name in names:
+        result = _check_backend(registry.get(name), directory, args)
+        report["backends"].append(result)
+        lines.extend(_describe_check(result))
+        working += bool(result["works"])
+    lines.extend(f"problem: {problem}" for problem in report["problems"])
+    report["ok"] = working > 0 and all(
+        not row["stress"] or row["stress"]["lost"] == 0 for row in report["backends"]
+    )
+    verdict = "locks work here" if report["ok"] else "NO backend can lock here correctly"
+    lines.extend(["", f"verdict: {verdict}"])
+    _emit(args, report, lines)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[str, Any]:  # noqa: ANN401
+    from lockkit._lock import Lock  # noqa: PLC0415
+    from lockkit._stress import run_increments  # noqa: PLC0415
+
+    support = cls.probe(directory)
+    result: dict[str, Any] = {
+        "name": cls.name,
+        "probe": {"ok": support.ok, "reason": support.reason, "preference": support.preference},
+        "lock": None,
+        "stress": None,
+        "works": False,
+    }
+    if not support.ok:
+        return result
+    path = os.path.join(directory, f".lockkit-doctor-{cls.name}.lock")  # noqa: PTH118
+    try:
+        start = time.perf_counter()
+        lock = Lock(path, backend=cls.name, timeout=10)
+        with lock:
+            held = lock.inspect()
+        elapsed = time.perf_counter() - start
+        result["lock"] = {
+            "ok": held is not None,
+            "ms": round(elapsed * 1000, 3),
+            "holder_seen": held is not None,
+        }
+        stress = run_increments(
+            directory,
+            cls.name,
+            processes=args.processes,
+            increments=args.increments,
+            name=f".lockkit-doctor-{cls.name}",
+        )
+    except (LockError, OSError) as exc:
+        result["lock"] = {"ok": False, "error": str(exc)}
+        return result
+    finally:
+        _remove_quietly(path)
+    result["stress"] = {
+        "processes": args.processes,
+        "increments": args.increments,
+        "expected": stress.expected,
+        "count": stress.final,
+        "lost": stress.lost,
+        "ops_per_second": round(stress.ops_per_second),
+        "errors": list(stress.errors),
+        "warnings": sorted({w for seen in stress.warnings for w in seen}),
+    }
+    result["works"] = stress.lost == 0 and not stress.errors
+    return result
+
+
+def _describe_check(result: dict[str, Any]) -> list[str]:
+    name = result["name"]
+    probe = result["probe"]
+    lines = [f"{name}", f"  probe   {'ok' if probe['ok'] else 'FAILED'}: {probe['reason']}"]
+    lock = result["lock"]
+    if lock is not None:
+        if lock["ok"]:
+            lines.append(f"  lock    acquired and released in {lock['ms']} ms")
+        else:
+            lines.append(f"  lock    FAILED: {lock.get('error', 'holder not visible')}")
+    stress = result["stress"]
+    if stress is not None:
+        lines.append(
+            f"  stress  {stress['processes']} processes x {stress['increments']} increments: "
+            f"count {stress['count']}/{stress['expected']}, {stress['lost']} lost, "
+            f"{stress['ops_per_second']} ops/s"
+        )
+        lines.extend(f"  error   {error}" for error in stress["errors"])
+        lines.extend(f"  note    {warning}" for warning in stress["warnings"])
+    return lines
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # noqa: PTH108

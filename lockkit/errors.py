@@ -78,9 +78,7 @@ class UnknownBackend(LockError, LookupError):
         self.available = sorted(available)
         names = ", ".join(self.available) or "none"
         extra = f" {hint}" if hint else ""
-        super().__init__(
-            f"unknown lock backend {requested!r}; available backends: {names}.{extra}"
-        )
+        super().__init__(f"unknown lock backend {requested!r}; available backends: {names}.{extra}")
 
 
 class BackendUnavailable(LockError, OSError):

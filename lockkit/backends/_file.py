@@ -291,7 +291,7 @@ class FileBackend(Backend):
             directory,
             filename,
             _notify.IN_DELETE | _notify.IN_MOVED_FROM,
-            lambda: os.path.lexists(name),  # noqa: PTH125
+            lambda: os.path.lexists(name),
             bound,
         ):
             super().wait(name, deadline, attempt)

@@ -12,6 +12,7 @@ on exactly that error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -159,10 +160,8 @@ class HardlinkBackend(FileBackend):
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # noqa: PTH108
-    except FileNotFoundError:
-        pass
 
 
 @hookimpl

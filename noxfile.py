@@ -1,0 +1,84 @@
+"""Development tasks: ``nox`` runs lint, typecheck, tests and plugins.
+
+The Python versions come from the classifiers in ``pyproject.toml``, the one list.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tomllib
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYTHONS = [
+    classifier.rsplit(" ", 1)[1]
+    for classifier in PYPROJECT["project"]["classifiers"]
+    if classifier.startswith("Programming Language :: Python :: 3.")
+]
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "plugins"]
+
+
+def _in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff's linter and formatter check."""
+    session.install("--group", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict over lockkit and the tests."""
+    session.install("-e", ".[redis]", "--group", "typecheck")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("extras", ["", "redis"], ids=["core", "redis"])
+def tests(session: nox.Session, extras: str) -> None:
+    """Run the test suite, with and without the redis extra."""
+    target = f".[{extras}]" if extras else "."
+    session.install(target, "--group", "tests")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def plugins(session: nox.Session) -> None:
+    """Install each plugins/* distribution beside lockkit and run its tests."""
+    found = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
+    if not found:
+        session.log("no plugins yet")
+        return
+    for plugin in found:
+        session.install(".", str(plugin), "--group", "tests")
+        session.run("pytest", str(plugin / "tests"), *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs in strict mode; ``nox -s docs -- watch`` serves them live."""
+    session.install("-e", ".", "--group", "docs")
+    if session.posargs and session.posargs[0] == "watch":
+        session.run("mkdocs", "serve")
+        return
+    shutil.rmtree(ROOT / "site", ignore_errors=True)
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (never a default session)."""
+    session.install(".[redis]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,209 @@
+"""The plugin registry with real installed distributions (.dist-info on sys.path)."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from lockkit import spec
+from lockkit._registry import Registry, get_registry
+from lockkit.errors import LockkitWarning, PluginError, UnknownBackend
+
+BACKEND_TEMPLATE = """
+from typing import ClassVar
+from lockkit.spec import Backend, hookimpl
+
+
+class {cls}(Backend):
+    name: ClassVar[str] = "{name}"
+    description: ClassVar[str] = "test backend {name}"
+
+    def try_acquire(self, name, owner, ttl, *, shared=False):
+        return None
+
+    def release(self, lease):
+        return True
+
+    def inspect(self, name):
+        return None
+
+
+@hookimpl
+def lockkit_register_backends():
+    return [{cls}]
+"""
+
+
+class FakeSite:
+    """A directory on sys.path holding real distributions with lockkit entry points."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.modules: list[str] = []
+
+    def add(self, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+        # Wheel rule: the directory name has "_" for "-", or the name is misparsed.
+        info = self.root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[lockkit]\n{lines}")
+        for module, source in modules.items():
+            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+            self.modules.append(module)
+
+
+@pytest.fixture
+def site(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = FakeSite(tmp_path)
+    yield fake
+    for module in fake.modules:
+        sys.modules.pop(module, None)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def backend_module(name: str) -> str:
+    return BACKEND_TEMPLATE.format(cls="TestBackend", name=name)
+
+
+def test_installed_plugin_backend_is_found_by_name(site: FakeSite) -> None:
+    module = unique("goodplug")
+    site.add("goodplug", {"good": module}, {module: backend_module("good")})
+    registry = Registry()
+    cls = registry.get("good")
+    assert issubclass(cls, spec.Backend)
+    assert cls.name == "good"
+    entry = {e.name: e for e in registry.entries()}["good"]
+    assert entry.distribution == "goodplug 1.2.3"
+    assert registry.problems() == []
+
+
+def test_resolving_one_name_loads_only_that_entry_point(site: FakeSite) -> None:
+    wanted, other = unique("wanted"), unique("other")
+    site.add("wantedplug", {"wanted": wanted}, {wanted: backend_module("wanted")})
+    site.add("otherplug", {"other": other}, {other: backend_module("other")})
+    registry = Registry()
+    registry.get("wanted")
+    assert wanted in sys.modules
+    assert other not in sys.modules
+    registry.get("excl")  # a built-in, through lockkit's own entry point
+    assert other not in sys.modules
+    names = [entry.name for entry in registry.entries()]
+    assert other in sys.modules
+    assert {"excl", "hardlink", "filelock", "wanted", "other"} <= set(names)
+
+
+def test_broken_plugin_is_reported_and_others_keep_working(site: FakeSite) -> None:
+    broken, good = unique("brokenplug"), unique("goodplug")
+    site.add("brokenplug", {"broken": broken}, {broken: "raise ImportError('no libfoo.so')\n"})
+    site.add("goodplug", {"good": good}, {good: backend_module("good")})
+    registry = Registry()
+    with pytest.warns(LockkitWarning, match=r"'broken' from brokenplug 1\.2\.3.*no libfoo\.so"):
+        entries = registry.entries()
+    assert "good" in [entry.name for entry in entries]
+    assert "excl" in [entry.name for entry in entries]
+    [problem] = registry.problems()
+    assert problem.distribution == "brokenplug 1.2.3"
+    assert "ImportError: no libfoo.so" in problem.error
+    # Asking for the broken backend by name explains why it is missing.
+    with pytest.raises(UnknownBackend, match="failed to load"):
+        registry.get("broken")
+
+
+def test_duplicate_backend_names_name_both_distributions(site: FakeSite) -> None:
+    first, second = unique("dupa"), unique("dupb")
+    site.add("dup-a", {"dup": first}, {first: backend_module("dup")})
+    site.add("dup-b", {"dup": second}, {second: backend_module("dup")})
+    registry = Registry()
+    with pytest.raises(
+        PluginError, match=r"dup-a 1\.2\.3 and dup-b 1\.2\.3|dup-b 1\.2\.3 and dup-a"
+    ):
+        registry.get("dup")
+    # Other backends are unaffected.
+    assert registry.get("excl").name == "excl"
+
+
+def test_non_backend_return_value_is_reported(site: FakeSite) -> None:
+    module = unique("weird")
+    source = """
+    from lockkit.spec import hookimpl
+
+    @hookimpl
+    def lockkit_register_backends():
+        return [object]
+    """
+    site.add("weirdplug", {"weird": module}, {module: source})
+    registry = Registry()
+    with pytest.warns(LockkitWarning, match=r"weirdplug 1\.2\.3.*not a subclass"):
+        registry.load_all()
+    assert "weird" not in [entry.name for entry in registry.entries()]
+
+
+def test_unknown_hook_is_rejected(site: FakeSite) -> None:
+    module = unique("typo")
+    source = """
+    from lockkit.spec import hookimpl
+
+    @hookimpl
+    def lockkit_register_backend():  # missing 's': matches no spec
+        return []
+    """
+    site.add("typoplug", {"typo": module}, {module: source})
+    registry = Registry()
+    with pytest.warns(LockkitWarning, match=r"typoplug 1\.2\.3.*lockkit_register_backend"):
+        registry.load_all()
+
+
+def test_disabled_plugins_env(site: FakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = unique("offplug")
+    site.add("offplug", {"off": module}, {module: backend_module("off")})
+    monkeypatch.setenv("LOCKKIT_DISABLED_PLUGINS", "off, hardlink")
+    registry = Registry()
+    with pytest.raises(UnknownBackend, match="disabled by LOCKKIT_DISABLED_PLUGINS"):
+        registry.get("off")
+    assert module not in sys.modules
+    names = [entry.name for entry in registry.entries()]
+    assert "hardlink" not in names
+    assert "excl" in names
+
+
+def test_unknown_backend_lists_available() -> None:
+    with pytest.raises(UnknownBackend) as caught:
+        get_registry().get("nonsense")
+    message = str(caught.value)
+    assert "'nonsense'" in message
+    assert "excl, filelock, hardlink" in message
+    assert caught.value.available == sorted(caught.value.available)
+
+
+def test_in_process_registration_and_event_hooks(tmp_path: pathlib.Path) -> None:
+    import lockkit
+    from lockkit.spec import hookimpl
+
+    events: list[tuple[str, str]] = []
+
+    class Observer:
+        @hookimpl
+        def lockkit_acquired(self, name: str, backend: str) -> None:
+            events.append(("acquired", backend))
+
+        @hookimpl
+        def lockkit_released(self, name: str, backend: str) -> None:
+            events.append(("released", backend))
+
+    registry = get_registry()
+    assert not registry.has_event_hooks
+    registry.register(Observer(), name="observer")
+    assert registry.has_event_hooks
+    with lockkit.Lock(tmp_path / "ev.lock", backend="excl"):
+        pass
+    assert events == [("acquired", "excl"), ("released", "excl")]
