@@ -7,24 +7,32 @@ Quick start::
     with lockkit.Lock("/var/lib/app/state.json.lock", timeout=10):
         ...
 
-See https://lockkit.readthedocs.io/ for backends, configuration and plugins.
+The public names are loaded on first access (PEP 562), so ``import lockkit`` costs
+almost nothing: a program that only imports it for a code path it may never take pays
+for attrs, the registry and the backends only when it first locks.
 """
 
 from __future__ import annotations
 
-from lockkit._info import Lease, LockInfo, Owner
-from lockkit._lock import Lock
-from lockkit.errors import (
-    BackendUnavailable,
-    InvalidLockName,
-    LockError,
-    LockLost,
-    LockNotHeld,
-    LockTimeout,
-    PluginError,
-    SettingsError,
-    UnknownBackend,
-)
+import importlib
+
+# Not `from typing import TYPE_CHECKING`: importing typing alone would double the cost
+# of `import lockkit`. Type checkers treat this constant the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lockkit._info import Lease, LockInfo, Owner
+    from lockkit._lock import Lock
+    from lockkit.errors import (
+        BackendUnavailable,
+        InvalidLockName,
+        LockError,
+        LockLost,
+        LockNotHeld,
+        LockTimeout,
+        PluginError,
+        SettingsError,
+        UnknownBackend,
+    )
 
 __all__ = [
     "BackendUnavailable",
@@ -43,11 +51,32 @@ __all__ = [
     "__version__",
 ]
 
+_ORIGINS = {
+    "Lease": "lockkit._info",
+    "LockInfo": "lockkit._info",
+    "Owner": "lockkit._info",
+    "Lock": "lockkit._lock",
+    "BackendUnavailable": "lockkit.errors",
+    "InvalidLockName": "lockkit.errors",
+    "LockError": "lockkit.errors",
+    "LockLost": "lockkit.errors",
+    "LockNotHeld": "lockkit.errors",
+    "LockTimeout": "lockkit.errors",
+    "PluginError": "lockkit.errors",
+    "SettingsError": "lockkit.errors",
+    "UnknownBackend": "lockkit.errors",
+    "__version__": "lockkit._version",
+}
 
-def __getattr__(name: str) -> str:
-    # The version is looked up lazily, as stamina does, so importing stays cheap.
-    if name == "__version__":
-        from lockkit._version import __version__  # noqa: PLC0415
 
-        return __version__
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    origin = _ORIGINS.get(name)
+    if origin is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(origin), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

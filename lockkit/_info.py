@@ -1,4 +1,4 @@
-"""Value objects that describe who holds a lock: :class:`Owner`, :class:`LockInfo`, :class:`Lease`.
+"""Value objects that describe who holds a lock: `Owner`, `LockInfo`, `Lease`.
 
 They are frozen attrs classes: cheap to build, safe to share between threads, and
 printable without leaking secrets (tokens are kept out of ``repr``).
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
-import socket
 from typing import Any
 
 import attrs
@@ -68,12 +66,21 @@ def process_identity() -> _ProcessIdentity:
             pid_ns = None
         _IDENTITY = _ProcessIdentity(
             pid=pid,
-            host=socket.gethostname(),
+            host=_hostname(),
             boot_id=boot_id,
             pid_ns=pid_ns,
             start_time=read_start_time(pid),
         )
     return _IDENTITY
+
+
+def _hostname() -> str:
+    # os.uname() is what socket.gethostname() reads on POSIX; it spares importing socket.
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # noqa: PLC0415 - Windows only
+
+    return socket.gethostname()
 
 
 def _utcnow() -> dt.datetime:
@@ -118,7 +125,8 @@ class Owner:
             boot_id=ident.boot_id,
             pid_ns=ident.pid_ns,
             start_time=ident.start_time,
-            token=secrets.token_hex(16),
+            # What secrets.token_hex(16) does, without importing secrets (and hashlib).
+            token=os.urandom(16).hex(),
             created=_utcnow(),
         )
 
@@ -180,7 +188,7 @@ class Lease:
         owner: The owner written into the lock.
         expires: Wall-clock UTC expiry for TTL locks, else ``None``.
         fencing_token: Monotonic counter of the acquisition, where the backend has one.
-        identity: Backend-defined identity of the holding (see :class:`LockInfo`).
+        identity: Backend-defined identity of the holding (see `LockInfo`).
         handle: Backend-private state (an open descriptor, a client...); not compared
             and not shown.
     """

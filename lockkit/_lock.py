@@ -19,22 +19,24 @@ if TYPE_CHECKING:
     from lockkit._registry import Registry
     from lockkit.spec import Backend
 
-__all__ = ["DEFAULT_BACKEND", "Lock"]
+__all__ = ["DEFAULT_BACKEND", "AcquireResult", "Lock"]
 
-#: The backend used when none is chosen (selection by env and settings comes later).
 DEFAULT_BACKEND = "excl"
+"""The backend used when none is chosen (selection by env and settings comes later)."""
 
 
 class Lock(contextlib.ContextDecorator):
     """An inter-process lock with a pluggable backend.
 
-    Use it as a context manager, a decorator, or with :meth:`acquire`/:meth:`release`::
+    Use it as a context manager, a decorator, or with `acquire`/`release`:
 
-        with lockkit.Lock("state.json.lock", timeout=10):
-            update_state()
+    ```python
+    with lockkit.Lock("state.json.lock", timeout=10):
+        update_state()
+    ```
 
     **Reentrancy.** One ``Lock`` object is reentrant within the thread that holds it,
-    like :class:`threading.RLock` and ``filelock.FileLock``: nested ``acquire`` calls
+    like `threading.RLock` and ``filelock.FileLock``: nested ``acquire`` calls
     only count, and the lock is released when the count drops back to zero. Another
     thread using the *same* object waits like any other contender. Two ``Lock`` objects
     for the same path exclude each other even within one thread, so acquiring a second
@@ -44,7 +46,7 @@ class Lock(contextlib.ContextDecorator):
         name: The lock: for file backends, the path of the lock file (its directory must
             exist); for server backends, any name.
         backend: A backend name (``"excl"``, ``"hardlink"``, ``"filelock"``...) or a
-            :class:`~lockkit.spec.Backend` instance. Defaults to ``"excl"``.
+            `lockkit.spec.Backend` instance. Defaults to ``"excl"``.
         timeout: Default seconds ``acquire`` waits; ``None`` waits forever, ``0`` makes a
             single attempt.
         ttl: Seconds after which the lock counts as stale, for backends that support it.
@@ -97,7 +99,7 @@ class Lock(contextlib.ContextDecorator):
         """The current lease, or ``None`` when not held."""
         return self._lease
 
-    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> Self:
+    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
 
         Args:
@@ -106,38 +108,40 @@ class Lock(contextlib.ContextDecorator):
             blocking: ``False`` makes a single attempt whatever the timeout.
 
         Returns:
-            The lock itself, so ``with lock.acquire(timeout=5):`` works.
+            A context manager that releases this acquisition on exit, so
+                ``with lock.acquire(timeout=5):`` holds the lock for the block only.
 
         Raises:
-            LockTimeout: The lock stayed busy; carries the holder's :class:`LockInfo`.
+            LockTimeout: The lock stayed busy; carries the holder's `LockInfo`.
         """
         me = threading.get_ident()
         if self._holder == me:
             self._count += 1
-            return self
+            return AcquireResult(self)
         if timeout is None:
             timeout = self.timeout
         if not blocking:
             timeout = 0.0
         if timeout is None or timeout < 0:
             timeout = math.inf
-        # Serialise threads sharing this object: the second waits here like a contender.
+        deadline = time.monotonic() + timeout
+        # Serialise threads sharing this object: the second waits here like a contender,
+        # and the time it waits counts against the same deadline.
         if not self._guard.acquire(timeout=-1 if math.isinf(timeout) else timeout):
             raise LockTimeout(self._name, timeout, self._inspect_quietly())
         try:
-            self._lease = self._acquire_backend(timeout)
+            self._lease = self._acquire_backend(timeout, deadline)
         except BaseException:
             self._guard.release()
             raise
         self._holder = me
         self._count = 1
         self._acquired_at = time.monotonic()
-        return self
+        return AcquireResult(self)
 
-    def _acquire_backend(self, timeout: float) -> Lease:
+    def _acquire_backend(self, timeout: float, deadline: float) -> Lease:
         backend = self._backend
         start = time.monotonic()
-        deadline = start + timeout
         attempt = 0
         while True:
             lease = backend.try_acquire(self._name, Owner.current(), self.ttl)
@@ -193,7 +197,8 @@ class Lock(contextlib.ContextDecorator):
 
     def __enter__(self) -> Self:
         """Acquire with the default timeout."""
-        return self.acquire()
+        self.acquire()
+        return self
 
     def __exit__(
         self,
@@ -215,3 +220,31 @@ class Lock(contextlib.ContextDecorator):
         if lease is not None:
             with contextlib.suppress(Exception):
                 self._backend.release(lease)
+
+
+class AcquireResult:
+    """What `Lock.acquire` returns: a context manager that releases that acquisition.
+
+    ``with lock.acquire(timeout=5):`` then behaves like ``with lock:`` with a timeout,
+    instead of leaving one level of reentrancy held (filelock's ``AcquireReturnProxy``
+    solves the same problem).
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Lock) -> None:
+        """Wrap the lock that was just acquired."""
+        self.lock = lock
+
+    def __enter__(self) -> Lock:
+        """Return the lock, already held."""
+        return self.lock
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the acquisition this object stands for."""
+        self.lock.release()

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["BackendEntry", "PluginProblem", "Registry", "get_registry", "reset_registry"]
 
 log = logging.getLogger("lockkit")
+# A library must not print through logging's last-resort handler: warnings.warn is the
+# user-visible channel, and applications opt in to the log records with a handler.
+log.addHandler(logging.NullHandler())
 
 DISABLED_ENV = "LOCKKIT_DISABLED_PLUGINS"
 _EVENT_HOOKS = (
@@ -95,7 +98,7 @@ def _distribution_label(ep: EntryPoint) -> str:
 class Registry:
     """Backend classes keyed by name, loaded on demand from entry points.
 
-    One registry serves the whole process (see :func:`get_registry`); tests may build
+    One registry serves the whole process (see `get_registry`); tests may build
     their own. All methods are thread-safe.
     """
 

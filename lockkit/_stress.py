@@ -27,7 +27,7 @@ __all__ = ["StressResult", "run_increments"]
 
 @attrs.frozen
 class StressResult:
-    """The outcome of :func:`run_increments`.
+    """The outcome of `run_increments`.
 
     Attributes:
         backend: The backend name used.

@@ -1,7 +1,7 @@
-"""Every exception lockkit raises, under one base class, :class:`LockError`.
+"""Every exception lockkit raises, under one base class, `LockError`.
 
-Catch :class:`LockError` to handle anything lockkit reports; catch a subclass when you
-want to react to one situation (for example :class:`LockTimeout` to retry later).
+Catch `LockError` to handle anything lockkit reports; catch a subclass when you
+want to react to one situation (for example `LockTimeout` to retry later).
 Messages say what was wrong and what to do, and never contain secrets.
 """
 

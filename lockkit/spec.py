@@ -65,12 +65,12 @@ __all__ = [
     "lockkit_stale_broken",
 ]
 
-#: The pluggy project name and the entry-point group plugins advertise themselves in.
 NAME = "lockkit"
+"""The pluggy project name and the entry-point group plugins advertise themselves in."""
 
 _spec = pluggy.HookspecMarker(NAME)
-#: Decorator that marks a plugin's hook implementations.
 hookimpl = pluggy.HookimplMarker(NAME)
+"""Decorator that marks a plugin's hook implementations."""
 
 
 @attrs.frozen
@@ -121,21 +121,21 @@ class Backend(abc.ABC):
     """Base class of every lock backend.
 
     A backend performs single, non-blocking lock operations; the core
-    (:class:`lockkit.Lock`) owns timeouts, waiting, reentrancy and events. Backends are
+    (`lockkit.Lock`) owns timeouts, waiting, reentrancy and events. Backends are
     shared by every lock that selects them, so they must be thread-safe and keep
-    per-lock state in the :class:`~lockkit.Lease` they return.
+    per-lock state in the `lockkit.Lease` they return.
 
     Subclasses set the class variables and implement at least ``try_acquire``,
     ``release`` and ``inspect``.
     """
 
-    #: The name used for selection: entry-point name, ``LOCKKIT_BACKEND`` value and
-    #: ``LOCKKIT_DISABLED_PLUGINS`` token. Must be unique across installed plugins.
     name: ClassVar[str] = ""
-    #: One line describing the backend, shown by ``lockkit backends``.
+    """The name used for selection: entry-point name, `LOCKKIT_BACKEND` value and
+    `LOCKKIT_DISABLED_PLUGINS` token. Must be unique across installed plugins."""
     description: ClassVar[str] = ""
-    #: What this backend can do.
+    """One line describing the backend, shown by `lockkit backends`."""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    """What this backend can do."""
 
     def normalize_name(self, name: str | os.PathLike[str]) -> str:
         """Validate a lock name and return its canonical form.
@@ -162,7 +162,7 @@ class Backend(abc.ABC):
         """Make one attempt to take the lock; never block.
 
         Args:
-            name: A name returned by :meth:`normalize_name`.
+            name: A name returned by `normalize_name`.
             owner: The identity to record as holder (its ``token`` is fresh).
             ttl: Seconds after which the lock may be considered stale, or ``None``.
                 Backends without the ``ttl`` capability ignore it.
@@ -175,13 +175,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def release(self, lease: Lease) -> bool:
-        """Release a lock taken with :meth:`try_acquire`.
+        """Release a lock taken with `try_acquire`.
 
         Must never remove a lock that now belongs to someone else.
 
         Returns:
             ``True`` when the lock was ours and is now free, ``False`` when it had
-            already been taken over or removed (the lock was lost).
+                already been taken over or removed (the lock was lost).
         """
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
@@ -209,12 +209,12 @@ class Backend(abc.ABC):
 
         Called by the core between failed attempts. Returning early is always allowed
         (the core simply tries again); sleeping past ``deadline`` is not. The default
-        polls with exponential backoff from 1 ms up to 50 ms; backends with a real
+        polls with exponential backoff from 2 ms up to 50 ms; backends with a real
         release notification override it and set ``Capabilities.notify``.
 
         Args:
             name: The lock being waited for.
-            deadline: A :func:`time.monotonic` value; ``math.inf`` waits without limit.
+            deadline: A `time.monotonic` value; ``math.inf`` waits without limit.
             attempt: How many attempts have failed so far in this acquisition (from 1).
         """
         del name
@@ -240,7 +240,7 @@ def lockkit_register_backends() -> Iterable[type[Backend]]:  # type: ignore[empt
     """Return the backend classes this plugin provides.
 
     Called once per loaded plugin when the registry collects backends. Each class must
-    subclass :class:`Backend` and have a unique, non-empty ``name``.
+    subclass `Backend` and have a unique, non-empty ``name``.
     """
 
 

@@ -17,6 +17,8 @@ import stat
 import time
 from typing import Any, ClassVar
 
+import attrs
+
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit.errors import InvalidLockName
@@ -25,6 +27,7 @@ from lockkit.spec import Backend, Capabilities
 __all__ = [
     "MAX_PAYLOAD",
     "FileBackend",
+    "Payload",
     "create_exclusive",
     "decode_payload",
     "encode_payload",
@@ -33,10 +36,10 @@ __all__ = [
     "remove_if_ours",
 ]
 
-#: Payload format version written into every lock file.
 PAYLOAD_VERSION = 1
-#: A lock file larger than this is not a lockkit payload; it is read no further.
+"""Payload format version written into every lock file."""
 MAX_PAYLOAD = 64 * 1024
+"""A lock file larger than this is not a lockkit payload; it is read no further."""
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -132,26 +135,38 @@ def _optional_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def decode_payload(data: bytes) -> tuple[Owner | None, dt.datetime | None, str]:
-    """Parse a lock-file payload in any supported shape.
+@attrs.frozen
+class Payload:
+    """A decoded lock file.
 
-    Returns:
-        ``(owner, expires, problem)``; ``owner`` is ``None`` and ``problem`` says why
-        when the payload is empty, truncated, not JSON or has no usable ``pid``.
+    Attributes:
+        owner: The holder, or ``None`` when the file could not be read as a payload.
+        expires: When the lock expires (UTC), if it says.
+        backend: The backend that wrote it, if it says (OpenClaw's payloads do not).
+        problem: Why ``owner`` is ``None``: empty, truncated, not JSON, no pid...
     """
+
+    owner: Owner | None
+    expires: dt.datetime | None = None
+    backend: str = ""
+    problem: str = ""
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Parse a lock-file payload in any supported shape; never raises for bad data."""
     if not data.strip():
-        return None, None, "empty lock file"
+        return Payload(None, problem="empty lock file")
     if len(data) > MAX_PAYLOAD:
-        return None, None, f"lock file larger than {MAX_PAYLOAD} bytes"
+        return Payload(None, problem=f"lock file larger than {MAX_PAYLOAD} bytes")
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        return None, None, "lock file is not valid JSON (truncated or foreign)"
+        return Payload(None, problem="lock file is not valid JSON (truncated or foreign)")
     if not isinstance(obj, dict):
-        return None, None, "lock file JSON is not an object"
+        return Payload(None, problem="lock file JSON is not an object")
     pid = _optional_int(obj.get("pid"))
     if pid is None or pid <= 0:
-        return None, None, "lock file has no valid pid"
+        return Payload(None, problem="lock file has no valid pid")
     created = _parse_moment(obj.get("createdAt")) or _parse_moment(obj.get("startedAt"))
     start_time = _optional_int(obj.get("startTime"))
     if start_time is None:
@@ -165,7 +180,12 @@ def decode_payload(data: bytes) -> tuple[Owner | None, dt.datetime | None, str]:
         token=str(obj.get("token") or ""),
         created=created,
     )
-    return owner, _parse_moment(obj.get("expires")), ""
+    backend = obj.get("backend")
+    return Payload(
+        owner,
+        expires=_parse_moment(obj.get("expires")),
+        backend=backend if isinstance(backend, str) else "",
+    )
 
 
 def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
@@ -205,19 +225,28 @@ def inspect_file(path: str, backend: str) -> LockInfo | None:
     if found is None:
         return None
     data, st = found
-    owner, expires, problem = decode_payload(data)
+    return lock_info(path, backend, decode_payload(data), st)
+
+
+def lock_info(path: str, backend: str, payload: Payload, st: os.stat_result) -> LockInfo:
+    """Combine a decoded payload and the file's stat into a `LockInfo`.
+
+    The backend named in the payload wins over ``backend`` (the one inspecting): a
+    lock written by ``hardlink`` is reported as such when ``excl`` reads it.
+    """
+    owner = payload.owner
     if owner is not None and owner.created is not None:
         age = max(0.0, time.time() - owner.created.timestamp())
     else:
         age = max(0.0, time.time() - st.st_mtime)
     return LockInfo(
         name=path,
-        backend=backend,
+        backend=payload.backend or backend,
         owner=owner,
-        expires=expires,
+        expires=payload.expires,
         identity=(st.st_dev, st.st_ino),
         age=age,
-        problem=problem,
+        problem=payload.problem,
     )
 
 
@@ -233,7 +262,7 @@ def remove_if_ours(lease: Lease) -> bool:
     data, st = found
     if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity:
         return False
-    owner, _, _ = decode_payload(data)
+    owner = decode_payload(data).owner
     if owner is None or owner.token != lease.token:
         return False
     try:

@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, ClassVar
 
+import attrs
 from filelock import lock_descriptor, unlock_descriptor
 
 from lockkit import _notify
@@ -30,6 +31,7 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit.backends._file import (
     decode_payload,
     encode_payload,
+    lock_info,
     lock_path,
     symlink_error,
 )
@@ -140,20 +142,10 @@ class FilelockBackend(Backend):
             data = os.pread(fd, 64 * 1024 + 1, 0)
         finally:
             os.close(fd)
-        owner, expires, problem = decode_payload(data)
-        if owner is not None and owner.created is not None:
-            age: float | None = max(0.0, time.time() - owner.created.timestamp())
-        else:
-            age = None
-        return LockInfo(
-            name=name,
-            backend=self.name,
-            owner=owner,
-            expires=expires,
-            identity=(st.st_dev, st.st_ino),
-            age=age,
-            problem=problem or "",
-        )
+        info = lock_info(name, self.name, decode_payload(data), st)
+        # The file's mtime is the last acquisition, not a write in progress: only the
+        # payload's own creation time is a meaningful age here.
+        return attrs.evolve(info, age=info.age if info.owner is not None else None)
 
     def break_lock(self, name: str, expected: LockInfo) -> bool:
         """An OS lock cannot be broken from outside; the kernel frees it when its holder dies."""

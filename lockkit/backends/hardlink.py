@@ -5,9 +5,9 @@ and a lost reply on NFS is detected by the temp file's link count reaching 2.
 
 Many filesystems refuse ``link()`` (SMB/CIFS, some NFS setups, virtiofs/9p, exFAT,
 many FUSE stacks) with ENOTSUP/EOPNOTSUPP/EPERM/ENOSYS/EMLINK/EXDEV. Where that
-happens this backend falls back to ``excl`` for that device, warns once per device per
-process, and stays correct: the seed bug of this project was an application crashing
-on exactly that error.
+happens this backend falls back to ``excl`` for that directory, warns once per device
+per process, and stays correct, instead of crashing the application as a bare
+``link()`` lock does.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ __all__ = ["LINK_UNSUPPORTED", "HardlinkBackend", "lockkit_register_backends"]
 
 log = logging.getLogger("lockkit")
 
-#: Errors from ``link()`` that mean "this filesystem cannot do hard links here".
 LINK_UNSUPPORTED = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 )
+"""Errors from ``link()`` that mean "this filesystem cannot do hard links here"."""
 
 
 class HardlinkBackend(FileBackend):

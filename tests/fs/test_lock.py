@@ -280,3 +280,39 @@ def test_hardlink_propagates_unexpected_link_errors(
     with pytest.raises(OSError, match="I/O error"):
         lockkit.Lock(tmp_path / "io.lock", backend="hardlink").acquire(timeout=0)
     assert os.listdir(tmp_path) == []
+
+
+def test_with_acquire_releases_at_block_end(tmp_path: pathlib.Path, backend: str) -> None:
+    lock = lockkit.Lock(tmp_path / "acq.lock", backend=backend)
+    with lock.acquire(timeout=5) as held:
+        assert held is lock
+        assert lock.locked
+    assert not lock.locked
+    assert lock.inspect() is None
+
+
+def test_thread_waiting_on_shared_object_times_out(tmp_path: pathlib.Path, backend: str) -> None:
+    lock = lockkit.Lock(tmp_path / "deadline.lock", backend=backend)
+    lock.acquire()
+    errors: list[LockTimeout] = []
+    thread = threading.Thread(target=lambda: _acquire_expecting_timeout(lock, errors))
+    thread.start()
+    thread.join(10)
+    lock.release()
+    assert len(errors) == 1
+    assert errors[0].timeout == 0.1
+
+
+def _acquire_expecting_timeout(lock: lockkit.Lock, errors: list[LockTimeout]) -> None:
+    try:
+        lock.acquire(timeout=0.1)
+    except LockTimeout as exc:
+        errors.append(exc)
+
+
+def test_inspect_reports_the_backend_that_wrote_the_lock(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "mixed.lock"
+    with lockkit.Lock(path, backend="hardlink"):
+        info = lockkit.Lock(path, backend="excl").inspect()
+        assert info is not None
+        assert info.backend == "hardlink"

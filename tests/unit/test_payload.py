@@ -14,8 +14,10 @@ from lockkit.backends._file import MAX_PAYLOAD, decode_payload, encode_payload
 def test_round_trip_keeps_every_owner_field() -> None:
     owner = Owner.current()
     expires = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    decoded, decoded_expires, problem = decode_payload(encode_payload(owner, "excl", expires))
-    assert problem == ""
+    payload = decode_payload(encode_payload(owner, "excl", expires))
+    decoded, decoded_expires = payload.owner, payload.expires
+    assert payload.problem == ""
+    assert payload.backend == "excl"
     assert decoded is not None
     assert decoded.pid == owner.pid
     assert decoded.host == owner.host
@@ -55,8 +57,10 @@ def test_payload_is_a_superset_of_openclaw_fields() -> None:
 def test_openclaw_shapes_are_read(
     payload: dict[str, object], start_time: int | None, created: float
 ) -> None:
-    owner, expires, problem = decode_payload(json.dumps(payload).encode())
-    assert problem == ""
+    decoded = decode_payload(json.dumps(payload).encode())
+    owner, expires = decoded.owner, decoded.expires
+    assert decoded.problem == ""
+    assert decoded.backend == ""
     assert owner is not None
     assert owner.pid == 41
     assert owner.start_time == start_time
@@ -80,17 +84,16 @@ def test_openclaw_shapes_are_read(
     ],
 )
 def test_malformed_payloads_are_described_not_raised(data: bytes, problem: str) -> None:
-    owner, expires, found = decode_payload(data)
-    assert owner is None
-    assert expires is None
-    assert problem in found
+    decoded = decode_payload(data)
+    assert decoded.owner is None
+    assert decoded.expires is None
+    assert problem in decoded.problem
 
 
 def test_bad_times_are_ignored() -> None:
-    owner, expires, problem = decode_payload(
-        b'{"pid": 5, "createdAt": "yesterday", "expires": 1e300}'
-    )
-    assert problem == ""
+    decoded = decode_payload(b'{"pid": 5, "createdAt": "yesterday", "expires": 1e300}')
+    owner, expires = decoded.owner, decoded.expires
+    assert decoded.problem == ""
     assert owner is not None
     assert owner.created is None
     assert expires is None
