@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Lease", "LockInfo", "Owner", "process_identity"]
+__all__ = ["Lease", "LockInfo", "Owner", "pid_alive", "process_identity", "read_start_time"]
 
 
 @attrs.frozen
@@ -35,6 +35,16 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (state first), or ``None`` where unreadable."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces and
+    # parentheses, so split after the last ')'.
+    return stat[stat.rfind(")") + 2 :].split()
+
+
 def read_start_time(pid: int) -> int | None:
     """Return field 22 of ``/proc/<pid>/stat`` (start time in clock ticks after boot).
 
@@ -42,16 +52,29 @@ def read_start_time(pid: int) -> int | None:
     machine: a reused pid has a different start time. ``None`` where ``/proc`` is absent
     or the process is gone.
     """
-    stat = _read_text(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    # The command name (field 2) is in parentheses and may itself contain spaces and
-    # parentheses, so split after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
+    fields = _proc_stat_fields(pid)
     try:
-        return int(fields[19])  # field 22 overall; fields[0] is field 3
+        return int(fields[19]) if fields else None  # field 22 overall; fields[0] is field 3
     except (IndexError, ValueError):
         return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists in this pid namespace and is not a zombie.
+
+    ``kill(pid, 0)``: ESRCH means dead, EPERM means alive (someone else's). A zombie
+    has exited and only waits to be reaped; it holds no lock, so it counts as dead.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return True
+    fields = _proc_stat_fields(pid)
+    return not (fields and fields[0] in {"Z", "X"})
 
 
 def process_identity() -> _ProcessIdentity:

@@ -1,18 +1,25 @@
-"""``lockkit.Lock``: timeouts, waiting, reentrancy and events on top of any backend."""
+"""``lockkit.Lock``: timeouts, waiting, stale locks, TTL renewal and events on any backend."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import logging
 import math
 import threading
 import time
 from typing import TYPE_CHECKING, Self
 
+import attrs
+
+from lockkit._heartbeat import renewer
 from lockkit._info import Owner
-from lockkit.errors import LockNotHeld, LockTimeout
+from lockkit._stale import judge
+from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Callable
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
@@ -21,8 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BACKEND", "AcquireResult", "Lock"]
 
+log = logging.getLogger("lockkit")
+
 DEFAULT_BACKEND = "excl"
 """The backend used when none is chosen (selection by env and settings comes later)."""
+
+# Immediate retries after a lock vanished or was broken, before waiting like anyone else.
+_MAX_QUICK_RETRIES = 3
 
 
 class Lock(contextlib.ContextDecorator):
@@ -42,14 +54,28 @@ class Lock(contextlib.ContextDecorator):
     for the same path exclude each other even within one thread, so acquiring a second
     one while the first is held deadlocks until the timeout: share one object instead.
 
+    **Stale locks.** A lock left by a holder that died is broken and taken over,
+    following the stale rules (see *Stale locks and crash recovery* in the docs);
+    breaking is race-free, and fires the ``lockkit_stale_broken`` hook.
+
+    **TTL.** With ``ttl``, the lock records an expiry and a background thread renews it
+    every ``ttl / 3`` seconds while held. If a renewal finds the lock taken by someone
+    else (the holder was paused past its expiry), the lock is *lost*: `is_held`
+    turns false, the ``lockkit_lost`` hook and ``on_lost`` fire, and `release` leaves
+    the new holder's lock alone.
+
     Args:
         name: The lock: for file backends, the path of the lock file (its directory must
             exist); for server backends, any name.
         backend: A backend name (``"excl"``, ``"hardlink"``, ``"filelock"``...) or a
-            `lockkit.spec.Backend` instance. Defaults to ``"excl"``.
+            `Backend` instance. Defaults to ``"excl"``.
         timeout: Default seconds ``acquire`` waits; ``None`` waits forever, ``0`` makes a
             single attempt.
-        ttl: Seconds after which the lock counts as stale, for backends that support it.
+        ttl: Seconds after which an unrenewed lock counts as stale, for backends with
+            the ``ttl`` capability (others ignore it: ``filelock`` locks are freed by
+            the kernel when the holder dies).
+        on_lost: Called with this lock, from the renewer thread, when the lock turns out
+            to be lost. Keep it short; it must not block.
     """
 
     def __init__(
@@ -59,11 +85,14 @@ class Lock(contextlib.ContextDecorator):
         backend: str | Backend | None = None,
         timeout: float | None = None,
         ttl: float | None = None,
+        on_lost: Callable[[Lock], object] | None = None,
     ) -> None:
         """Resolve the backend and validate the name; nothing is acquired yet."""
         # Imported here so `import lockkit` does not import pluggy and the registry.
         from lockkit._registry import get_registry  # noqa: PLC0415
 
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self._registry: Registry = get_registry()
         if backend is None:
             backend = DEFAULT_BACKEND
@@ -73,10 +102,13 @@ class Lock(contextlib.ContextDecorator):
         self._name = backend.normalize_name(name)
         self.timeout = timeout
         self.ttl = ttl
-        self._guard = threading.Lock()
+        self.on_lost = on_lost
+        self._guard = threading.Lock()  # held by the thread that holds the lock
+        self._state = threading.Lock()  # guards _lease/_lost against the renewer thread
         self._holder: int | None = None  # thread ident of the holder
         self._count = 0
         self._lease: Lease | None = None
+        self._lost = False
         self._acquired_at = 0.0
 
     @property
@@ -91,13 +123,35 @@ class Lock(contextlib.ContextDecorator):
 
     @property
     def locked(self) -> bool:
-        """Whether this object currently holds the lock (in any thread)."""
+        """Whether this object has acquired the lock and not released it (any thread).
+
+        It does not check the backend: see `is_held` for that.
+        """
         return self._lease is not None
 
     @property
     def lease(self) -> Lease | None:
         """The current lease, or ``None`` when not held."""
         return self._lease
+
+    def is_held(self) -> bool:
+        """Whether this object holds the lock *and* the backend still agrees.
+
+        Asks the backend; if the lock now belongs to someone else, marks it lost (firing
+        ``lockkit_lost`` and ``on_lost`` once) and returns ``False``.
+        """
+        with self._state:
+            lease = self._lease
+            if lease is None or self._lost:
+                return False
+        try:
+            info = self._backend.inspect(self._name)
+        except OSError:
+            return True  # cannot tell; the renewer keeps watching
+        if info is not None and info.owner is not None and info.owner.token == lease.token:
+            return True
+        self._mark_lost(lease)
+        return False
 
     def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
@@ -130,42 +184,101 @@ class Lock(contextlib.ContextDecorator):
         if not self._guard.acquire(timeout=-1 if math.isinf(timeout) else timeout):
             raise LockTimeout(self._name, timeout, self._inspect_quietly())
         try:
-            self._lease = self._acquire_backend(timeout, deadline)
+            lease = self._acquire_backend(timeout, deadline)
         except BaseException:
             self._guard.release()
             raise
+        with self._state:
+            self._lease = lease
+            self._lost = False
         self._holder = me
         self._count = 1
         self._acquired_at = time.monotonic()
+        if lease.expires is not None and self.ttl is not None:
+            renewer().add(self, self._acquired_at + self.ttl / 3)
         return AcquireResult(self)
 
     def _acquire_backend(self, timeout: float, deadline: float) -> Lease:
         backend = self._backend
+        registry = self._registry
+        ttl = self.ttl if backend.capabilities.ttl else None
         start = time.monotonic()
         attempt = 0
+        quick = 0
         while True:
-            lease = backend.try_acquire(self._name, Owner.current(), self.ttl)
+            lease = backend.try_acquire(self._name, Owner.current(), ttl)
             if lease is not None:
-                if self._registry.has_event_hooks:
-                    self._registry.acquired(
-                        self._name, backend.name, lease, time.monotonic() - start
-                    )
+                if registry.has_event_hooks:
+                    registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
                 return lease
             attempt += 1
-            if attempt == 1 and self._registry.has_event_hooks:
-                self._registry.contended(self._name, backend.name, self._inspect_quietly())
+            info = self._inspect_quietly()
+            if quick < _MAX_QUICK_RETRIES:
+                if info is None:
+                    # It vanished between our attempt and the look: free, not stale.
+                    # Retry the create; never unlink on this path.
+                    quick += 1
+                    continue
+                verdict = judge(info)
+                if verdict.stale and backend.break_lock(self._name, info):
+                    quick += 1
+                    log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)
+                    if registry.has_event_hooks:
+                        registry.stale_broken(self._name, backend.name, info, verdict.reason)
+                    continue
+            quick = 0
+            if attempt == 1 and registry.has_event_hooks:
+                registry.contended(self._name, backend.name, info)
             if time.monotonic() >= deadline:
-                raise LockTimeout(self._name, timeout, self._inspect_quietly())
+                raise LockTimeout(self._name, timeout, info)
             backend.wait(self._name, deadline, attempt)
 
     def _inspect_quietly(self) -> LockInfo | None:
         try:
             return self._backend.inspect(self._name)
+        except InvalidLockName:
+            raise
         except OSError:
             return None
 
+    def _renew(self) -> float | None:
+        """Renew the TTL (called by the renewer thread); return when to renew next."""
+        with self._state:
+            lease = self._lease
+            if lease is None or self._lost or self.ttl is None:
+                return None
+            try:
+                renewed = self._backend.refresh(lease, self.ttl)
+            except OSError:
+                log.warning("lockkit: renewing %s failed; retrying", self._name, exc_info=True)
+                return time.monotonic() + min(1.0, self.ttl / 6)
+            if renewed:
+                expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.ttl)
+                self._lease = attrs.evolve(lease, expires=expires)
+                return time.monotonic() + self.ttl / 3
+        self._mark_lost(lease)
+        return None
+
+    def _mark_lost(self, lease: Lease, *, releasing: bool = False) -> None:
+        with self._state:
+            # A renewal that raced with release and re-acquisition must not mark the
+            # new lease lost; a release reports the lease it just gave up.
+            if self._lost or (self._lease is not lease and not releasing):
+                return
+            self._lost = True
+        log.warning("lockkit: lock %s was lost (taken over by another holder)", self._name)
+        if self._registry.has_event_hooks:
+            self._registry.lost(self._name, self._backend.name, lease)
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception:
+                log.exception("lockkit: on_lost callback for %s raised", self._name)
+
     def release(self, *, force: bool = False) -> None:
         """Release one level of acquisition; the lock is freed at the outermost level.
+
+        A lost lock is released without touching the new holder's lock.
 
         Args:
             force: Release completely, whatever the nesting depth.
@@ -178,16 +291,19 @@ class Lock(contextlib.ContextDecorator):
         self._count = 0 if force else self._count - 1
         if self._count > 0:
             return
-        lease = self._lease
-        self._lease = None
+        renewer().remove(self)
+        with self._state:
+            lease = self._lease
+            self._lease = None
+            was_lost = self._lost
         self._holder = None
         try:
             if self._backend.release(lease):
                 if self._registry.has_event_hooks:
                     held = time.monotonic() - self._acquired_at
                     self._registry.released(self._name, self._backend.name, lease, held)
-            elif self._registry.has_event_hooks:
-                self._registry.lost(self._name, self._backend.name, lease)
+            elif not was_lost:
+                self._mark_lost(lease, releasing=True)
         finally:
             self._guard.release()
 

@@ -9,20 +9,25 @@ share a lock path recognise each other.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
 import os
 import stat
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._stale import judge
 from lockkit.errors import InvalidLockName
 from lockkit.spec import Backend, Capabilities
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -228,6 +233,16 @@ def inspect_file(path: str, backend: str) -> LockInfo | None:
     return lock_info(path, backend, decode_payload(data), st)
 
 
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """One particular version of one lock file: device, inode, mtime and size.
+
+    Inode numbers are reused at once on ext4, and a TTL refresh rewrites the file in
+    place, so ``(st_dev, st_ino)`` alone would let a breaker remove a newer lock or a
+    freshly renewed one; the token in the payload is compared as well.
+    """
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def lock_info(path: str, backend: str, payload: Payload, st: os.stat_result) -> LockInfo:
     """Combine a decoded payload and the file's stat into a `LockInfo`.
 
@@ -244,7 +259,7 @@ def lock_info(path: str, backend: str, payload: Payload, st: os.stat_result) -> 
         backend=payload.backend or backend,
         owner=owner,
         expires=payload.expires,
-        identity=(st.st_dev, st.st_ino),
+        identity=file_identity(st),
         age=age,
         problem=payload.problem,
     )
@@ -260,7 +275,7 @@ def remove_if_ours(lease: Lease) -> bool:
     if found is None:
         return False
     data, st = found
-    if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity:
+    if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity[:2]:
         return False
     owner = decode_payload(data).owner
     if owner is None or owner.token != lease.token:
@@ -276,36 +291,86 @@ class FileBackend(Backend):
     """Shared behaviour of backends whose lock is the existence of a file.
 
     A lock is held while the file exists; releasing removes it. Subclasses implement
-    ``try_acquire`` with their primitive; naming, release, inspection, breaking and
-    waiting are common.
+    ``try_acquire`` with their primitive; naming, release, refresh, inspection,
+    race-free breaking and waiting are common.
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(across_hosts=True, notify=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(across_hosts=True, ttl=True, notify=True)
 
     def normalize_name(self, name: str | os.PathLike[str]) -> str:
         """Require a file path whose directory exists; return it absolute."""
         return lock_path(name)
 
     def release(self, lease: Lease) -> bool:
-        """Remove the lock file if it is still this lease's."""
+        """Remove the lock file if it is still this lease's.
+
+        A lease whose expiry has (nearly) passed may be judged stale by a waiter at this
+        very moment; its removal then goes through the breaker lock like a break, so
+        the two cannot interleave and remove a newer holder's file.
+        """
+        if lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN):
+            with breaker(lease.name, wait=BREAKER_WAIT) as held:
+                return held and remove_if_ours(lease)
         return remove_if_ours(lease)
+
+    def refresh(self, lease: Lease, ttl: float) -> bool:
+        """Rewrite the payload with a new expiry if the file is still this lease's.
+
+        Race-free without the breaker: the open descriptor pins the inode, so the token
+        read through it and the payload written through it belong to the same file; if
+        the lock was broken meanwhile, the write lands in an unlinked inode and the
+        token check has already failed or will fail on the next refresh.
+        """
+        try:
+            fd = os.open(lease.name, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity[:2]:
+                return False
+            owner = decode_payload(os.pread(fd, MAX_PAYLOAD + 1, 0)).owner
+            if owner is None or owner.token != lease.token:
+                return False
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+            payload = encode_payload(lease.owner, lease.backend, expires)
+            os.pwrite(fd, payload, 0)
+            os.ftruncate(fd, len(payload))
+        finally:
+            os.close(fd)
+        return True
 
     def inspect(self, name: str) -> LockInfo | None:
         """Read the holder from the lock file."""
         return inspect_file(name, self.name)
 
     def break_lock(self, name: str, expected: LockInfo) -> bool:
-        """Remove the lock file if it is still the holding ``expected`` describes."""
-        current = inspect_file(name, self.name)
-        if current is None or current.identity != expected.identity:
-            return False
-        if (current.owner and current.owner.token) != (expected.owner and expected.owner.token):
-            return False
-        try:
-            os.unlink(name)  # noqa: PTH108
-        except FileNotFoundError:
-            return False
-        return True
+        """Remove the lock file if it is still exactly the holding ``expected`` describes.
+
+        Why this is race-free: every removal of a lock file for staleness happens while
+        holding the breaker lock (``<name>.break``, created with ``O_EXCL``), and
+        re-reads the file *under* it. The file at ``name`` can only change by first
+        being removed, and removals happen only (a) here, serialised by the breaker, or
+        (b) by the legitimate holder's release, which removes only its own token and,
+        once its expiry is near, also takes the breaker. So between the re-read and the
+        unlink nobody can swap the file, and the comparison of device, inode, mtime,
+        size *and* token rules out the two traps: an inode number reused at once by a
+        fresh lock (ext4), and a lock renewed since it was judged. A lock that vanished
+        is free, not stale: nothing is unlinked then, the caller retries the create.
+        """
+        with breaker(name) as held:
+            if not held:
+                return False
+            current = inspect_file(name, self.name)
+            if current is None or current.identity != expected.identity:
+                return False
+            if _token(current) != _token(expected):
+                return False
+            try:
+                os.unlink(name)  # noqa: PTH108
+            except FileNotFoundError:
+                return False
+            return True
 
     def wait(self, name: str, deadline: float, attempt: int) -> None:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
@@ -313,7 +378,7 @@ class FileBackend(Backend):
         if remaining <= 0:
             return
         # The bound only matters for releases inotify cannot see (another host of a
-        # shared filesystem); it grows so such waiters do not poll hard for long.
+        # shared filesystem, a holder that died): it grows so such waiters poll gently.
         bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
         directory, filename = os.path.split(name)
         if not _notify.wait_for_event(
@@ -324,6 +389,68 @@ class FileBackend(Backend):
             bound,
         ):
             super().wait(name, deadline, attempt)
+
+
+def _token(info: LockInfo) -> str:
+    return info.owner.token if info.owner is not None else ""
+
+
+def _past(moment: dt.datetime, *, margin: float) -> bool:
+    return dt.datetime.now(dt.UTC) >= moment - dt.timedelta(seconds=margin)
+
+
+BREAKER_SUFFIX = ".break"
+"""The breaker lock of ``x.lock`` is ``x.lock.break``."""
+BREAKER_MAX_AGE = 30.0
+"""A breaker is held for milliseconds; one older than this was left by a crash."""
+BREAKER_WAIT = 5.0
+"""How long a release of an expiring lease waits for a busy breaker."""
+RELEASE_MARGIN = 1.0
+"""Seconds before expiry from which a release goes through the breaker."""
+
+
+@contextlib.contextmanager
+def breaker(name: str, *, wait: float = 0.0) -> Iterator[bool]:
+    """Hold the short-lived breaker lock of ``name``; yields ``False`` if it stays busy.
+
+    A breaker left behind by a process that crashed while breaking is cleared by the
+    same stale rules as a lock, plus an age limit (`BREAKER_MAX_AGE`).
+    """
+    path = name + BREAKER_SUFFIX
+    owner = Owner.current()
+    payload = encode_payload(owner, "breaker", None)
+    deadline = time.monotonic() + wait
+    delay = 0.0005
+    while (identity := create_exclusive(path, payload)) is None:
+        if _clear_stale_breaker(path):
+            continue  # a crashed breaker's file is gone: try again at once
+        if time.monotonic() >= deadline:
+            yield False
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    try:
+        yield True
+    finally:
+        remove_if_ours(Lease(path, "breaker", owner, identity=identity))
+
+
+def _clear_stale_breaker(path: str) -> bool:
+    """Remove a breaker left by a crashed process; ``True`` if the path is now free."""
+    info = inspect_file(path, "breaker")
+    if info is None:
+        return True
+    if not judge(info).stale and (info.age or 0.0) < BREAKER_MAX_AGE:
+        return False
+    # Only breakers race here, and only over a breaker judged dead; see break_lock.
+    current = inspect_file(path, "breaker")
+    if current is None:
+        return True
+    if current.identity != info.identity:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # noqa: PTH108
+    return True
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -1,0 +1,89 @@
+"""One background thread per process that renews every held TTL lock.
+
+A lock with ``ttl`` is renewed every ``ttl / 3`` seconds. When a renewal finds the lock
+gone or owned by someone else, the lock is *lost*: the lock object is told, and it
+fires ``lockkit_lost`` and its ``on_lost`` callback. The thread is a daemon, starts on
+the first TTL lock, and is rebuilt in a forked child (threads do not survive fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Protocol
+
+__all__ = ["Renewable", "renewer"]
+
+log = logging.getLogger("lockkit")
+
+
+class Renewable(Protocol):
+    """What the renewer needs from a lock."""
+
+    def _renew(self) -> float | None:
+        """Renew now; return the monotonic time of the next renewal, or ``None`` to stop."""
+        ...
+
+
+class _Renewer:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, weakref.ref[Renewable]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, lock: Renewable, due: float) -> None:
+        with self._cond:
+            self._due[id(lock)] = (due, weakref.ref(lock))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="lockkit-renewer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, lock: Renewable) -> None:
+        with self._cond:
+            self._due.pop(id(lock), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                ready = [(key, ref) for key, (due, ref) in self._due.items() if due <= now]
+                if not ready:
+                    nearest = min((due for due, _ in self._due.values()), default=now + 60.0)
+                    self._cond.wait(timeout=max(0.0, nearest - now))
+                    continue
+                for key, _ in ready:
+                    del self._due[key]
+            for key, ref in ready:
+                lock = ref()
+                if lock is None:
+                    continue
+                try:
+                    next_due = lock._renew()  # noqa: SLF001 - the protocol's one method
+                except Exception:  # a renewal failure must not kill the thread for all locks
+                    log.exception("lockkit: renewing a lock failed")
+                    next_due = time.monotonic() + 1.0
+                if next_due is not None:
+                    with self._cond:
+                        self._due.setdefault(key, (next_due, ref))
+
+    def reset_after_fork(self) -> None:
+        # The child has no renewer thread and owns none of the parent's locks.
+        self._cond = threading.Condition()
+        self._due.clear()
+        self._thread = None
+
+
+_RENEWER = _Renewer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RENEWER.reset_after_fork)
+
+
+def renewer() -> _Renewer:
+    """The process-wide renewer."""
+    return _RENEWER

@@ -1,0 +1,58 @@
+"""Helpers to run real contending processes and always reap them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+class HolderServer:
+    """Client of `holder_server`: ``hold(path, backend)`` returns a holder's pid."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.pids: list[int] = []
+
+    def hold(self, path: os.PathLike[str] | str, backend: str) -> int:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"path": str(path), "backend": backend}) + "\n")
+        self.process.stdin.flush()
+        reply = json.loads(self.process.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        pid = int(reply["pid"])
+        self.pids.append(pid)
+        return pid
+
+
+@contextlib.contextmanager
+def holder_server() -> Iterator[HolderServer]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.holder_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    server = HolderServer(process)
+    try:
+        yield server
+    finally:
+        for pid in server.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert process.stdin is not None
+        process.stdin.close()
+        process.kill()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
