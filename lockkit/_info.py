@@ -174,8 +174,9 @@ class LockInfo:
             read (empty, truncated or not lockkit's format).
         expires: Wall-clock UTC time after which the lock counts as stale, or ``None``.
         fencing_token: Monotonic counter of the acquisition, for backends that have one.
-        identity: Backend-defined identity of this particular holding (for files the
-            ``(st_dev, st_ino)`` pair); ``break_lock`` uses it to avoid breaking a newer lock.
+        identity: Backend-defined identity of this particular holding (for lock files
+            their mtime and size); ``break_lock`` uses it, with the token, to avoid
+            breaking a newer or renewed lock.
         age: Seconds since the lock was taken (or its file last written), where known.
         problem: Why the payload could not be read, when ``owner`` is ``None``.
     """

@@ -13,9 +13,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from lockkit.errors import LockError
+from lockkit.errors import LockError, LockkitWarning
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,6 +59,27 @@ def _build_parser() -> argparse.ArgumentParser:
         "and whether it works in the current directory.",
     )
     backends.add_argument("--json", action="store_true", help="print a JSON array")
+
+    status = commands.add_parser(
+        "status",
+        help="show who holds a lock and whether it is stale",
+        description="Show the holder of the lock at PATH, its age and machine view, and "
+        "the stale verdict with the rule that decided it.",
+    )
+    status.add_argument("path", metavar="PATH")
+    status.add_argument("--backend", metavar="NAME", help="default: the one that wrote it")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    breaker = commands.add_parser(
+        "break",
+        help="remove a stale lock (a live one only with --force)",
+        description="Remove the lock at PATH if the stale rules say its holder is gone. "
+        "A live lock is refused unless --force is given. Prints what was removed.",
+    )
+    breaker.add_argument("path", metavar="PATH")
+    breaker.add_argument("--backend", metavar="NAME", help="default: the one that wrote it")
+    breaker.add_argument("--force", action="store_true", help="remove even a live lock")
+    breaker.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -84,9 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "doctor":
-            return _doctor(args)
-        return _backends(args)
+        handler = {
+            "doctor": _doctor,
+            "backends": _backends,
+            "status": _status,
+            "break": _break,
+        }[args.command]
+        return handler(args)
     except LockError as exc:
         print(f"lockkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -189,6 +215,7 @@ def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[s
         "name": cls.name,
         "probe": {"ok": support.ok, "reason": support.reason, "preference": support.preference},
         "lock": None,
+        "notes": [],
         "stress": None,
         "works": False,
     }
@@ -197,10 +224,15 @@ def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[s
     path = os.path.join(directory, f".lockkit-doctor-{cls.name}.lock")  # noqa: PTH118
     try:
         start = time.perf_counter()
-        lock = Lock(path, backend=cls.name, timeout=10)
-        with lock:
-            held = lock.inspect()
+        # A fallback warning (hardlink on a filesystem without link()) is reported as a
+        # note of this check, not printed raw.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LockkitWarning)
+            lock = Lock(path, backend=cls.name, timeout=10)
+            with lock:
+                held = lock.inspect()
         elapsed = time.perf_counter() - start
+        result["notes"] = [str(w.message) for w in caught if w.category is LockkitWarning]
         result["lock"] = {
             "ok": held is not None,
             "ms": round(elapsed * 1000, 3),
@@ -227,6 +259,7 @@ def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[s
         "ops_per_second": round(stress.ops_per_second),
         "errors": list(stress.errors),
         "warnings": sorted({w for seen in stress.warnings for w in seen}),
+        "fallback_reports_per_process": [len(seen) for seen in stress.warnings],
     }
     result["works"] = stress.lost == 0 and not stress.errors
     return result
@@ -250,10 +283,126 @@ def _describe_check(result: dict[str, Any]) -> list[str]:
             f"{stress['ops_per_second']} ops/s"
         )
         lines.extend(f"  error   {error}" for error in stress["errors"])
-        lines.extend(f"  note    {warning}" for warning in stress["warnings"])
+    notes = set(result["notes"]) | set(stress["warnings"] if stress else ())
+    lines.extend(f"  note    {note}" for note in sorted(notes))
     return lines
 
 
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # noqa: PTH108
+
+
+# -- status and break ----------------------------------------------------------------------
+
+
+def _inspect_target(args: argparse.Namespace) -> tuple[Any, str, Any]:
+    """Resolve the backend for PATH and inspect it: ``(backend, name, info)``."""
+    from lockkit._registry import get_registry  # noqa: PLC0415
+
+    registry = get_registry()
+    backend = registry.backend(args.backend or "excl")
+    name = backend.normalize_name(args.path)
+    info = backend.inspect(name)
+    if args.backend is None and info is not None and info.backend != backend.name:
+        # Ask the backend that wrote the lock: only it knows, e.g., whether a filelock
+        # file is actually locked.
+        try:
+            backend = registry.backend(info.backend)
+        except LockError:
+            pass
+        else:
+            info = backend.inspect(name)
+    return backend, name, info
+
+
+def _describe_info(name: str, info: Any) -> dict[str, Any]:  # noqa: ANN401
+    from lockkit._stale import judge  # noqa: PLC0415
+
+    if info is None:
+        return {"lock": name, "held": False}
+    verdict = judge(info)
+    owner = info.owner
+    return {
+        "lock": name,
+        "held": True,
+        "backend": info.backend,
+        "holder": None
+        if owner is None
+        else {
+            "pid": owner.pid,
+            "host": owner.host,
+            "created": owner.created.isoformat() if owner.created else None,
+        },
+        "problem": info.problem or None,
+        "age_seconds": None if info.age is None else round(info.age, 3),
+        "expires": info.expires.isoformat() if info.expires else None,
+        "machine_view": verdict.view,
+        "stale": verdict.stale,
+        "rule": verdict.rule,
+        "reason": verdict.reason,
+    }
+
+
+def _status_lines(report: dict[str, Any]) -> list[str]:
+    if not report["held"]:
+        return [f"lock     {report['lock']}", "state    free"]
+    holder = report["holder"]
+    who = (
+        f"pid {holder['pid']}" + (f" on host {holder['host']}" if holder["host"] else "")
+        if holder
+        else f"unknown ({report['problem']})"
+    )
+    age = report["age_seconds"]
+    lines = [
+        f"lock     {report['lock']}",
+        "state    held",
+        f"holder   {who} ({report['machine_view']} machine view)",
+        f"backend  {report['backend']}",
+        f"age      {'?' if age is None else f'{age:.1f} s'}",
+    ]
+    if report["expires"]:
+        lines.append(f"expires  {report['expires']}")
+    verdict = "STALE" if report["stale"] else "live"
+    lines.append(f"verdict  {verdict} (rule {report['rule']}): {report['reason']}")
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    _, name, info = _inspect_target(args)
+    report = _describe_info(name, info)
+    _emit(args, report, _status_lines(report))
+    return EXIT_OK
+
+
+def _break(args: argparse.Namespace) -> int:
+    from lockkit._registry import get_registry  # noqa: PLC0415
+
+    backend, name, info = _inspect_target(args)
+    report = _describe_info(name, info)
+    report["removed"] = False
+    if info is None:
+        report["message"] = "not locked: nothing to remove"
+        _emit(args, report, [report["message"]])
+        return EXIT_OK
+    if not report["stale"] and not args.force:
+        report["message"] = (
+            f"refusing to break a live lock ({report['reason']}); pass --force if you are "
+            "sure its holder is gone"
+        )
+        _emit(args, report, [*_status_lines(report), f"error: {report['message']}"])
+        return EXIT_FAILED
+    if not backend.break_lock(name, info):
+        report["message"] = (
+            "not removed: the lock changed while it was checked, or this backend cannot "
+            f"break locks ({backend.name}: {backend.description})"
+        )
+        _emit(args, report, [*_status_lines(report), f"error: {report['message']}"])
+        return EXIT_FAILED
+    report["removed"] = True
+    registry = get_registry()
+    if registry.has_event_hooks:
+        registry.stale_broken(name, backend.name, info, report["reason"])
+    report["message"] = "removed"
+    _emit(args, report, [*_status_lines(report), "removed"])
+    return EXIT_OK

@@ -233,14 +233,17 @@ def inspect_file(path: str, backend: str) -> LockInfo | None:
     return lock_info(path, backend, decode_payload(data), st)
 
 
-def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    """One particular version of one lock file: device, inode, mtime and size.
+def file_identity(st: os.stat_result) -> tuple[int, int]:
+    """One version of a lock file, for `break_lock`: its mtime (ns) and size.
 
-    Inode numbers are reused at once on ext4, and a TTL refresh rewrites the file in
-    place, so ``(st_dev, st_ino)`` alone would let a breaker remove a newer lock or a
-    freshly renewed one; the token in the payload is compared as well.
+    Together with the token in the payload this tells a lock apart from a newer one
+    and from a renewed one (a TTL refresh rewrites the file). Inode numbers are left
+    out on purpose: ext4 reuses them at once (the token covers that), and FUSE
+    filesystems without stable inodes (exfat-fuse, many others) hand out a new number
+    for the same file after the kernel forgets it, which would make a holder fail to
+    recognise its own lock.
     """
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def lock_info(path: str, backend: str, payload: Payload, st: os.stat_result) -> LockInfo:
@@ -268,15 +271,14 @@ def lock_info(path: str, backend: str, payload: Payload, st: os.stat_result) -> 
 def remove_if_ours(lease: Lease) -> bool:
     """Unlink the lock file if it still is the one ``lease`` created; never anyone else's.
 
-    Identity is the ``(st_dev, st_ino)`` pair *and* the token in the payload: inode
-    numbers are reused at once on ext4, so an inode match alone could be a newer lock.
+    Ownership is the random 128-bit token in the payload, unique to one acquisition.
+    Not the inode: ext4 reuses inode numbers at once, and FUSE filesystems may change
+    them under a file that stays put.
     """
     found = read_lock_file(lease.name)
     if found is None:
         return False
-    data, st = found
-    if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity[:2]:
-        return False
+    data, _ = found
     owner = decode_payload(data).owner
     if owner is None or owner.token != lease.token:
         return False
@@ -316,9 +318,9 @@ class FileBackend(Backend):
     def refresh(self, lease: Lease, ttl: float) -> bool:
         """Rewrite the payload with a new expiry if the file is still this lease's.
 
-        Race-free without the breaker: the open descriptor pins the inode, so the token
+        Race-free without the breaker: the open descriptor pins the file, so the token
         read through it and the payload written through it belong to the same file; if
-        the lock was broken meanwhile, the write lands in an unlinked inode and the
+        the lock was broken meanwhile, the write lands in an unlinked file and the
         token check has already failed or will fail on the next refresh.
         """
         try:
@@ -326,9 +328,6 @@ class FileBackend(Backend):
         except OSError:
             return False
         try:
-            st = os.fstat(fd)
-            if lease.identity is not None and (st.st_dev, st.st_ino) != lease.identity[:2]:
-                return False
             owner = decode_payload(os.pread(fd, MAX_PAYLOAD + 1, 0)).owner
             if owner is None or owner.token != lease.token:
                 return False
@@ -353,10 +352,11 @@ class FileBackend(Backend):
         being removed, and removals happen only (a) here, serialised by the breaker, or
         (b) by the legitimate holder's release, which removes only its own token and,
         once its expiry is near, also takes the breaker. So between the re-read and the
-        unlink nobody can swap the file, and the comparison of device, inode, mtime,
-        size *and* token rules out the two traps: an inode number reused at once by a
-        fresh lock (ext4), and a lock renewed since it was judged. A lock that vanished
-        is free, not stale: nothing is unlinked then, the caller retries the create.
+        unlink nobody can swap the file, and the comparison of token, mtime and size
+        rules out the two traps: a fresh lock on an inode number reused at once (ext4;
+        it has another token), and a lock renewed since it was judged (another mtime).
+        A lock that vanished is free, not stale: nothing is unlinked then, the caller
+        retries the create.
         """
         with breaker(name) as held:
             if not held:
