@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Self
@@ -18,20 +19,17 @@ from lockkit._stale import judge
 from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Callable
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
     from lockkit._registry import Registry
+    from lockkit._select import Selection
     from lockkit.spec import Backend
 
-__all__ = ["DEFAULT_BACKEND", "AcquireResult", "Lock"]
+__all__ = ["AcquireResult", "Lock"]
 
 log = logging.getLogger("lockkit")
-
-DEFAULT_BACKEND = "excl"
-"""The backend used when none is chosen (selection by env and settings comes later)."""
 
 # Immediate retries after a lock vanished or was broken, before waiting like anyone else.
 _MAX_QUICK_RETRIES = 3
@@ -67,13 +65,18 @@ class Lock(contextlib.ContextDecorator):
     Args:
         name: The lock: for file backends, the path of the lock file (its directory must
             exist); for server backends, any name.
-        backend: A backend name (``"excl"``, ``"hardlink"``, ``"filelock"``...) or a
-            `Backend` instance. Defaults to ``"excl"``.
-        timeout: Default seconds ``acquire`` waits; ``None`` waits forever, ``0`` makes a
-            single attempt.
+        backend: A backend name (``"excl"``, ``"hardlink"``, ``"filelock"``...), a URL
+            (``"redis://host"``), ``"auto"``, or a `Backend` instance. ``None`` (the
+            default) lets the deployment decide: ``LOCKKIT_BACKEND``/``LOCKKIT_URL``, then
+            the settings file, then auto-detection (see *Configuration* in the docs).
+        timeout: Default seconds ``acquire`` waits; ``0`` makes a single attempt. ``None``
+            takes the settings' ``timeout``, else waits forever.
         ttl: Seconds after which an unrenewed lock counts as stale, for backends with
             the ``ttl`` capability (others ignore it: ``filelock`` locks are freed by
-            the kernel when the holder dies).
+            the kernel when the holder dies). ``None`` takes the settings' ``ttl``.
+        stale: Seconds after which a lock held from *another machine* without an expiry
+            counts as stale (its holder cannot be checked from here). ``None`` takes the
+            settings' ``stale``, else such locks are never broken automatically.
         on_lost: Called with this lock, from the renewer thread, when the lock turns out
             to be lost. Keep it short; it must not block.
     """
@@ -85,23 +88,38 @@ class Lock(contextlib.ContextDecorator):
         backend: str | Backend | None = None,
         timeout: float | None = None,
         ttl: float | None = None,
+        stale: float | None = None,
         on_lost: Callable[[Lock], object] | None = None,
     ) -> None:
-        """Resolve the backend and validate the name; nothing is acquired yet."""
+        """Choose the backend and validate the name; nothing is acquired yet."""
         # Imported here so `import lockkit` does not import pluggy and the registry.
         from lockkit._registry import get_registry  # noqa: PLC0415
+        from lockkit._select import Selection, auto, parse_spec, select  # noqa: PLC0415
+        from lockkit._settings import load_settings  # noqa: PLC0415
 
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self._registry: Registry = get_registry()
+        settings = load_settings()
+        raw = os.fspath(name)
+        # Routes and auto-detection look at the absolute path; the backend validates it.
+        where = os.path.abspath(raw) if raw and "\0" not in raw else raw  # noqa: PTH100
         if backend is None:
-            backend = DEFAULT_BACKEND
-        if isinstance(backend, str):
-            backend = self._registry.backend(backend)
-        self._backend: Backend = backend
-        self._name = backend.normalize_name(name)
-        self.timeout = timeout
-        self.ttl = ttl
+            selection = select(where, settings=settings)
+        elif isinstance(backend, str):
+            spec_name, url = parse_spec(backend)
+            selection = auto(where) if spec_name == "auto" else Selection(spec_name, url)
+        else:
+            selection = Selection(backend.name)
+        if not isinstance(backend, str) and backend is not None:
+            self._backend: Backend = backend
+        else:
+            self._backend = self._registry.backend(selection.backend, selection.url)
+        self._selection = selection
+        self._name = self._backend.normalize_name(name)
+        self.timeout = timeout if timeout is not None else getattr(settings, "timeout", None)
+        self.ttl = ttl if ttl is not None else getattr(settings, "ttl", None)
+        self.stale = stale if stale is not None else getattr(settings, "stale", None)
         self.on_lost = on_lost
         self._guard = threading.Lock()  # held by the thread that holds the lock
         self._state = threading.Lock()  # guards _lease/_lost against the renewer thread
@@ -110,6 +128,11 @@ class Lock(contextlib.ContextDecorator):
         self._lease: Lease | None = None
         self._lost = False
         self._acquired_at = 0.0
+
+    @property
+    def selection(self) -> Selection:
+        """Which backend this lock uses and where that choice came from."""
+        return self._selection
 
     @property
     def name(self) -> str:
@@ -219,7 +242,7 @@ class Lock(contextlib.ContextDecorator):
                     # Retry the create; never unlink on this path.
                     quick += 1
                     continue
-                verdict = judge(info)
+                verdict = judge(info, stale_after=self.stale)
                 if verdict.stale and backend.break_lock(self._name, info):
                     quick += 1
                     log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)

@@ -39,6 +39,8 @@ log = logging.getLogger("lockkit")
 log.addHandler(logging.NullHandler())
 
 DISABLED_ENV = "LOCKKIT_DISABLED_PLUGINS"
+# Backends that ship with lockkit but need an optional extra.
+_EXTRAS = {"redis": "redis"}
 _EVENT_HOOKS = (
     "lockkit_acquired",
     "lockkit_released",
@@ -113,7 +115,7 @@ class Registry:
         self._problems: list[PluginProblem] = []
         self._loaded_eps: set[tuple[str, str]] = set()
         self._all_loaded = False
-        self._instances: dict[str, spec.Backend] = {}
+        self._instances: dict[tuple[str, str | None], spec.Backend] = {}
         self._lock = threading.RLock()
         self.has_event_hooks = False
 
@@ -239,6 +241,8 @@ class Registry:
             if entry is None:
                 self.load_all()
                 hint = ""
+                if name in _EXTRAS:
+                    hint = f"Install it with: pip install 'lockkit[{_EXTRAS[name]}]'"
                 if name in self._disabled:
                     hint = f"It is disabled by {DISABLED_ENV}."
                 elif any(p.plugin == name for p in self._problems):
@@ -248,12 +252,19 @@ class Registry:
                 raise UnknownBackend(name, self._entries, hint)
             return entry.cls
 
-    def backend(self, name: str) -> spec.Backend:
-        """Return the shared default instance of backend ``name``."""
+    def backend(self, name: str, url: str | None = None) -> spec.Backend:
+        """Return the shared instance of backend ``name`` (for ``url``, if given).
+
+        One instance per (name, url) serves every lock in the process, so a server
+        backend keeps one connection pool per URL.
+        """
         with self._lock:
-            instance = self._instances.get(name)
+            key = (name, url)
+            instance = self._instances.get(key)
             if instance is None:
-                instance = self._instances[name] = self.get(name)()
+                cls = self.get(name)
+                instance = cls.from_url(url) if url else cls()
+                self._instances[key] = instance
             return instance
 
     def entries(self) -> list[BackendEntry]:

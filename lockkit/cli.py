@@ -21,6 +21,8 @@ from lockkit.errors import LockError, LockkitWarning
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from lockkit._select import Selection
+
 __all__ = ["main"]
 
 EXIT_OK = 0
@@ -38,10 +40,17 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor",
         help="probe a directory and prove that locks work there",
-        description="Probe DIR (default: the current directory), take and release a lock "
-        "with every backend, and run a short multi-process increment check.",
+        description="Show the filesystem and configuration of DIR, the backend a lock "
+        "there would use and why, then take and release a lock with every backend that "
+        "works there and prove it with a short multi-process increment check.",
     )
-    doctor.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    doctor.add_argument(
+        "directory",
+        nargs="?",
+        default=None,
+        metavar="DIR",
+        help="default: the OpenClaw state dir if it exists, else the current directory",
+    )
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.add_argument("--processes", type=_positive, default=4, metavar="N")
     doctor.add_argument("--increments", type=_positive, default=50, metavar="N")
@@ -168,49 +177,126 @@ def _backends(args: argparse.Namespace) -> int:
 # -- doctor ------------------------------------------------------------------------------
 
 
+def _default_directory() -> str:
+    """OpenClaw's state directory when it exists (the reference deployment), else ``.``."""
+    from lockkit._settings import openclaw_state_dir  # noqa: PLC0415
+
+    state = openclaw_state_dir()
+    return state if os.path.isdir(state) else "."  # noqa: PTH112
+
+
+def _config_report() -> tuple[dict[str, Any], list[str]]:
+    """Where configuration came from, with every URL redacted."""
+    from lockkit._redact import redact_url  # noqa: PLC0415
+    from lockkit._settings import load_settings, settings_file  # noqa: PLC0415
+
+    env = {
+        name: redact_url(os.environ[name])
+        for name in ("LOCKKIT_BACKEND", "LOCKKIT_URL", "LOCKKIT_SETTINGS")
+        if os.environ.get(name)
+    }
+    lines = [f"config      {name}={value} (environment)" for name, value in env.items()]
+    found = settings_file()
+    data: dict[str, Any] = {"environment": env, "settings": None}
+    if found is None:
+        lines.append("config      no settings file (LOCKKIT_SETTINGS, openclaw.json)")
+        return data, lines
+    path, origin = found
+    settings = load_settings()
+    values: dict[str, Any] = {}
+    if settings is not None:
+        for key in ("backend", "url", "timeout", "ttl", "stale", "root"):
+            value = getattr(settings, key)
+            if value is not None:
+                values[key] = redact_url(value) if isinstance(value, str) else value
+        if settings.routes:
+            values["routes"] = {r.pattern: redact_url(r.backend) for r in settings.routes}
+    data["settings"] = {"file": path, "found_by": origin, "values": values}
+    shown = ", ".join(f"{key}={value}" for key, value in values.items()) or "no lockkit section"
+    lines.append(f"config      {path} (found by {origin}): {shown}")
+    return data, lines
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from lockkit._fsinfo import filesystem_of  # noqa: PLC0415
     from lockkit._registry import get_registry  # noqa: PLC0415
+    from lockkit._select import select  # noqa: PLC0415
 
-    directory = os.path.abspath(args.directory)  # noqa: PTH100
+    directory = os.path.abspath(args.directory or _default_directory())  # noqa: PTH100
     if not os.path.isdir(directory):  # noqa: PTH112
         print(f"lockkit: error: {directory!r} is not a directory", file=sys.stderr)
         return EXIT_USAGE
     fs = filesystem_of(directory)
     registry = get_registry()
-    names = args.backend or [entry.name for entry in registry.entries()]
+    config, config_lines = _config_report()
     report: dict[str, Any] = {
         "directory": directory,
         "filesystem": {"type": fs.fstype, "mount_point": fs.mount_point, "source": fs.source},
+        "config": config,
+        "chosen": None,
         "backends": [],
         "problems": [problem.describe() for problem in registry.problems()],
     }
     lines = [
         f"directory   {directory}",
         f"filesystem  {fs.fstype} (mounted at {fs.mount_point or '?'} from {fs.source or '?'})",
-        "",
+        *config_lines,
     ]
-    working = 0
+    chosen: Selection | None = None
+    try:
+        selected = select(os.path.join(directory, "lockkit-doctor.lock"))  # noqa: PTH118
+    except LockError as exc:
+        lines.append(f"chosen      NONE: {exc}")
+        report["chosen_error"] = str(exc)
+    else:
+        chosen = selected
+        report["chosen"] = {
+            "backend": chosen.backend,
+            "source": chosen.source,
+            "detail": chosen.detail,
+            "description": chosen.describe(),
+        }
+        lines.append(f"chosen      {chosen.describe()}")
+    lines.append("")
+    names = args.backend or [entry.name for entry in registry.entries()]
+    if chosen is not None and chosen.backend not in names and not args.backend:
+        names.append(chosen.backend)
+    results = {}
     for name in names:
-        result = _check_backend(registry.get(name), directory, args)
+        spec = chosen.url if chosen and chosen.backend == name and chosen.url else name
+        server = spec != name
+        result = _check_backend(registry.get(name), spec, directory, args, probe=not server)
+        results[name] = result
         report["backends"].append(result)
         lines.extend(_describe_check(result))
-        working += bool(result["works"])
     lines.extend(f"problem: {problem}" for problem in report["problems"])
-    report["ok"] = working > 0 and all(
-        not row["stress"] or row["stress"]["lost"] == 0 for row in report["backends"]
-    )
-    verdict = "locks work here" if report["ok"] else "NO backend can lock here correctly"
+    if args.backend:
+        report["ok"] = all(results[name]["works"] for name in names)
+    else:
+        report["ok"] = chosen is not None and results[chosen.backend]["works"]
+    if report["ok"]:
+        which = ", ".join(args.backend) if args.backend else chosen.backend if chosen else ""
+        verdict = f"locks work here with {which}"
+    else:
+        verdict = "locks do NOT work here"
     lines.extend(["", f"verdict: {verdict}"])
     _emit(args, report, lines)
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
-def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[str, Any]:  # noqa: ANN401
+def _check_backend(
+    cls: Any,  # noqa: ANN401
+    spec: str,
+    directory: str,
+    args: argparse.Namespace,
+    *,
+    probe: bool,
+) -> dict[str, Any]:
     from lockkit._lock import Lock  # noqa: PLC0415
     from lockkit._stress import run_increments  # noqa: PLC0415
+    from lockkit.spec import Support  # noqa: PLC0415
 
-    support = cls.probe(directory)
+    support = cls.probe(directory) if probe else Support(ok=True, reason="configured server")
     result: dict[str, Any] = {
         "name": cls.name,
         "probe": {"ok": support.ok, "reason": support.reason, "preference": support.preference},
@@ -228,7 +314,7 @@ def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[s
         # note of this check, not printed raw.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", LockkitWarning)
-            lock = Lock(path, backend=cls.name, timeout=10)
+            lock = Lock(path, backend=spec, timeout=10)
             with lock:
                 held = lock.inspect()
         elapsed = time.perf_counter() - start
@@ -240,7 +326,7 @@ def _check_backend(cls: Any, directory: str, args: argparse.Namespace) -> dict[s
         }
         stress = run_increments(
             directory,
-            cls.name,
+            spec,
             processes=args.processes,
             increments=args.increments,
             name=f".lockkit-doctor-{cls.name}",
@@ -299,9 +385,14 @@ def _remove_quietly(path: str) -> None:
 def _inspect_target(args: argparse.Namespace) -> tuple[Any, str, Any]:
     """Resolve the backend for PATH and inspect it: ``(backend, name, info)``."""
     from lockkit._registry import get_registry  # noqa: PLC0415
+    from lockkit._select import parse_spec, select  # noqa: PLC0415
 
     registry = get_registry()
-    backend = registry.backend(args.backend or "excl")
+    if args.backend:
+        backend = registry.backend(*parse_spec(args.backend))
+    else:
+        chosen = select(os.path.abspath(args.path))  # noqa: PTH100
+        backend = registry.backend(chosen.backend, chosen.url)
     name = backend.normalize_name(args.path)
     info = backend.inspect(name)
     if args.backend is None and info is not None and info.backend != backend.name:

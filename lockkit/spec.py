@@ -41,7 +41,7 @@ from __future__ import annotations
 import abc
 import os
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import attrs
 import pluggy
@@ -136,6 +136,24 @@ class Backend(abc.ABC):
     """One line describing the backend, shown by `lockkit backends`."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     """What this backend can do."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build a backend for a server ``url`` (``LOCKKIT_BACKEND=scheme://...``).
+
+        Server backends override this; the default refuses, because file backends take
+        no URL.
+
+        Raises:
+            SettingsError: This backend takes no URL.
+        """
+        from lockkit._redact import redact_url  # noqa: PLC0415
+        from lockkit.errors import SettingsError  # noqa: PLC0415
+
+        raise SettingsError(
+            f"backend {cls.name!r} takes no URL, but got {redact_url(url)}; "
+            "give a URL only to server backends such as redis"
+        )
 
     def normalize_name(self, name: str | os.PathLike[str]) -> str:
         """Validate a lock name and return its canonical form.

@@ -10,17 +10,39 @@ from collections.abc import Iterator
 
 import pytest
 
+from lockkit._autodetect import forget as forget_detections
 from lockkit._registry import reset_registry
 
 pytest_plugins = ["tests.mounts"]
 
 
+_SELECTION_ENV = (
+    "LOCKKIT_BACKEND",
+    "LOCKKIT_URL",
+    "LOCKKIT_SETTINGS",
+    "LOCKKIT_DISABLED_PLUGINS",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS",
+    "OPENCLAW_SESSION_WRITE_LOCK_STALE_MS",
+)
+
+
 @pytest.fixture(autouse=True)
-def _fresh_registry() -> Iterator[None]:
-    # Tests change LOCKKIT_DISABLED_PLUGINS and sys.path; each starts from a clean slate.
+def _isolated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    # Each test starts from a clean slate: no selection from the developer's environment
+    # or ~/.openclaw, a fresh registry (tests change sys.path and disabled plugins) and
+    # no cached auto-detection verdicts.
+    for name in _SELECTION_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENCLAW_HOME", str(tmp_path_factory.mktemp("home")))
     reset_registry()
+    forget_detections()
     yield
     reset_registry()
+    forget_detections()
 
 
 @pytest.fixture(params=["disk", "tmpfs"])

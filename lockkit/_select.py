@@ -1,0 +1,153 @@
+"""Which backend a lock uses: explicit argument > environment > settings file > auto-detect.
+
+* ``Lock(path, backend=...)``: a name, a URL (``redis://...``), ``"auto"`` or an instance.
+* ``LOCKKIT_BACKEND``: a name, a URL or ``auto``; ``LOCKKIT_URL`` supplies the URL for a
+  named backend, or implies the backend by its scheme when ``LOCKKIT_BACKEND`` is unset.
+* The settings file (see `lockkit._settings`): the first matching ``routes`` entry, then
+  ``backend``/``url``.
+* Auto-detection (see `lockkit._autodetect`).
+
+The result is a `Selection`, kept on the lock (`Lock.selection`) and shown by
+``lockkit doctor``; URLs in it are always shown without their password.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import attrs
+
+from lockkit._redact import redact_url
+from lockkit._settings import Settings, load_settings, openclaw_state_dir
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["SCHEME_ALIASES", "Selection", "parse_spec", "select"]
+
+SCHEME_ALIASES = {"redis": "redis", "rediss": "redis", "unix": "redis", "valkey": "redis"}
+"""URL schemes that name a backend other than themselves; any other scheme is the name."""
+
+
+def _redacted(value: str | None) -> str:
+    return repr(redact_url(value)) if value else repr(value)
+
+
+@attrs.frozen
+class Selection:
+    """The backend chosen for a lock, and where that choice came from.
+
+    Attributes:
+        backend: Backend name (``"auto"`` is resolved before a selection is made).
+        url: Server URL, if any (its password never appears in ``repr``).
+        source: ``argument``, ``LOCKKIT_BACKEND``, ``LOCKKIT_URL``, ``settings``,
+            ``settings route`` or ``auto-detect``.
+        detail: Where exactly (``file:line``) or why (the auto-detection evidence).
+    """
+
+    backend: str
+    url: str | None = attrs.field(default=None, repr=_redacted)
+    source: str = "argument"
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One line, safe to print: ``excl (from settings /x/openclaw.json:12)``."""
+        at = f" at {redact_url(self.url)}" if self.url else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.backend}{at} (from {self.source}{detail})"
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split a backend spec into ``(name, url)``: ``"redis://h"`` -> ``("redis", "redis://h")``."""
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0].lower()
+        return SCHEME_ALIASES.get(scheme, scheme), spec
+    return spec.strip(), None
+
+
+def select(
+    name: str, *, env: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> Selection:
+    """Choose the backend for the lock ``name`` from environment, settings or detection.
+
+    Args:
+        name: The lock's canonical name (an absolute path for file locks).
+        env: Environment to read (default: ``os.environ``).
+        settings: Already loaded settings (default: loaded from ``env``).
+    """
+    env = os.environ if env is None else env
+    chosen = env.get("LOCKKIT_BACKEND", "").strip()
+    url = env.get("LOCKKIT_URL", "").strip() or None
+    if chosen and chosen != "auto":
+        backend, spec_url = parse_spec(chosen)
+        return Selection(backend, spec_url or _url_for(backend, url), "LOCKKIT_BACKEND")
+    if chosen == "auto":
+        return auto(name, source="LOCKKIT_BACKEND=auto")
+    if url:
+        return Selection(parse_spec(url)[0], url, "LOCKKIT_URL")
+    if settings is None:
+        settings = load_settings(env)
+    if settings is not None:
+        found = _from_settings(name, settings, env)
+        if found is not None:
+            return found
+    return auto(name)
+
+
+def _from_settings(name: str, settings: Settings, env: Mapping[str, str]) -> Selection | None:
+    root = settings.root or openclaw_state_dir(env)
+    relative = _relative(name, root)
+    if relative is not None:
+        for route in settings.routes:
+            if route.matches(relative):
+                backend, url = parse_spec(route.backend)
+                if backend == "auto":
+                    return auto(name, source=f"settings route {route.pattern!r}")
+                where = f"{settings.source}:{route.line}" if route.line else settings.source
+                url = url or _url_for(backend, settings.url)
+                return Selection(backend, url, "settings route", f"{where} ({route.pattern})")
+    if settings.backend and settings.backend != "auto":
+        backend, url = parse_spec(settings.backend)
+        url = url or _url_for(backend, settings.url)
+        return Selection(backend, url, "settings", settings.where("backend"))
+    if settings.backend == "auto":
+        return auto(name, source=f"settings {settings.where('backend')}")
+    if settings.url:
+        return Selection(
+            parse_spec(settings.url)[0], settings.url, "settings", settings.where("url")
+        )
+    return None
+
+
+def _url_for(backend: str, url: str | None) -> str | None:
+    """``url`` if it is meant for ``backend`` (its scheme names it), else ``None``.
+
+    ``LOCKKIT_BACKEND=excl`` with a left-over ``LOCKKIT_URL=redis://...`` means excl.
+    """
+    if url is None or parse_spec(url)[0] != backend:
+        return None
+    return url
+
+
+def _relative(name: str, root: str) -> str | None:
+    """``name`` relative to ``root`` with ``/`` separators, or ``None`` if outside it."""
+    if not os.path.isabs(name):  # noqa: PTH117 - not a path: match the name itself
+        return name
+    try:
+        relative = os.path.relpath(name, root)
+    except ValueError:  # another drive on Windows
+        return None
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return None
+    return relative.replace(os.sep, "/")
+
+
+def auto(name: str, *, source: str = "auto-detect") -> Selection:
+    """Auto-detect for the directory of the lock ``name``."""
+    from lockkit._autodetect import detect  # noqa: PLC0415 - probing is the costly path
+
+    directory = os.path.dirname(name) if os.path.isabs(name) else os.getcwd()  # noqa: PTH117, PTH120, PTH109
+    detection = detect(directory)
+    detail = detection.reason if source == "auto-detect" else f"auto-detect, {detection.reason}"
+    return Selection(detection.backend, None, source, detail)
