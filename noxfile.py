@@ -45,13 +45,21 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
 
 
+# The slow suites (real filesystems, many processes, crash and race tests) prove
+# properties of the OS primitives, not of the interpreter: they run once, on the oldest
+# supported Python with every extra. Every other combination runs the rest.
+FULL_SUITE = (PYTHONS[0], "redis")
+QUICK = ["-m", "not slow and not realfs"]
+
+
 @nox.session(python=PYTHONS)
 @nox.parametrize("extras", ["", "redis"], ids=["core", "redis"])
 def tests(session: nox.Session, extras: str) -> None:
     """Run the test suite, with and without the redis extra."""
     target = f".[{extras}]" if extras else "."
     session.install(target, "--group", "tests")
-    session.run("pytest", *session.posargs)
+    full = (session.python, extras) == FULL_SUITE
+    session.run("pytest", *(session.posargs or ([] if full else QUICK)))
 
 
 @nox.session

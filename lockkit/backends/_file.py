@@ -49,6 +49,7 @@ MAX_PAYLOAD = 64 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC
+_VANISHED = frozenset({errno.ENOENT, errno.ESTALE})
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 
 
@@ -219,9 +220,15 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
-        return b"".join(chunks), st
+    except OSError as exc:
+        # On FUSE and network filesystems, an open file removed by another process can
+        # make fstat/read fail with ENOENT or ESTALE: the lock vanished, so it is free.
+        if exc.errno in _VANISHED:
+            return None
+        raise
     finally:
         os.close(fd)
+    return b"".join(chunks), st
 
 
 def inspect_file(path: str, backend: str) -> LockInfo | None:
@@ -328,7 +335,13 @@ class FileBackend(Backend):
         except OSError:
             return False
         try:
-            owner = decode_payload(os.pread(fd, MAX_PAYLOAD + 1, 0)).owner
+            try:
+                data = os.pread(fd, MAX_PAYLOAD + 1, 0)
+            except OSError as exc:
+                if exc.errno in _VANISHED:
+                    return False  # removed under us (FUSE/NFS report it on the open fd)
+                raise
+            owner = decode_payload(data).owner
             if owner is None or owner.token != lease.token:
                 return False
             expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
