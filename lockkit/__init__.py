@@ -21,7 +21,7 @@ import importlib
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lockkit._info import Lease, LockInfo, Owner
-    from lockkit._lock import Lock
+    from lockkit._lock import AcquireResult, Lock
     from lockkit.errors import (
         BackendUnavailable,
         InvalidLockName,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "AcquireResult",
     "BackendUnavailable",
     "InvalidLockName",
     "Lease",
@@ -55,6 +56,7 @@ _ORIGINS = {
     "Lease": "lockkit._info",
     "LockInfo": "lockkit._info",
     "Owner": "lockkit._info",
+    "AcquireResult": "lockkit._lock",
     "Lock": "lockkit._lock",
     "BackendUnavailable": "lockkit.errors",
     "InvalidLockName": "lockkit.errors",

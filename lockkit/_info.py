@@ -154,8 +154,17 @@ class Owner:
         )
 
     def same_machine_view(self, other: Owner) -> bool:
-        """Whether ``self`` and ``other`` see the same pid space (same boot and namespace)."""
-        return bool(self.boot_id) and self.boot_id == other.boot_id and self.pid_ns == other.pid_ns
+        """Whether a pid in ``other`` can be checked from ``self``'s process.
+
+        True when both have a boot id and they and the pid namespaces match. A payload
+        with neither boot id nor host (OpenClaw's shapes) names a local process; one
+        with a host but no boot id is local when the host names match.
+        """
+        if self.boot_id and other.boot_id:
+            return self.boot_id == other.boot_id and self.pid_ns == other.pid_ns
+        if not other.boot_id and not other.host:
+            return True
+        return not other.boot_id and other.host == self.host
 
     def describe(self) -> str:
         """A short human description, e.g. ``pid 4242 on host gw-1``."""
@@ -212,7 +221,10 @@ class Lease:
         owner: The owner written into the lock.
         expires: Wall-clock UTC expiry for TTL locks, else ``None``.
         fencing_token: Monotonic counter of the acquisition, where the backend has one.
-        identity: Backend-defined identity of the holding (see `LockInfo`).
+        identity: Backend-defined identity of the holding, for the backend's own use
+            (the filelock backend records the locked file's device and inode).
+        ttl: The time-to-live in seconds the lock was taken with, when it expires; the
+            core renews it every ``ttl / 3`` while held.
         handle: Backend-private state (an open descriptor, a client...); not compared
             and not shown.
     """
@@ -223,6 +235,7 @@ class Lease:
     expires: dt.datetime | None = None
     fencing_token: int | None = None
     identity: tuple[int, ...] | None = None
+    ttl: float | None = None
     handle: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property

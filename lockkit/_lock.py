@@ -77,8 +77,9 @@ class Lock(contextlib.ContextDecorator):
         stale: Seconds after which a lock held from *another machine* without an expiry
             counts as stale (its holder cannot be checked from here). ``None`` takes the
             settings' ``stale``, else such locks are never broken automatically.
-        on_lost: Called with this lock, from the renewer thread, when the lock turns out
-            to be lost. Keep it short; it must not block.
+        on_lost: Called once with this lock when it turns out to be lost: from the
+            renewer thread, or from the thread calling `is_held` or `release` if that
+            is where the loss is found. Keep it short; it must not block.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class Lock(contextlib.ContextDecorator):
         self._count = 0
         self._lease: Lease | None = None
         self._lost = False
+        self._waited = False
         self._acquired_at = 0.0
 
     @property
@@ -217,15 +219,25 @@ class Lock(contextlib.ContextDecorator):
         self._holder = me
         self._count = 1
         self._acquired_at = time.monotonic()
-        if lease.expires is not None and self.ttl is not None:
-            renewer().add(self, self._acquired_at + self.ttl / 3)
+        if lease.expires is not None and lease.ttl:
+            renewer().add(self, self._acquired_at + lease.ttl / 3)
         return AcquireResult(self)
 
     def _acquire_backend(self, timeout: float, deadline: float) -> Lease:
         backend = self._backend
-        registry = self._registry
         ttl = self.ttl if backend.capabilities.ttl else None
         start = time.monotonic()
+        try:
+            return self._attempts(backend, ttl, start, timeout, deadline)
+        finally:
+            if self._waited:
+                self._waited = False
+                backend.stop_waiting(self._name)
+
+    def _attempts(
+        self, backend: Backend, ttl: float | None, start: float, timeout: float, deadline: float
+    ) -> Lease:
+        registry = self._registry
         attempt = 0
         quick = 0
         while True:
@@ -254,6 +266,7 @@ class Lock(contextlib.ContextDecorator):
                 registry.contended(self._name, backend.name, info)
             if time.monotonic() >= deadline:
                 raise LockTimeout(self._name, timeout, info)
+            self._waited = True
             backend.wait(self._name, deadline, attempt)
 
     def _inspect_quietly(self) -> LockInfo | None:
@@ -268,17 +281,23 @@ class Lock(contextlib.ContextDecorator):
         """Renew the TTL (called by the renewer thread); return when to renew next."""
         with self._state:
             lease = self._lease
-            if lease is None or self._lost or self.ttl is None:
+            if lease is None or self._lost or not lease.ttl:
                 return None
+            ttl = lease.ttl
             try:
-                renewed = self._backend.refresh(lease, self.ttl)
-            except OSError:
-                log.warning("lockkit: renewing %s failed; retrying", self._name, exc_info=True)
-                return time.monotonic() + min(1.0, self.ttl / 6)
+                renewed = self._backend.refresh(lease, ttl)
+            except OSError as exc:
+                # Unreachable (a server down, a filesystem gone): keep trying while the
+                # lock may still be ours; once its expiry has passed, nobody can say it
+                # is, so it is lost.
+                if lease.expires is not None and lease.expires > dt.datetime.now(dt.UTC):
+                    log.warning("lockkit: renewing %s failed (%s); retrying", self._name, exc)
+                    return time.monotonic() + min(1.0, ttl / 6)
+                renewed = False
             if renewed:
-                expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.ttl)
+                expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
                 self._lease = attrs.evolve(lease, expires=expires)
-                return time.monotonic() + self.ttl / 3
+                return time.monotonic() + ttl / 3
         self._mark_lost(lease)
         return None
 

@@ -55,13 +55,8 @@ class Verdict:
 def machine_view(owner: Owner) -> str:
     """``"same"`` when ``owner``'s pid can be checked from here, else ``"other"``."""
     me = process_identity()
-    if owner.boot_id and me.boot_id:
-        same = owner.boot_id == me.boot_id and owner.pid_ns == me.pid_ns
-    elif not owner.boot_id and not owner.host:
-        same = True  # a foreign local payload (OpenClaw): it only ever names local pids
-    else:
-        same = owner.host == me.host and not owner.boot_id
-    return "same" if same else "other"
+    here = Owner(pid=me.pid, host=me.host, boot_id=me.boot_id, pid_ns=me.pid_ns)
+    return "same" if here.same_machine_view(owner) else "other"
 
 
 def judge(

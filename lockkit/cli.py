@@ -1,4 +1,6 @@
-"""The ``lockkit`` command line: ``doctor`` and ``backends`` (``python -m lockkit`` too).
+"""The ``lockkit`` command line: ``doctor``, ``backends``, ``status`` and ``break``.
+
+``python -m lockkit`` runs the same.
 
 Every command takes ``--json`` for scripts. Errors are printed as one line on stderr,
 never as a traceback, and the exit status says what happened:
@@ -408,11 +410,13 @@ def _inspect_target(args: argparse.Namespace) -> tuple[Any, str, Any]:
 
 
 def _describe_info(name: str, info: Any) -> dict[str, Any]:  # noqa: ANN401
+    from lockkit._settings import load_settings  # noqa: PLC0415
     from lockkit._stale import judge  # noqa: PLC0415
 
     if info is None:
         return {"lock": name, "held": False}
-    verdict = judge(info)
+    settings = load_settings()
+    verdict = judge(info, stale_after=settings.stale if settings else None)
     owner = info.owner
     return {
         "lock": name,

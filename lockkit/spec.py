@@ -218,9 +218,12 @@ class Backend(abc.ABC):
         """Remove the lock ``expected`` describes, and only that one.
 
         Returns ``False`` (and removes nothing) when the lock is gone or is no longer
-        the holding ``expected`` describes, e.g. it was released and taken again.
+        the holding ``expected`` describes, e.g. it was released and taken again. The
+        default returns ``False``: a backend that cannot break locks simply waits for
+        them to be released or to expire.
         """
-        raise NotImplementedError(f"backend {self.name!r} cannot break locks")
+        del name, expected
+        return False
 
     def wait(self, name: str, deadline: float, attempt: int) -> None:
         """Block until the lock may have become free, or until ``deadline``.
@@ -240,6 +243,14 @@ class Backend(abc.ABC):
         remaining = deadline - time.monotonic()
         if remaining > 0:
             time.sleep(min(delay, remaining))
+
+    def stop_waiting(self, name: str) -> None:
+        """Release what `wait` set up for ``name`` in this thread (a subscription...).
+
+        Called once by the core when an acquisition that waited at least once ends,
+        whether it got the lock or timed out. The default does nothing.
+        """
+        del name
 
     @classmethod
     def probe(cls, location: str) -> Support:

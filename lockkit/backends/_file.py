@@ -332,8 +332,10 @@ class FileBackend(Backend):
         """
         try:
             fd = os.open(lease.name, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
-        except OSError:
-            return False
+        except OSError as exc:
+            if exc.errno in _VANISHED or exc.errno == errno.ELOOP:
+                return False  # gone, or replaced by a symlink: not ours any more
+            raise  # a passing error: the core retries while the lock may still be ours
         try:
             try:
                 data = os.pread(fd, MAX_PAYLOAD + 1, 0)
@@ -361,8 +363,10 @@ class FileBackend(Backend):
 
         Why this is race-free: every removal of a lock file for staleness happens while
         holding the breaker lock (``<name>.break``, created with ``O_EXCL``), and
-        re-reads the file *under* it. The file at ``name`` can only change by first
-        being removed, and removals happen only (a) here, serialised by the breaker, or
+        re-reads the file *under* it. The file at ``name`` can only be replaced by first
+        being removed (a TTL renewal rewrites it in place, which changes its mtime and
+        so fails the re-check), and removals happen only (a) here, serialised by the
+        breaker, or
         (b) by the legitimate holder's release, which removes only its own token and,
         once its expiry is near, also takes the breaker. So between the re-read and the
         unlink nobody can swap the file, and the comparison of token, mtime and size
