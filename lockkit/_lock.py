@@ -240,6 +240,7 @@ class Lock(contextlib.ContextDecorator):
         registry = self._registry
         attempt = 0
         quick = 0
+        notified = False
         while True:
             lease = backend.try_acquire(self._name, Owner.current(), ttl)
             if lease is not None:
@@ -247,8 +248,10 @@ class Lock(contextlib.ContextDecorator):
                     registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
                 return lease
             attempt += 1
-            info = self._inspect_quietly()
-            if quick < _MAX_QUICK_RETRIES:
+            # After a release notification the lock was simply taken by another waiter:
+            # its holder is alive, so reading it (a round trip) would be wasted.
+            info = None if notified else self._inspect_quietly()
+            if not notified and quick < _MAX_QUICK_RETRIES:
                 if info is None:
                     # It vanished between our attempt and the look: free, not stale.
                     # Retry the create; never unlink on this path.
@@ -265,9 +268,10 @@ class Lock(contextlib.ContextDecorator):
             if attempt == 1 and registry.has_event_hooks:
                 registry.contended(self._name, backend.name, info)
             if time.monotonic() >= deadline:
-                raise LockTimeout(self._name, timeout, info)
+                holder = info if info is not None else self._inspect_quietly()
+                raise LockTimeout(self._name, timeout, holder)
             self._waited = True
-            backend.wait(self._name, deadline, attempt)
+            notified = bool(backend.wait(self._name, deadline, attempt))
 
     def _inspect_quietly(self) -> LockInfo | None:
         try:

@@ -71,26 +71,26 @@ def wait_for_event(
     mask: int,
     still_busy: Callable[[], bool],
     timeout: float,
-) -> bool:
+) -> bool | None:
     """Wait up to ``timeout`` seconds for an event on ``filename`` inside ``directory``.
 
     ``still_busy`` is checked *after* the watch is armed: a release that happened between
     the caller's failed attempt and the watch would otherwise be missed.
 
     Returns:
-        ``True`` when inotify was used (an event arrived, the lock was already free, or
-        the timeout passed); ``False`` when inotify is unavailable here and the caller
-        must fall back to polling.
+        ``True`` when an event for the file arrived or the lock was already free,
+        ``False`` when the timeout passed first, ``None`` when inotify is unavailable
+        here and the caller must fall back to polling.
     """
     libc = _load()
     if libc is None:
-        return False
+        return None
     fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
-        return False
+        return None
     try:
         if libc.inotify_add_watch(fd, os.fsencode(directory), mask | _IN_ONLYDIR) < 0:
-            return False
+            return None
         if not still_busy():
             return True
         wanted = os.fsencode(filename)
@@ -102,8 +102,8 @@ def wait_for_event(
                 break
             # Events for other files in the same directory are read and ignored.
             if _has_event_for(os.read(fd, 65536), wanted):
-                break
-        return True
+                return True
+        return False
     finally:
         os.close(fd)
 

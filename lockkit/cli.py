@@ -356,7 +356,7 @@ def _check_backend(
 def _describe_check(result: dict[str, Any]) -> list[str]:
     name = result["name"]
     probe = result["probe"]
-    lines = [f"{name}", f"  probe   {'ok' if probe['ok'] else 'FAILED'}: {probe['reason']}"]
+    lines = [f"{name}", f"  probe   {'ok' if probe['ok'] else 'no'}: {probe['reason']}"]
     lock = result["lock"]
     if lock is not None:
         if lock["ok"]:

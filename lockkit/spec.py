@@ -225,7 +225,7 @@ class Backend(abc.ABC):
         del name, expected
         return False
 
-    def wait(self, name: str, deadline: float, attempt: int) -> None:
+    def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Block until the lock may have become free, or until ``deadline``.
 
         Called by the core between failed attempts. Returning early is always allowed
@@ -237,12 +237,18 @@ class Backend(abc.ABC):
             name: The lock being waited for.
             deadline: A `time.monotonic` value; ``math.inf`` waits without limit.
             attempt: How many attempts have failed so far in this acquisition (from 1).
+
+        Returns:
+            ``True`` when woken by a release notification; the core then retries
+                without re-reading the holder (it has no reason to think it died).
+                ``False`` after a timeout or a poll.
         """
         del name
         delay = min(0.001 * (2 ** min(attempt, 16)), 0.05)
         remaining = deadline - time.monotonic()
         if remaining > 0:
             time.sleep(min(delay, remaining))
+        return False
 
     def stop_waiting(self, name: str) -> None:
         """Release what `wait` set up for ``name`` in this thread (a subscription...).

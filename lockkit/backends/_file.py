@@ -389,23 +389,25 @@ class FileBackend(Backend):
                 return False
             return True
 
-    def wait(self, name: str, deadline: float, attempt: int) -> None:
+    def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return
+            return False
         # The bound only matters for releases inotify cannot see (another host of a
         # shared filesystem, a holder that died): it grows so such waiters poll gently.
         bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
         directory, filename = os.path.split(name)
-        if not _notify.wait_for_event(
+        woken = _notify.wait_for_event(
             directory,
             filename,
             _notify.IN_DELETE | _notify.IN_MOVED_FROM,
             lambda: os.path.lexists(name),
             bound,
-        ):
-            super().wait(name, deadline, attempt)
+        )
+        if woken is None:
+            return super().wait(name, deadline, attempt)
+        return woken
 
 
 def _token(info: LockInfo) -> str:

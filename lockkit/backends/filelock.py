@@ -152,17 +152,19 @@ class FilelockBackend(Backend):
         del name, expected
         return False
 
-    def wait(self, name: str, deadline: float, attempt: int) -> None:
+    def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the holder closes its write descriptor (inotify), bounded."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return
+            return False
         bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
         directory, filename = os.path.split(name)
-        if not _notify.wait_for_event(
+        woken = _notify.wait_for_event(
             directory, filename, _notify.IN_CLOSE_WRITE, lambda: self._busy(name), bound
-        ):
-            super().wait(name, deadline, attempt)
+        )
+        if woken is None:
+            return super().wait(name, deadline, attempt)
+        return woken
 
     @staticmethod
     def _busy(name: str) -> bool:

@@ -1,0 +1,474 @@
+"""The ``redis`` backend: locks kept in Redis or Valkey, off the filesystem entirely.
+
+Select it with ``LOCKKIT_BACKEND=redis://host:6379/0`` (or ``rediss://`` for TLS,
+``unix:///run/redis.sock``); several comma-separated URLs make a Redlock across
+independent masters. Installed with the ``redis`` extra; redis-py is imported only when
+this backend is used.
+
+Key layout, for a lock named ``N`` (a path under ``root`` becomes its relative path, so
+hosts that mount a share at different places agree), with the default prefix
+``lockkit:`` and a hash tag so both keys live in one cluster slot:
+
+* ``lockkit:{N}``: the holder's JSON payload (the file payload's fields), ``PX`` = ttl.
+* ``lockkit:{N}:fence``: the fencing counter, ``INCR``-ed by every acquisition.
+* channel ``lockkit:{N}:released``: one message per release, waking waiters.
+
+Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
+(compare-and-delete, then ``PUBLISH``), like the raw primitive. Waiters subscribe to the
+release channel and also re-check after a bounded interval, so a lost message delays
+but never hangs anyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import threading
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import attrs
+
+from lockkit._info import Lease, LockInfo, Owner
+from lockkit._redact import redact_url
+from lockkit.backends._file import decode_payload, encode_payload
+from lockkit.errors import BackendUnavailable, InvalidLockName, SettingsError
+from lockkit.spec import Backend, Capabilities, Support, hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ["DEFAULT_TTL", "RedisBackend", "lockkit_register_backends"]
+
+DEFAULT_TTL = 30.0
+"""Seconds a Redis lock lives without renewal when the lock has no ``ttl`` of its own.
+
+A Redis lock always expires, so a crashed holder never blocks forever; the core renews
+it every ``ttl / 3`` while it is held."""
+
+MAX_NAME = 1024
+"""Longest lock name (in UTF-8 bytes) accepted as a key."""
+
+# Options lockkit reads from the URL query; everything else goes to redis-py.
+_OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
+
+_ACQUIRE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('incr', KEYS[2])
+end
+return false
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', ARGV[2], '1')
+  return 1
+end
+return 0
+"""
+_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_BREAK = """
+local value = redis.call('get', KEYS[1])
+if value and cjson.decode(value)['token'] == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', ARGV[2], '1')
+  return 1
+end
+return 0
+"""
+
+
+def _import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
+    try:
+        import redis  # noqa: PLC0415 - imported only when this backend is used
+    except ImportError:
+        raise BackendUnavailable(
+            "the redis backend needs redis-py: pip install 'lockkit[redis]'"
+        ) from None
+    return redis
+
+
+@attrs.frozen
+class _Server:
+    """One Redis server: its pool (shared by every lock of the process) and scripts."""
+
+    url: str
+    client: Any = attrs.field(repr=False)
+    acquire: Any = attrs.field(repr=False)
+    release: Any = attrs.field(repr=False)
+    refresh: Any = attrs.field(repr=False)
+    break_: Any = attrs.field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+
+class RedisBackend(Backend):
+    """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, pub/sub wake-ups."""
+
+    name: ClassVar[str] = "redis"
+    description: ClassVar[str] = (
+        "Redis/Valkey: SET NX PX with Lua release, pub/sub wake-ups, fencing, Redlock"
+    )
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        across_hosts=True, released_on_crash=True, ttl=True, fencing=True, notify=True
+    )
+
+    def __init__(
+        self,
+        urls: Iterable[str],
+        *,
+        prefix: str = "lockkit:",
+        default_ttl: float = DEFAULT_TTL,
+        root: str | None = None,
+        poll: float = 0.5,
+    ) -> None:
+        """Connect lazily to one server, or to several for a Redlock.
+
+        Args:
+            urls: One URL, or several independent masters (Redlock, quorum N/2+1).
+            prefix: Prepended to every key and channel.
+            default_ttl: Lifetime of a lock that has no ``ttl`` of its own.
+            root: Lock paths under this directory become keys relative to it (default:
+                the settings' ``root``, else OpenClaw's state directory).
+            poll: A waiter re-checks the lock at least this often (seconds), in case a
+                release message was lost; releases normally wake it at once.
+        """
+        redis = _import_redis()
+        self.urls = tuple(urls)
+        if not self.urls:
+            raise SettingsError("the redis backend needs at least one URL")
+        self.prefix = prefix
+        self.default_ttl = default_ttl
+        self.poll = poll
+        self.root = root or _default_root()
+        self._servers = [self._connect(redis, url) for url in self.urls]
+        self.quorum = len(self._servers) // 2 + 1
+        self._waiting = threading.local()
+
+    @staticmethod
+    def _connect(redis: Any, url: str) -> _Server:  # noqa: ANN401
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        try:
+            pool = redis.ConnectionPool.from_url(url, **options)
+        except ValueError as exc:
+            raise SettingsError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+        client = redis.Redis(connection_pool=pool)
+        return _Server(
+            url=url,
+            client=client,
+            acquire=client.register_script(_ACQUIRE),
+            release=client.register_script(_RELEASE),
+            refresh=client.register_script(_REFRESH),
+            break_=client.register_script(_BREAK),
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build from ``redis://``, ``rediss://`` or ``unix://`` URLs, comma-separated.
+
+        Query options read by lockkit (and removed before redis-py sees the URL):
+        ``prefix`` (key prefix, default ``lockkit:``), ``ttl`` (default lifetime in
+        seconds), ``root``, ``poll`` (longest wait between re-checks, seconds).
+        Everything else is redis-py's: ``db``, ``socket_timeout``,
+        ``socket_connect_timeout``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+        ``ssl_cert_reqs``...
+        """
+        options: dict[str, str] = {}
+        urls = []
+        for part in url.split(","):
+            raw = part.strip()
+            if not raw:
+                continue
+            base, _, query_text = raw.partition("?")
+            query = urllib.parse.parse_qsl(query_text, keep_blank_values=True)
+            options.update((k, v) for k, v in query if k in _OUR_OPTIONS)
+            rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OUR_OPTIONS])
+            # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
+            urls.append(f"{base}?{rest}" if rest else base)
+        kwargs: dict[str, Any] = {}
+        for key in ("prefix", "root"):
+            if key in options:
+                kwargs[key] = options[key]
+        for key, target in (("ttl", "default_ttl"), ("poll", "poll")):
+            if key in options:
+                try:
+                    kwargs[target] = float(options[key])
+                except ValueError:
+                    raise SettingsError(
+                        f"invalid {key} {options[key]!r} in Redis URL {redact_url(url)}"
+                    ) from None
+        return cls(urls, **kwargs)
+
+    def __repr__(self) -> str:
+        """Show the servers without passwords."""
+        shown = ", ".join(server.shown for server in self._servers)
+        return f"<RedisBackend {shown} prefix={self.prefix!r}>"
+
+    # -- names and keys ------------------------------------------------------------------
+
+    def normalize_name(self, name: str | os.PathLike[str]) -> str:
+        """A path under ``root`` becomes relative to it; other names are kept as they are."""
+        text = os.fspath(name)
+        if not text or "\0" in text:
+            raise InvalidLockName(f"lock name {text!r} is empty or contains NUL")
+        if os.path.isabs(text):  # noqa: PTH117
+            relative = os.path.relpath(text, self.root)
+            if not relative.startswith(os.pardir):
+                text = relative.replace(os.sep, "/")
+        if len(text.encode()) > MAX_NAME:
+            raise InvalidLockName(f"lock name is longer than {MAX_NAME} bytes")
+        return text
+
+    def _keys(self, name: str) -> tuple[str, str, str]:
+        tagged = f"{self.prefix}{{{name}}}"
+        return tagged, f"{tagged}:fence", f"{tagged}:released"
+
+    # -- operations ------------------------------------------------------------------------
+
+    def _call(self, server: _Server, action: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
+        redis = _import_redis()
+        try:
+            return action(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BackendUnavailable(
+                f"cannot reach Redis at {server.shown}: {redact_url(str(exc))}"
+            ) from None
+
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """``SET NX PX`` on every server (one for plain Redis); quorum wins (Redlock)."""
+        del shared
+        ttl = ttl or self.default_ttl
+        ttl_ms = max(1, int(ttl * 1000))
+        key, fence, _ = self._keys(name)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+        payload = encode_payload(owner, self.name, expires).decode()
+        start = time.monotonic()
+        fences: list[int] = []
+        failures: list[BackendUnavailable] = []
+        for server in self._servers:
+            try:
+                result = self._call(
+                    server, _script, server.acquire, [key, fence], [payload, ttl_ms]
+                )
+            except BackendUnavailable as exc:
+                failures.append(exc)
+                continue
+            if result is not None:
+                fences.append(int(result))
+        # Redlock validity: what is left of the ttl after the time spent, minus drift.
+        drift = ttl * 0.01 + 0.002
+        valid = ttl - (time.monotonic() - start) - drift
+        if len(fences) >= self.quorum and valid > 0:
+            return Lease(
+                name,
+                self.name,
+                owner,
+                expires=expires,
+                fencing_token=max(fences),
+                ttl=ttl,
+                handle=payload,
+            )
+        if fences:
+            # A partial Redlock must leave no keys behind on the servers that said yes.
+            self._release_everywhere(name, payload)
+        if len(failures) > len(self._servers) - self.quorum:
+            raise failures[0]
+        return None
+
+    def _release_everywhere(self, name: str, payload: str) -> int:
+        key, _, channel = self._keys(name)
+        released = 0
+        for server in self._servers:
+            try:
+                released += int(
+                    self._call(
+                        server, lambda s=server: s.release(keys=[key], args=[payload, channel])
+                    )
+                )
+            except BackendUnavailable:
+                continue  # its copy expires by itself
+        return released
+
+    def release(self, lease: Lease) -> bool:
+        """Compare-and-delete on every server; wakes waiters on the release channel."""
+        return self._release_everywhere(lease.name, lease.handle) >= self.quorum
+
+    def refresh(self, lease: Lease, ttl: float) -> bool:
+        """Compare-and-``PEXPIRE`` on every server; ours while a quorum agrees."""
+        key, _, _ = self._keys(lease.name)
+        ttl_ms = max(1, int(ttl * 1000))
+        renewed = 0
+        failures: list[BackendUnavailable] = []
+        for server in self._servers:
+            try:
+                renewed += int(
+                    self._call(
+                        server, lambda s=server: s.refresh(keys=[key], args=[lease.handle, ttl_ms])
+                    )
+                )
+            except BackendUnavailable as exc:
+                failures.append(exc)
+        if renewed >= self.quorum:
+            return True
+        if failures and renewed + len(failures) >= self.quorum:
+            raise failures[0]  # cannot tell yet: the core retries until the expiry
+        return False
+
+    def inspect(self, name: str) -> LockInfo | None:
+        """The holder's payload, expiry and fencing token, from the first server that answers."""
+        key, fence, _ = self._keys(name)
+        failures: list[BackendUnavailable] = []
+        for server in self._servers:
+            try:
+                value, pttl, counter = self._call(server, _inspect, server, key, fence)
+            except BackendUnavailable as exc:
+                failures.append(exc)
+                continue
+            if value is None:
+                continue
+            payload = decode_payload(value)
+            expires = None
+            if pttl is not None and pttl > 0:
+                expires = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=pttl)
+            age = None
+            if payload.owner is not None and payload.owner.created is not None:
+                age = max(0.0, time.time() - payload.owner.created.timestamp())
+            return LockInfo(
+                name=name,
+                backend=self.name,
+                owner=payload.owner,
+                expires=expires,
+                fencing_token=int(counter) if counter is not None else None,
+                age=age,
+                problem=payload.problem,
+            )
+        if len(failures) == len(self._servers):
+            raise failures[0]
+        return None
+
+    def break_lock(self, name: str, expected: LockInfo) -> bool:
+        """Delete the key if it still holds ``expected``'s token (atomic, in Lua)."""
+        if expected.owner is None or not expected.owner.token:
+            return False
+        key, _, channel = self._keys(name)
+        broken = 0
+        for server in self._servers:
+            try:
+                broken += int(
+                    self._call(
+                        server,
+                        lambda s=server: s.break_(
+                            keys=[key],
+                            args=[expected.owner.token, channel],  # type: ignore[union-attr]
+                        ),
+                    )
+                )
+            except BackendUnavailable:
+                continue
+        return broken > 0
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def wait(self, name: str, deadline: float, attempt: int) -> bool:
+        """Wait for a release message on the lock's channel, bounded by a re-check.
+
+        Each waiting thread keeps one subscriber connection (to the first server) for
+        its whole life; an acquisition subscribes to its lock's channel on the first
+        wait and unsubscribes when it ends (`stop_waiting`).
+        """
+        del attempt
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        # The bound covers a lost message or an unreachable server: never hang.
+        bound = min(remaining, self.poll)
+        redis = _import_redis()
+        server = self._servers[0]
+        key, _, channel = self._keys(name)
+        try:
+            pubsub = getattr(self._waiting, "pubsub", None)
+            if pubsub is None:
+                pubsub = self._waiting.pubsub = server.client.pubsub()
+            if channel not in pubsub.channels:
+                pubsub.subscribe(channel)
+                # Read the confirmation: from then on no release message can be missed,
+                # so check once more whether the lock was released before it.
+                pubsub.get_message(timeout=bound)
+                if not server.client.exists(key):
+                    return True
+            end = time.monotonic() + bound
+            while (left := end - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=left)
+                if message is not None and message.get("type") == "message":
+                    return True
+        except redis.RedisError:
+            self._drop_subscriber()
+        return False
+
+    def stop_waiting(self, name: str) -> None:
+        """Unsubscribe from the lock's release channel (the connection stays for reuse)."""
+        pubsub = getattr(self._waiting, "pubsub", None)
+        if pubsub is None:
+            return
+        _, _, channel = self._keys(name)
+        try:
+            pubsub.unsubscribe(channel)
+            # Drain the confirmation and any late release message, so the next wait on
+            # this connection does not mistake them for a fresh release.
+            while pubsub.get_message(timeout=0.0) is not None:
+                pass
+        except _import_redis().RedisError:
+            self._drop_subscriber()
+
+    def _drop_subscriber(self) -> None:
+        pubsub = getattr(self._waiting, "pubsub", None)
+        self._waiting.pubsub = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """A directory alone says nothing about Redis: it must be configured by URL."""
+        del location
+        return Support(
+            ok=False,
+            reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
+        )
+
+
+def _script(script: Any, keys: list[str], args: list[Any]) -> Any:  # noqa: ANN401
+    return script(keys=keys, args=args)
+
+
+def _inspect(server: _Server, key: str, fence: str) -> tuple[Any, Any, Any]:
+    pipe = server.client.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.pttl(key)
+    pipe.get(fence)
+    value, pttl, counter = pipe.execute()
+    return value, pttl, counter
+
+
+def _default_root() -> str:
+    from lockkit._settings import load_settings, openclaw_state_dir  # noqa: PLC0415
+
+    settings = load_settings()
+    return (settings.root if settings else None) or openclaw_state_dir()
+
+
+@hookimpl
+def lockkit_register_backends() -> Iterable[type[Backend]]:
+    """Provide the ``redis`` backend (its module imports redis-py only when used)."""
+    return [RedisBackend]
