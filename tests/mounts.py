@@ -6,13 +6,15 @@ A pytest plugin (``pytest_plugins = ["tests.mounts"]``) with these fixtures:
     A directory on a 64 MiB exFAT image attached to a loop device and mounted
     with ``mount.exfat-fuse``.  ``link()`` fails there with ``EPERM``.
 ``nolink_dir``
-    A directory on the passthrough FUSE filesystem in ``tests/_nolink_fs.py``,
-    whose ``link()`` fails with ``ENOTSUP``.
+    A directory on the passthrough FUSE filesystem in ``tests/nolink_fs.c``
+    (C, libfuse3), whose ``link()`` fails with ``ENOTSUP``.  It is compiled
+    once per version of its source and cached in the temporary directory.
 ``realfs_dir``
     Parametrised over both (ids ``exfat`` and ``nolink``): a fresh, empty
     directory on each, for one test.
 
-Both mounts need root, ``/dev/fuse`` and some system tools.  Where those are
+Both mounts need root, ``/dev/fuse`` and some system tools (for ``nolink_dir``
+also ``cc``, ``pkg-config`` and the libfuse3 headers).  Where those are
 missing the tests are skipped -- unless ``LOCKKIT_REQUIRE_REAL_FS=1`` is set
 (CI sets it), which turns the skip into a failure so that a misconfigured
 runner cannot pass by skipping the tests that matter.  ``skip_or_fail``
@@ -24,14 +26,14 @@ Tests using these fixtures get the ``realfs`` marker automatically.
 from __future__ import annotations
 
 import contextlib
-import ctypes.util
-import importlib.util
+import hashlib
 import os
 import re
 import select
+import shlex
 import shutil
+import stat
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -56,7 +58,7 @@ __all__ = [
 
 REQUIRE_REAL_FS_ENV = "LOCKKIT_REQUIRE_REAL_FS"
 
-NOLINK_FS_SCRIPT = Path(__file__).with_name("_nolink_fs.py")
+NOLINK_FS_SOURCE = Path(__file__).with_name("nolink_fs.c")
 EXFAT_IMAGE_SIZE = 64 * 1024 * 1024
 
 # Where root's tools live when PATH lacks the sbin directories (sudo, CI).
@@ -109,13 +111,18 @@ def _require_tool(name: str, package: str) -> str:
     return found
 
 
-def _require_mfusepy() -> None:
-    # Checked without importing: importing mfusepy loads libfuse into this
-    # process, and it picks libfuse2 over libfuse3 anyway.
-    if importlib.util.find_spec("mfusepy") is None:
-        skip_or_fail("the Python package mfusepy is not installed")
-    if ctypes.util.find_library("fuse3") is None:
-        skip_or_fail("libfuse3 not found (install libfuse3-3 / fuse3)")
+def _fuse3_build_command() -> list[str]:
+    """The compiler command for ``nolink_fs.c``, less its ``-o OUTPUT``.
+
+    Skips (or fails) where a C compiler, pkg-config or the libfuse3 headers
+    are missing.
+    """
+    cc = _require_tool("cc", "gcc")
+    pkg_config = _require_tool("pkg-config", "pkg-config")
+    if _run([pkg_config, "--exists", "fuse3"]).returncode != 0:
+        skip_or_fail("pkg-config knows no fuse3 (install libfuse3-dev)")
+    flags = _setup_step([pkg_config, "--cflags", "--libs", "fuse3"])
+    return [cc, "-O2", "-Wall", str(NOLINK_FS_SOURCE), *shlex.split(flags)]
 
 
 # -- the mount table -----------------------------------------------------------
@@ -392,17 +399,62 @@ def _stop_nolink(
         _run([fusermount, "-u", "-z", str(mountpoint)])
 
 
+def _private_cache_dir() -> Path:
+    """``$TMPDIR/lockkit-nolinkfs-UID``, created if need be, or a fresh temporary one.
+
+    The cached binary is run as root, so the directory must be ours and
+    writable by nobody else; if it is not, nothing is reused.
+    """
+    cache = Path(tempfile.gettempdir()) / f"lockkit-nolinkfs-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        cache.mkdir(mode=0o700)
+    info = os.lstat(cache)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+        return cache
+    return Path(tempfile.mkdtemp(prefix="lockkit-nolinkfs-"))
+
+
+def _build_nolink_fs() -> Path:
+    """Compile ``nolink_fs.c``, or reuse the binary built from the same source and flags."""
+    command = _fuse3_build_command()
+    key = hashlib.sha256(NOLINK_FS_SOURCE.read_bytes())
+    key.update("\0".join(command).encode())
+    cache = _private_cache_dir()
+    binary = cache / f"nolink_fs-{key.hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    # Built under a temporary name and renamed: concurrent sessions never run
+    # a half-written binary.
+    fd, partial = tempfile.mkstemp(prefix=".build-", dir=cache)
+    os.close(fd)
+    try:
+        result = _run([*command, "-o", partial])
+        if result.returncode != 0:
+            # The tools are there, so this is a bug in nolink_fs.c: fail, never skip.
+            pytest.fail(f"cannot build the nolink filesystem: {_describe(result)}", pytrace=False)
+        os.chmod(partial, 0o700)  # the linker may have kept mkstemp()'s mode 0600
+        os.replace(partial, binary)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    # Builds of other versions stay: another checkout may be running one now.
+    return binary
+
+
 @pytest.fixture(scope="session")
 def nolink_dir() -> Iterator[Path]:
     """A writable directory on a FUSE passthrough mount whose ``link()`` fails with ENOTSUP.
 
-    ``tests/_nolink_fs.py`` mirrors a temporary source directory.  Teardown
-    unmounts with ``fusermount3 -u``, reaps the process and deletes the files.
+    ``tests/nolink_fs.c``, compiled (or taken from the cache), mirrors a
+    temporary source directory.  ``auto_unmount`` (a ``fusermount3``
+    watchdog) unmounts if the process dies, ``--die-with-parent`` stops it
+    if this session dies.  Teardown unmounts with ``fusermount3 -u``, reaps
+    the process and deletes the files.
     """
     _require_root()
     _require_fuse_device()
     fusermount = _require_tool("fusermount3", "fuse3")
-    _require_mfusepy()
+    binary = _build_nolink_fs()
 
     base = Path(tempfile.mkdtemp(prefix="lockkit-nolink-"))
     source = base / "source"
@@ -417,9 +469,11 @@ def nolink_dir() -> Iterator[Path]:
         # full one would block the filesystem the moment it logs too much.
         process = subprocess.Popen(
             [
-                sys.executable,
-                str(NOLINK_FS_SCRIPT),
+                str(binary),
                 "--die-with-parent",
+                "-f",
+                "-o",
+                "auto_unmount",
                 str(source),
                 str(mountpoint),
             ],

@@ -2,11 +2,13 @@
 
 exFAT refuses ``link()`` with EPERM, the FUSE passthrough with ENOTSUP; on both,
 ``O_CREAT|O_EXCL`` is atomic, ``flock`` excludes (between open file descriptions
-and between processes), and data written reads back.
+and between processes), and data written reads back.  The passthrough also
+passes inode numbers, metadata and ``renameat2()`` flags through faithfully.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -18,7 +20,7 @@ import tempfile
 
 import pytest
 
-from tests.mounts import REQUIRE_REAL_FS_ENV, mount_of, skip_or_fail
+from tests.mounts import REQUIRE_REAL_FS_ENV, _build_nolink_fs, mount_of, skip_or_fail
 
 EXCL_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY
 
@@ -338,6 +340,120 @@ def test_append_rename_and_directories(realfs_dir: pathlib.Path) -> None:
     assert os.listdir(sub) == []
     sub.rmdir()
     assert sorted(os.listdir(realfs_dir)) == ["log.renamed"]
+
+
+# -- the nolink passthrough ---------------------------------------------------------
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2(src: pathlib.Path, dst: pathlib.Path, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(src))
+
+
+def _source_of(path: pathlib.Path, nolink_dir: pathlib.Path) -> pathlib.Path:
+    """Where ``path`` (on the mount) lives in the mirrored source directory."""
+    mountpoint = nolink_dir.parent
+    return mountpoint.parent / "source" / path.relative_to(mountpoint)
+
+
+@pytest.mark.realfs
+def test_nolink_inode_numbers_are_the_sources(nolink_dir: pathlib.Path) -> None:
+    path = nolink_dir / "ino"
+    path.write_bytes(b"x")
+    try:
+        ino = path.stat().st_ino
+        assert ino == _source_of(path, nolink_dir).stat().st_ino
+        renamed = nolink_dir / "ino.renamed"
+        path.rename(renamed)
+        path = renamed
+        assert path.stat().st_ino == ino
+        assert {entry.name: entry.inode() for entry in os.scandir(nolink_dir)}["ino.renamed"] == ino
+    finally:
+        path.unlink()
+
+
+@pytest.mark.realfs
+def test_nolink_metadata_passes_through(nolink_dir: pathlib.Path) -> None:
+    sub = nolink_dir / "meta"
+    old_umask = os.umask(0o027)  # the caller's umask applies, once
+    try:
+        sub.mkdir(0o777)
+        fd = os.open(sub / "file", EXCL_FLAGS, 0o666)
+        os.close(fd)
+    finally:
+        os.umask(old_umask)
+    path = sub / "file"
+    assert sub.stat().st_mode & 0o777 == 0o750
+    assert path.stat().st_mode & 0o777 == 0o640
+    os.chmod(path, 0o604)
+    os.utime(path, ns=(1_000_000_001, 2_000_000_003))
+    os.symlink("file", sub / "link")
+    source = _source_of(path, nolink_dir)
+    st = source.stat()
+    assert st.st_mode & 0o777 == 0o604
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_001, 2_000_000_003)
+    assert path.stat().st_mtime_ns == 2_000_000_003
+    assert os.readlink(sub / "link") == os.readlink(source.with_name("link")) == "file"
+    for name in ("link", "file"):
+        (sub / name).unlink()
+    sub.rmdir()
+    assert not source.parent.exists()
+
+
+@pytest.mark.realfs
+def test_nolink_renameat2_flags_pass_through(nolink_dir: pathlib.Path) -> None:
+    first, second, third = (nolink_dir / name for name in ("first", "second", "third"))
+    first.write_bytes(b"1")
+    second.write_bytes(b"2")
+    try:
+        with pytest.raises(FileExistsError):
+            _renameat2(first, second, _RENAME_NOREPLACE)
+        assert (first.read_bytes(), second.read_bytes()) == (b"1", b"2")
+        _renameat2(first, second, _RENAME_EXCHANGE)
+        assert (first.read_bytes(), second.read_bytes()) == (b"2", b"1")
+        _renameat2(first, third, _RENAME_NOREPLACE)
+        assert not first.exists()
+        assert third.read_bytes() == b"2"
+    finally:
+        for path in (first, second, third):
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.realfs
+def test_nolink_unlinked_open_file_leaves_no_trace(nolink_dir: pathlib.Path) -> None:
+    # libfuse keeps such a file under a hidden name until its last close; the
+    # filesystem keeps those names out of the directory, which can be removed.
+    sub = nolink_dir / "doomed-dir"
+    sub.mkdir()
+    fd = os.open(sub / "doomed", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"data")
+        os.unlink(sub / "doomed")
+        assert os.listdir(sub) == []
+        assert os.fstat(fd).st_nlink == 0
+        sub.rmdir()
+        # (fstat() would now fail with ESTALE: libfuse's path-based API
+        # cannot name a file whose directory is gone.  I/O goes by handle.)
+        assert os.pread(fd, 10, 0) == b"data"
+    finally:
+        os.close(fd)
+    # The mount's root shows nothing but the fixture's directory.
+    assert os.listdir(nolink_dir.parent) == [nolink_dir.name]
+
+
+@pytest.mark.realfs
+def test_nolink_binary_is_built_once(nolink_dir: pathlib.Path) -> None:
+    binary = _build_nolink_fs()
+    built = binary.stat().st_mtime_ns
+    assert _build_nolink_fs() == binary
+    assert binary.stat().st_mtime_ns == built
+    assert os.access(binary, os.X_OK)
 
 
 # -- skip_or_fail --------------------------------------------------------------------
