@@ -1,0 +1,246 @@
+"""The backend contract suite: what every lockkit backend must do, as pytest tests.
+
+A plugin runs it against its own backend with a few lines::
+
+    # tests/test_contract.py of your plugin
+    from lockkit.testing import BackendContract
+
+
+    class TestMyBackend(BackendContract):
+        backend = "mine"  # the entry-point name, or a URL such as "mine://host"
+
+Every built-in backend passes the same suite. It checks: exclusion across threads and
+across real processes (counting lost updates, which must be 0), timeouts and
+non-blocking attempts, that a lease of someone else cannot release the lock, that
+``inspect`` names the holder, that ``break_lock`` never removes anyone but the holder
+it was given, recovery after the holder is killed with SIGKILL, TTL refresh where the
+backend has the ``ttl`` capability, and that bad names are refused.
+
+The processes are started with ``spawn``, so the backend must be installed (its entry
+point visible) in the environment that runs the tests. Requires pytest.
+
+Override the ``contract_backend`` fixture instead of the ``backend`` attribute when the
+spec is only known at run time (a server URL from a fixture), and ``contract_name``
+when lock names are not file paths.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import pytest
+
+from lockkit._info import Owner
+from lockkit._lock import Lock
+from lockkit._stress import run_increments
+from lockkit.errors import InvalidLockName, LockTimeout
+
+if TYPE_CHECKING:
+    import pathlib
+
+__all__ = ["BackendContract"]
+
+_HOLDER = textwrap.dedent(
+    """
+    import signal, sys
+    from lockkit import Lock
+
+    lock = Lock(sys.argv[1], backend=sys.argv[2], timeout=30)
+    lock.acquire()
+    print("held", flush=True)
+    signal.pause()
+    """
+)
+
+
+class BackendContract:
+    """Subclass this (as ``Test...``) and set ``backend`` to run the contract suite."""
+
+    backend: ClassVar[str] = ""
+    """The backend spec under test: an entry-point name or a URL."""
+    processes: ClassVar[int] = 4
+    """Processes in the cross-process exclusion test."""
+    increments: ClassVar[int] = 100
+    """Increments per process in the cross-process exclusion test."""
+
+    @pytest.fixture
+    def contract_backend(self) -> str:
+        """The backend spec; defaults to the ``backend`` class attribute."""
+        if not self.backend:
+            pytest.fail("set `backend` on the contract test class, or override contract_backend")
+        return self.backend
+
+    @pytest.fixture
+    def contract_name(self, tmp_path: pathlib.Path) -> str:
+        """A fresh lock name for one test (a path in a fresh directory)."""
+        return str(tmp_path / "contract.lock")
+
+    def lock(self, name: str, backend: str, **kwargs: object) -> Lock:
+        """Build a lock for the backend under test."""
+        return Lock(name, backend=backend, **kwargs)  # type: ignore[arg-type]
+
+    def test_exclusive_across_threads(self, contract_backend: str, contract_name: str) -> None:
+        """Eight threads, each with its own Lock object, lose no update."""
+        counter = {"value": 0}
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                lock = self.lock(contract_name, contract_backend, timeout=60)
+                for _ in range(50):
+                    with lock:
+                        value = counter["value"]
+                        # Not synchronisation: a deliberate window inside the critical
+                        # section, releasing the GIL so a broken lock loses updates.
+                        time.sleep(0.0001)
+                        counter["value"] = value + 1
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        assert counter["value"] == 8 * 50
+
+    def test_exclusive_across_processes(
+        self, contract_backend: str, tmp_path: pathlib.Path
+    ) -> None:
+        """Real processes doing read-modify-write under the lock lose no update."""
+        result = run_increments(
+            str(tmp_path),
+            contract_backend,
+            processes=self.processes,
+            increments=self.increments,
+            timeout=300,
+        )
+        assert result.errors == ()
+        assert result.lost == 0
+        assert result.final == self.processes * self.increments
+
+    def test_nonblocking_and_timeout(self, contract_backend: str, contract_name: str) -> None:
+        """A busy lock refuses a non-blocking attempt and times out a blocking one."""
+        with self.lock(contract_name, contract_backend):
+            other = self.lock(contract_name, contract_backend)
+            with pytest.raises(LockTimeout) as caught:
+                other.acquire(blocking=False)
+            assert caught.value.timeout == 0
+            with pytest.raises(LockTimeout):
+                other.acquire(timeout=0.1)
+            assert not other.locked
+        with self.lock(contract_name, contract_backend).acquire(timeout=5) as again:
+            assert again.locked
+
+    def test_release_by_non_owner_is_refused(
+        self, contract_backend: str, contract_name: str
+    ) -> None:
+        """A forged lease (another token) releases nothing."""
+        lock = self.lock(contract_name, contract_backend)
+        with lock:
+            lease = lock.lease
+            assert lease is not None
+            forged = type(lease)(
+                lease.name,
+                lease.backend,
+                Owner.current(),
+                expires=lease.expires,
+                ttl=lease.ttl,
+                handle=lease.handle if lease.handle is None else _forge(lease.handle),
+            )
+            if forged.handle is not None and forged.handle is lease.handle:
+                pytest.skip("the backend keeps its ownership proof in an opaque handle")
+            assert lock.backend.release(forged) is False
+            assert lock.is_held()
+
+    def test_inspect_names_the_holder(self, contract_backend: str, contract_name: str) -> None:
+        """While held, inspect reports this process; once released, nothing."""
+        lock = self.lock(contract_name, contract_backend)
+        with lock:
+            info = lock.inspect()
+            assert info is not None
+            assert info.owner is not None
+            assert info.owner.pid == os.getpid()
+        assert lock.inspect() is None
+
+    def test_break_lock_only_breaks_the_expected_holder(
+        self, contract_backend: str, contract_name: str
+    ) -> None:
+        """break_lock refuses a holder it was not given; for the right one it is consistent."""
+        lock = self.lock(contract_name, contract_backend)
+        with lock:
+            info = lock.inspect()
+            assert info is not None
+            assert info.owner is not None
+            stranger = type(info)(
+                info.name,
+                info.backend,
+                Owner.current(),
+                expires=info.expires,
+                identity=info.identity,
+                age=info.age,
+            )
+            assert lock.backend.break_lock(lock.name, stranger) is False
+            assert lock.is_held()
+            broken = lock.backend.break_lock(lock.name, info)
+            assert lock.is_held() is (not broken)
+
+    def test_recovers_after_the_holder_is_killed(
+        self, contract_backend: str, contract_name: str
+    ) -> None:
+        """A real holder process killed with SIGKILL: the next acquirer gets the lock."""
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [sys.executable, "-c", _HOLDER, contract_name, contract_backend],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "held"
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+            with self.lock(contract_name, contract_backend).acquire(timeout=10) as lock:
+                assert lock.is_held()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+
+    def test_ttl_refresh(self, contract_backend: str, contract_name: str) -> None:
+        """With the ttl capability: the lock records an expiry and refresh extends it."""
+        lock = self.lock(contract_name, contract_backend, ttl=30)
+        if not lock.backend.capabilities.ttl:
+            pytest.skip("backend has no ttl capability")
+        with lock:
+            before = lock.inspect()
+            assert before is not None
+            assert before.expires is not None
+            assert lock.lease is not None
+            assert lock.backend.refresh(lock.lease, 60) is True
+            after = lock.inspect()
+            assert after is not None
+            assert after.expires is not None
+            assert after.expires > before.expires
+
+    @pytest.mark.parametrize("bad", ["", "with\0nul"])
+    def test_bad_names_are_refused(self, contract_backend: str, bad: str) -> None:
+        """Empty names and names with NUL are refused with InvalidLockName."""
+        with pytest.raises(InvalidLockName):
+            self.lock(bad, contract_backend)
+
+
+def _forge(handle: object) -> object:
+    # Backends that keep the payload or token in the handle (redis) get a different one.
+    if isinstance(handle, str):
+        return handle.replace('"token":"', '"token":"forged-', 1)
+    return handle
