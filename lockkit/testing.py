@@ -226,6 +226,8 @@ class BackendContract:
             assert before is not None
             assert before.expires is not None
             assert lock.lease is not None
+            # The lease carries its ttl: that is what makes the core renew it.
+            assert lock.lease.ttl == 30
             assert lock.backend.refresh(lock.lease, 60) is True
             after = lock.inspect()
             assert after is not None

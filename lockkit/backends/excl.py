@@ -47,7 +47,7 @@ class ExclBackend(FileBackend):
         identity = create_exclusive(name, encode_payload(owner, self.name, expires))
         if identity is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity)
+        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
 
     @classmethod
     def probe(cls, location: str) -> Support:

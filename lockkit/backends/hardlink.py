@@ -68,7 +68,7 @@ class HardlinkBackend(FileBackend):
         payload = encode_payload(owner, self.name, expires)
         directory, base = os.path.split(name)
         if directory in self._no_link_dirs:
-            return self._acquire_excl(name, owner, expires, payload)
+            return self._acquire_excl(name, owner, expires, payload, ttl)
         temp = os.path.join(directory, f".{base}.{owner.token}.tmp")  # noqa: PTH118
         identity = create_exclusive(temp, payload)
         if identity is None:  # token collision: practically impossible, but never clobber
@@ -88,21 +88,26 @@ class HardlinkBackend(FileBackend):
             else:
                 _unlink_quietly(temp)
                 self._fall_back(directory, exc)
-                return self._acquire_excl(name, owner, expires, payload)
+                return self._acquire_excl(name, owner, expires, payload, ttl)
         else:
             linked = True
         _unlink_quietly(temp)
         if not linked:
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity)
+        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
 
     def _acquire_excl(
-        self, name: str, owner: Owner, expires: dt.datetime | None, payload: bytes
+        self,
+        name: str,
+        owner: Owner,
+        expires: dt.datetime | None,
+        payload: bytes,
+        ttl: float | None,
     ) -> Lease | None:
         identity = create_exclusive(name, payload)
         if identity is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity)
+        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
 
     @staticmethod
     def _linked(temp: str) -> bool:
