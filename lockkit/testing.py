@@ -218,7 +218,8 @@ class BackendContract:
 
     def test_ttl_refresh(self, contract_backend: str, contract_name: str) -> None:
         """With the ttl capability: the lock records an expiry and refresh extends it."""
-        lock = self.lock(contract_name, contract_backend, ttl=30)
+        ttl = 30.0
+        lock = self.lock(contract_name, contract_backend, ttl=ttl)
         if not lock.backend.capabilities.ttl:
             pytest.skip("backend has no ttl capability")
         with lock:
@@ -227,7 +228,7 @@ class BackendContract:
             assert before.expires is not None
             assert lock.lease is not None
             # The lease carries its ttl: that is what makes the core renew it.
-            assert lock.lease.ttl == 30
+            assert lock.lease.ttl == ttl
             assert lock.backend.refresh(lock.lease, 60) is True
             after = lock.inspect()
             assert after is not None

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._stale import judge
 from lockkit.errors import InvalidLockName
@@ -53,12 +52,17 @@ _VANISHED = frozenset({errno.ENOENT, errno.ESTALE})
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 
 
-def lock_path(name: str | os.PathLike[str]) -> str:
-    """Validate a lock file path and return it absolute (symlinks are not resolved).
+def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
+    """Validate a lock path and return it absolute (symlinks are not resolved).
+
+    Args:
+        name: The lock path.
+        directory: The lock is a directory (``mkdir``-style backends): an existing
+            directory is accepted and an existing regular file is refused instead.
 
     Raises:
-        InvalidLockName: Empty, contains NUL, names a directory or a symlink, or its
-            parent directory does not exist.
+        InvalidLockName: Empty, contains NUL, names a directory (a file, when
+            ``directory``) or a symlink, or its parent directory does not exist.
     """
     text = os.fspath(name)
     if not text:
@@ -82,8 +86,9 @@ def lock_path(name: str | os.PathLike[str]) -> str:
             f"lock path {path!r} is a symbolic link; lockkit never follows symlinks at the "
             "lock path. Remove the link or choose another path"
         )
-    if stat.S_ISDIR(st.st_mode):
-        raise InvalidLockName(f"lock path {path!r} is a directory; name a file inside it")
+    if stat.S_ISDIR(st.st_mode) != directory:
+        what = "not a directory" if directory else "a directory; name a file inside it"
+        raise InvalidLockName(f"lock path {path!r} is {what}")
     return path
 
 
@@ -391,23 +396,9 @@ class FileBackend(Backend):
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        # The bound only matters for releases inotify cannot see (another host of a
-        # shared filesystem, a holder that died): it grows so such waiters poll gently.
-        bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
-        directory, filename = os.path.split(name)
-        woken = _notify.wait_for_event(
-            directory,
-            filename,
-            _notify.IN_DELETE | _notify.IN_MOVED_FROM,
-            lambda: os.path.lexists(name),
-            bound,
-        )
-        if woken is None:
-            return super().wait(name, deadline, attempt)
-        return woken
+        from lockkit.files import wait_for_removal  # noqa: PLC0415 - files imports us
+
+        return wait_for_removal(name, deadline, attempt)
 
 
 def _token(info: LockInfo) -> str:
