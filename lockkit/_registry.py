@@ -115,21 +115,34 @@ class Registry:
         self._problems: list[PluginProblem] = []
         self._loaded_eps: set[tuple[str, str]] = set()
         self._all_loaded = False
+        self._observers_loaded = False
         self._instances: dict[tuple[str, str | None], spec.Backend] = {}
         self._lock = threading.RLock()
         self.has_event_hooks = False
 
     # -- loading ---------------------------------------------------------------------
 
-    def _entry_points(self, name: str | None = None) -> list[EntryPoint]:
+    def _entry_points(self, name: str | None = None, group: str = "") -> list[EntryPoint]:
         # importlib.metadata is imported here, not at module level: it is the costly part
         # that `import lockkit` must not pay.
         from importlib.metadata import entry_points  # noqa: PLC0415
 
-        eps = entry_points(group=self._group)
+        eps = entry_points(group=group or self._group)
         if name is not None:
             eps = eps.select(name=name)
         return list(eps)
+
+    def _load_observers(self) -> None:
+        """Load the ``lockkit.observers`` group once: plugins with event hooks only.
+
+        They cannot be loaded by backend name, so they are loaded with the first backend
+        lookup of the process (one more entry-point group in the same scan).
+        """
+        if self._observers_loaded:
+            return
+        self._observers_loaded = True
+        for ep in self._entry_points(group=f"{self._group}.observers"):
+            self._load_entry_point(ep)
 
     def _load_entry_point(self, ep: EntryPoint) -> None:
         label = _distribution_label(ep)
@@ -211,6 +224,7 @@ class Registry:
         with self._lock:
             if self._all_loaded:
                 return
+            self._load_observers()
             for ep in self._entry_points():
                 self._load_entry_point(ep)
             self._all_loaded = True
@@ -225,6 +239,7 @@ class Registry:
             PluginError: Two distributions provide a backend with this name.
         """
         with self._lock:
+            self._load_observers()
             if name not in self._entries and not self._all_loaded:
                 for ep in self._entry_points(name):
                     self._load_entry_point(ep)

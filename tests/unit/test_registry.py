@@ -207,3 +207,29 @@ def test_in_process_registration_and_event_hooks(tmp_path: pathlib.Path) -> None
     with lockkit.Lock(tmp_path / "ev.lock", backend="excl"):
         pass
     assert events == [("acquired", "excl"), ("released", "excl")]
+
+
+def test_observer_only_plugin_is_loaded_with_the_first_lookup(
+    site: FakeSite, tmp_path: pathlib.Path
+) -> None:
+    module = unique("observer")
+    source = """
+    from lockkit.spec import hookimpl
+
+    CALLS = []
+
+    @hookimpl
+    def lockkit_acquired(name, backend):
+        CALLS.append(backend)
+    """
+    info = site.root / "observerplug-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: observerplug\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[lockkit.observers]\nprint = {module}\n")
+    (site.root / f"{module}.py").write_text(textwrap.dedent(source))
+    site.modules.append(module)
+    import lockkit
+
+    with lockkit.Lock(tmp_path / "o.lock", backend="excl"):
+        pass
+    assert sys.modules[module].CALLS == ["excl"]
