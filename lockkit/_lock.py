@@ -16,7 +16,7 @@ import attrs
 from lockkit._heartbeat import renewer
 from lockkit._info import Owner
 from lockkit._stale import judge
-from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout
+from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout, UnknownBackend
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,7 +73,9 @@ class Lock(contextlib.ContextDecorator):
             takes the settings' ``timeout``, else waits forever.
         ttl: Seconds after which an unrenewed lock counts as stale, for backends with
             the ``ttl`` capability (others ignore it: ``filelock`` locks are freed by
-            the kernel when the holder dies). ``None`` takes the settings' ``ttl``.
+            the kernel when the holder dies). ``None`` takes the settings' ``ttl``; a
+            backend whose locks must expire (redis) then uses its own default (30 s),
+            renewed while held.
         stale: Seconds after which a lock held from *another machine* without an expiry
             counts as stale (its holder cannot be checked from here). ``None`` takes the
             settings' ``stale``, else such locks are never broken automatically.
@@ -115,7 +117,16 @@ class Lock(contextlib.ContextDecorator):
         if not isinstance(backend, str) and backend is not None:
             self._backend: Backend = backend
         else:
-            self._backend = self._registry.backend(selection.backend, selection.url)
+            try:
+                self._backend = self._registry.backend(selection.backend, selection.url)
+            except UnknownBackend as exc:
+                if selection.source == "argument":
+                    raise
+                # Say where the name came from: an env var or a line of a settings file.
+                where = f"{selection.source}: {selection.detail}" if selection.detail else ""
+                raise UnknownBackend(
+                    exc.requested, exc.available, f"It was chosen by {where or selection.source}."
+                ) from None
         self._selection = selection
         self._name = self._backend.normalize_name(name)
         self.timeout = timeout if timeout is not None else getattr(settings, "timeout", None)

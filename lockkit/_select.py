@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEME_ALIASES", "Selection", "parse_spec", "select"]
 
-SCHEME_ALIASES = {"redis": "redis", "rediss": "redis", "unix": "redis", "valkey": "redis"}
+SCHEME_ALIASES = {
+    "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
+    "valkey": "redis",
+    "valkeys": "redis",
+}
 """URL schemes that name a backend other than themselves; any other scheme is the name."""
 
 
@@ -41,8 +47,10 @@ class Selection:
     Attributes:
         backend: Backend name (``"auto"`` is resolved before a selection is made).
         url: Server URL, if any (its password never appears in ``repr``).
-        source: ``argument``, ``LOCKKIT_BACKEND``, ``LOCKKIT_URL``, ``settings``,
-            ``settings route`` or ``auto-detect``.
+        source: ``argument``, ``LOCKKIT_BACKEND``, ``LOCKKIT_BACKEND=auto``,
+            ``LOCKKIT_URL``, ``settings``, ``settings route`` or ``auto-detect`` (also for
+            ``backend="auto"``); ``settings <file:line>`` or ``settings route '<glob>'``
+            when the settings said ``auto``.
         detail: Where exactly (``file:line``) or why (the auto-detection evidence).
     """
 
@@ -52,7 +60,7 @@ class Selection:
     detail: str = ""
 
     def describe(self) -> str:
-        """One line, safe to print: ``excl (from settings /x/openclaw.json:12)``."""
+        """One line, safe to print: ``excl (from settings: /x/openclaw.json:12)``."""
         at = f" at {redact_url(self.url)}" if self.url else ""
         detail = f": {self.detail}" if self.detail else ""
         return f"{self.backend}{at} (from {self.source}{detail})"

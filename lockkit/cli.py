@@ -54,8 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="default: the OpenClaw state dir if it exists, else the current directory",
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
-    doctor.add_argument("--processes", type=_positive, default=4, metavar="N")
-    doctor.add_argument("--increments", type=_positive, default=50, metavar="N")
+    doctor.add_argument(
+        "--processes", type=_positive, default=4, metavar="N", help="processes in the check (4)"
+    )
+    doctor.add_argument(
+        "--increments", type=_positive, default=50, metavar="N", help="increments each (50)"
+    )
     doctor.add_argument(
         "--backend",
         action="append",

@@ -124,7 +124,7 @@ class RedisBackend(Backend):
 
     def __init__(
         self,
-        urls: Iterable[str],
+        urls: Iterable[str] = (),
         *,
         prefix: str = "lockkit:",
         default_ttl: float = DEFAULT_TTL,
@@ -145,7 +145,10 @@ class RedisBackend(Backend):
         redis = _import_redis()
         self.urls = tuple(urls)
         if not self.urls:
-            raise SettingsError("the redis backend needs at least one URL")
+            raise SettingsError(
+                "the redis backend needs a server URL: set LOCKKIT_BACKEND=redis://host:6379/0, "
+                "or LOCKKIT_URL, or `url` in the settings"
+            )
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.poll = poll
@@ -189,6 +192,10 @@ class RedisBackend(Backend):
             if not raw:
                 continue
             base, _, query_text = raw.partition("?")
+            # Valkey speaks the Redis protocol; redis-py knows only the redis schemes.
+            for ours, theirs in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+                if base.startswith(ours):
+                    base = theirs + base[len(ours) :]
             query = urllib.parse.parse_qsl(query_text, keep_blank_values=True)
             options.update((k, v) for k, v in query if k in _OUR_OPTIONS)
             rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OUR_OPTIONS])
@@ -394,7 +401,7 @@ class RedisBackend(Backend):
         # The bound covers a lost message or an unreachable server: never hang.
         bound = min(remaining, self.poll)
         redis = _import_redis()
-        server = self._servers[0]
+        server = self._servers[getattr(self._waiting, "server", 0)]
         key, _, channel = self._keys(name)
         try:
             pubsub = getattr(self._waiting, "pubsub", None)
@@ -413,7 +420,12 @@ class RedisBackend(Backend):
                 if message is not None and message.get("type") == "message":
                     return True
         except redis.RedisError:
+            # That server is down: listen on the next one from now on (a Redlock
+            # publishes every release on all of them), and wait out the bound here
+            # rather than spin.
             self._drop_subscriber()
+            self._waiting.server = (getattr(self._waiting, "server", 0) + 1) % len(self._servers)
+            time.sleep(max(0.0, min(bound, deadline - time.monotonic())))
         return False
 
     def stop_waiting(self, name: str) -> None:

@@ -246,3 +246,43 @@ def test_password_never_leaks(
     everything = "\n".join(texts)
     assert secret not in everything
     assert "redis://:***@127.0.0.1" in everything
+
+
+def test_redis_without_a_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKKIT_BACKEND", "redis")
+    with pytest.raises(lockkit.SettingsError, match="needs a server URL"):
+        lockkit.Lock("x")
+
+
+def test_valkey_scheme(redis_url: str) -> None:
+    url = redis_url.replace("redis://", "valkey://", 1)
+    with lockkit.Lock("valkey-scheme", backend=url, timeout=5) as lock:
+        assert lock.selection.backend == "redis"
+        assert lock.is_held()
+
+
+def test_redlock_waiter_does_not_spin_when_a_server_is_down(
+    redlock_servers: list[RedisServer],
+) -> None:
+    url = ",".join(f"{s.url}?socket_connect_timeout=0.2&poll=0.2" for s in redlock_servers)
+    holder = lockkit.Lock("spin", backend=url)
+    holder.acquire()
+    redlock_servers[0].kill()
+    waiter = lockkit.Lock("spin", backend=url)
+    attempts = 0
+    original = waiter.backend.try_acquire
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    waiter.backend.try_acquire = counting  # type: ignore[method-assign,assignment]
+    try:
+        with pytest.raises(LockTimeout):
+            waiter.acquire(timeout=1.0)
+    finally:
+        del waiter.backend.try_acquire
+        holder.release()
+    # One attempt per re-check interval (0.2 s) or message, not thousands.
+    assert attempts < 30

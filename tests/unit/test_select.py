@@ -176,3 +176,17 @@ def test_settings_timeouts_become_lock_defaults(
     assert lockkit.Lock(locks / "x.lock", backend="excl").timeout == 0.4
     # An explicit argument still wins.
     assert lockkit.Lock(locks / "x.lock", backend="excl", timeout=7).timeout == 7
+
+
+def test_unknown_backend_from_settings_says_where(
+    monkeypatch: pytest.MonkeyPatch, home: pathlib.Path, locks: pathlib.Path
+) -> None:
+    state = home / ".openclaw"
+    state.mkdir()
+    (state / "openclaw.json").write_text(
+        "{\n plugins: {entries: {lockkit: {config: {\n  backend: 'reddis',\n}}}}}"
+    )
+    with pytest.raises(UnknownBackend) as caught:
+        lockkit.Lock(locks / "x.lock")
+    assert "unknown lock backend 'reddis'" in str(caught.value)
+    assert f"chosen by settings: {state / 'openclaw.json'}:3" in str(caught.value)
