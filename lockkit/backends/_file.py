@@ -100,6 +100,20 @@ def symlink_error(path: str) -> InvalidLockName:
     )
 
 
+def open_nofollow(path: str, flags: int) -> int:
+    """``os.open`` with mode 0o644 where ELOOP (``O_NOFOLLOW`` met a symlink) is explained.
+
+    Raises:
+        InvalidLockName: A symlink sits at the path.
+    """
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_error(path) from None
+        raise
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -208,13 +222,9 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
         InvalidLockName: A symlink sits at the lock path.
     """
     try:
-        fd = os.open(path, READ_FLAGS)
+        fd = open_nofollow(path, READ_FLAGS)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise symlink_error(path) from None
-        raise
     try:
         st = os.fstat(fd)
         chunks = []
@@ -482,13 +492,9 @@ def create_exclusive(path: str, payload: bytes) -> tuple[int, int] | None:
         OSError: Creating or writing failed; no half-written lock is left behind.
     """
     try:
-        fd = os.open(path, CREATE_FLAGS, 0o644)
+        fd = open_nofollow(path, CREATE_FLAGS)
     except FileExistsError:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise symlink_error(path) from None
-        raise
     try:
         write_all(fd, payload)
         st = os.fstat(fd)

@@ -33,6 +33,7 @@ from lockkit.backends._file import (
     encode_payload,
     lock_info,
     lock_path,
+    open_nofollow,
     symlink_error,
 )
 from lockkit.backends.excl import _errname, expiry
@@ -47,15 +48,6 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | _CLOEXEC
-
-
-def _open(path: str, flags: int) -> int:
-    try:
-        return os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise symlink_error(path) from None
-        raise
 
 
 class FilelockBackend(Backend):
@@ -74,7 +66,7 @@ class FilelockBackend(Backend):
     ) -> Lease | None:
         """Take the flock without blocking, then record the payload."""
         del shared
-        fd = _open(name, _OPEN_FLAGS)
+        fd = open_nofollow(name, _OPEN_FLAGS)
         try:
             if not lock_descriptor(fd, blocking=False):
                 os.close(fd)
@@ -82,7 +74,7 @@ class FilelockBackend(Backend):
             st = os.fstat(fd)
             # The payload goes through a second descriptor opened for writing: closing it
             # on release is the IN_CLOSE_WRITE event that wakes waiters.
-            wfd = _open(name, _WRITE_FLAGS)
+            wfd = open_nofollow(name, _WRITE_FLAGS)
         except BaseException:
             os.close(fd)
             raise
