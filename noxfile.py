@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict over lockkit and the tests."""
-    session.install("-e", ".[redis]", "--group", "typecheck")
+    session.install("-e", ".[bench]", "--group", "typecheck")
     session.run("mypy")
 
 
@@ -95,5 +95,5 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (never a default session)."""
-    session.install(".[redis]")
+    session.install(".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)

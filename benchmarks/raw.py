@@ -1,0 +1,123 @@
+"""The raw primitives lockkit's backends are built on, with nothing around them.
+
+They are the floor each backend is measured against:
+
+* `RawExcl`: ``open(O_CREAT|O_EXCL)`` + ``close`` to acquire, ``unlink`` to release
+  (the floor of ``excl`` and ``hardlink``);
+* `RawLink`: temp file + ``link()`` + ``unlink`` of both (the NFS-safe recipe's own
+  floor, shown for reference);
+* `RawFlock`: ``open`` + ``flock(LOCK_EX)`` to acquire, ``flock(LOCK_UN)`` + ``close``
+  to release (the floor of ``filelock``; it blocks in the kernel, so it also serves as
+  the hand-off reference);
+* `RawRedis`: ``SET key token NX PX`` to acquire, ``EVALSHA`` compare-and-delete to
+  release (the floor of ``redis``).
+
+The file primitives do not wait: a second acquire of a held `RawExcl` raises.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Any
+
+__all__ = ["RawExcl", "RawFlock", "RawLink", "RawRedis"]
+
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+_OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+
+_COMPARE_AND_DELETE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class RawExcl:
+    """``O_CREAT|O_EXCL`` create + close, then unlink."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self) -> None:
+        os.close(os.open(self.path, _CREATE, 0o644))
+
+    def release(self) -> None:
+        os.unlink(self.path)  # noqa: PTH108
+
+    def close(self) -> None:
+        pass
+
+
+class RawLink:
+    """Exclusive temp file, ``link()`` to the lock path, unlink the temp; unlink to release."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.temp = f"{path}.{os.getpid()}.tmp"
+
+    def acquire(self) -> None:
+        os.close(os.open(self.temp, _CREATE, 0o644))
+        try:
+            os.link(self.temp, self.path)
+        finally:
+            os.unlink(self.temp)  # noqa: PTH108
+
+    def release(self) -> None:
+        os.unlink(self.path)  # noqa: PTH108
+
+    def close(self) -> None:
+        pass
+
+
+class RawFlock:
+    """``open`` + blocking ``flock(LOCK_EX)``; ``flock(LOCK_UN)`` + ``close``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, _OPEN, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        pass
+
+
+class RawRedis:
+    """``SET key token NX PX 30000``; ``EVALSHA`` compare-and-delete (via redis-py)."""
+
+    def __init__(self, name: str, url: str) -> None:
+        import redis  # noqa: PLC0415 - optional dependency
+
+        self.client: Any = redis.Redis.from_url(url)
+        self.key = f"lockkit-bench:raw:{name}"
+        self.sha = self.client.script_load(_COMPARE_AND_DELETE)
+        self.token = b""
+
+    def acquire(self) -> None:
+        token = os.urandom(16).hex().encode()
+        if not self.client.set(self.key, token, nx=True, px=30_000):
+            raise BlockingIOError(f"{self.key} is held")
+        self.token = token
+
+    def release(self) -> None:
+        if not self.client.evalsha(self.sha, 1, self.key, self.token):
+            raise RuntimeError(f"{self.key} was not ours to delete")
+
+    def close(self) -> None:
+        self.client.close()
