@@ -7,12 +7,8 @@ numbers are not stable (exfat-fuse) and a file deleted while open lingers as
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-import signal
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -21,7 +17,7 @@ import lockkit
 from lockkit._stale import WRITE_GRACE, judge
 from lockkit.errors import LockkitWarning
 from tests.fs.test_stale import MALFORMED, assert_reclaimed, assert_respected, dead_pid, me, plant
-from tests.multiprocess.test_ttl import HOLDER
+from tests.helpers.paused import take_over_from_paused_holder
 
 pytestmark = [pytest.mark.realfs, pytest.mark.multiprocess]
 
@@ -73,29 +69,5 @@ def test_break_refuses_a_lock_that_changed(realfs_dir: pathlib.Path, backend: st
 
 @pytest.mark.parametrize("backend", FILE_BACKENDS)
 def test_paused_holder_loses_lock(realfs_dir: pathlib.Path, backend: str) -> None:
-    path = realfs_dir / "ttl.lock"
-    child = subprocess.Popen(
-        [sys.executable, "-W", "ignore", "-c", HOLDER, str(path), backend, "1.0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "held"
-        os.kill(child.pid, signal.SIGSTOP)
-        waiter = lockkit.Lock(path, backend=backend, ttl=30)
-        waiter.acquire(timeout=15)
-        os.kill(child.pid, signal.SIGCONT)
-        report = json.loads(child.stdout.readline())
-        assert report == {"on_lost": True, "calls": [str(path)], "is_held": False}
-        assert child.stdout.readline().strip() == "released"
-        assert child.wait(timeout=30) == 0
-        assert waiter.is_held()
-        waiter.release()
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    waiter, _ = take_over_from_paused_holder(str(realfs_dir / "ttl.lock"), backend)
+    waiter.release()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pathlib
-import signal
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -17,7 +13,7 @@ import lockkit
 from lockkit._stress import run_increments
 from lockkit.cli import main
 from lockkit.errors import BackendUnavailable, LockTimeout
-from tests.multiprocess.test_ttl import HOLDER
+from tests.helpers.paused import take_over_from_paused_holder
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -120,37 +116,13 @@ def test_release_wakes_the_waiter_without_polling(redis_url: str) -> None:
 
 @pytest.mark.multiprocess
 def test_paused_holder_loses_lock_to_a_higher_fencing_token(redis_url: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, "paused", redis_url, "1.0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "held"
-        first = lockkit.Lock("paused", backend=redis_url).inspect()
-        assert first is not None
-        assert first.fencing_token is not None
-        os.kill(child.pid, signal.SIGSTOP)
-        waiter = lockkit.Lock("paused", backend=redis_url, ttl=30)
-        waiter.acquire(timeout=15)
-        assert waiter.lease is not None
-        assert waiter.lease.fencing_token is not None
-        assert waiter.lease.fencing_token > first.fencing_token
-        os.kill(child.pid, signal.SIGCONT)
-        report = json.loads(child.stdout.readline())
-        assert report == {"on_lost": True, "calls": ["paused"], "is_held": False}
-        assert child.stdout.readline().strip() == "released"
-        assert child.wait(timeout=30) == 0
-        assert waiter.is_held()
-        waiter.release()
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    waiter, before = take_over_from_paused_holder("paused", redis_url)
+    assert before is not None
+    assert before.fencing_token is not None
+    assert waiter.lease is not None
+    assert waiter.lease.fencing_token is not None
+    assert waiter.lease.fencing_token > before.fencing_token
+    waiter.release()
 
 
 def test_server_down_then_back(redis_server: RedisServer) -> None:
