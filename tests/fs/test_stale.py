@@ -182,7 +182,10 @@ def test_stale_breaker_left_by_a_crash_does_not_block(tmp_path: pathlib.Path, ba
 def test_break_refuses_a_lock_that_changed_since_it_was_judged(
     tmp_path: pathlib.Path, backend: str
 ) -> None:
-    path = tmp_path / "a.lock"
+    assert_break_refuses_a_changed_lock(tmp_path / "a.lock", backend)
+
+
+def assert_break_refuses_a_changed_lock(path: pathlib.Path, backend: str) -> None:
     plant(path, {"pid": dead_pid(), **me(), "token": "old"})
     lock = lockkit.Lock(path, backend=backend)
     stale = lock.inspect()

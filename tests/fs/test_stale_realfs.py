@@ -13,10 +13,17 @@ import warnings
 
 import pytest
 
-import lockkit
-from lockkit._stale import WRITE_GRACE, judge
+from lockkit._stale import WRITE_GRACE
 from lockkit.errors import LockkitWarning
-from tests.fs.test_stale import MALFORMED, assert_reclaimed, assert_respected, dead_pid, me, plant
+from tests.fs.test_stale import (
+    MALFORMED,
+    assert_break_refuses_a_changed_lock,
+    assert_reclaimed,
+    assert_respected,
+    dead_pid,
+    me,
+    plant,
+)
 from tests.helpers.paused import take_over_from_paused_holder
 
 pytestmark = [pytest.mark.realfs, pytest.mark.multiprocess]
@@ -53,18 +60,7 @@ def test_malformed_lock_grace(realfs_dir: pathlib.Path, backend: str, content: s
 
 @pytest.mark.parametrize("backend", FILE_BACKENDS)
 def test_break_refuses_a_lock_that_changed(realfs_dir: pathlib.Path, backend: str) -> None:
-    path = realfs_dir / "a.lock"
-    plant(path, {"pid": dead_pid(), **me(), "token": "old"})
-    lock = lockkit.Lock(path, backend=backend)
-    stale = lock.inspect()
-    assert stale is not None
-    assert judge(stale).stale
-    path.unlink()
-    fresh = lockkit.Lock(path, backend=backend)
-    fresh.acquire()
-    assert not lock.backend.break_lock(lock.name, stale)
-    assert fresh.is_held()
-    fresh.release()
+    assert_break_refuses_a_changed_lock(realfs_dir / "a.lock", backend)
 
 
 @pytest.mark.parametrize("backend", FILE_BACKENDS)
