@@ -9,6 +9,7 @@ the first TTL lock, and is rebuilt in a forked child (threads do not survive for
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -33,6 +34,10 @@ class _Renewer:
         self._cond = threading.Condition()
         self._due: dict[int, tuple[float, weakref.ref[Renewable]]] = {}
         self._thread: threading.Thread | None = None
+        # When the thread will wake by itself; -inf while it is awake (it re-reads
+        # _due before sleeping again). Waking it costs a thread switch per acquire, so
+        # `add` does it only for a renewal due earlier than that.
+        self._wake_at = -math.inf
 
     def add(self, lock: Renewable, due: float) -> None:
         with self._cond:
@@ -42,7 +47,8 @@ class _Renewer:
                     target=self._run, name="lockkit-renewer", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if due < self._wake_at:
+                self._cond.notify()
 
     def remove(self, lock: Renewable) -> None:
         with self._cond:
@@ -55,7 +61,9 @@ class _Renewer:
                 ready = [(key, ref) for key, (due, ref) in self._due.items() if due <= now]
                 if not ready:
                     nearest = min((due for due, _ in self._due.values()), default=now + 60.0)
+                    self._wake_at = nearest
                     self._cond.wait(timeout=max(0.0, nearest - now))
+                    self._wake_at = -math.inf
                     continue
                 for key, _ in ready:
                     del self._due[key]
@@ -77,6 +85,7 @@ class _Renewer:
         self._cond = threading.Condition()
         self._due.clear()
         self._thread = None
+        self._wake_at = -math.inf
 
 
 _RENEWER = _Renewer()

@@ -115,27 +115,65 @@ def open_nofollow(path: str, flags: int) -> int:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds and ``Z``, as OpenClaw writes ``createdAt``."""
+    if moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    # isoformat() costs more than the rest of a payload; the part down to the second
+    # is the same for every lock taken within that second, so it is formatted once.
+    second = moment.timestamp() // 1
+    if _ISO_SECOND[0] != second:
+        _ISO_SECOND[:] = [second, moment.replace(microsecond=0, tzinfo=None).isoformat()]
+    return f"{_ISO_SECOND[1]}.{moment.microsecond // 1000:03d}Z"
+
+
+# The last second formatted by _iso: [epoch second, "YYYY-MM-DDTHH:MM:SS"].
+_ISO_SECOND: list[Any] = [None, ""]
 
 
 def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> bytes:
-    """Serialise an owner into the lock-file payload (readable by OpenClaw too)."""
+    """Serialise an owner into the lock-file payload (readable by OpenClaw too).
+
+    Every acquisition writes one, so the fields that stay the same for a process
+    (pid, host, boot id...) are serialised once and cached; only the time stamps, the
+    token and the expiry are formatted per call. The result equals
+    ``json.dumps`` of the full object with compact separators.
+    """
     created = owner.created or dt.datetime.now(dt.UTC)
-    data: dict[str, Any] = {
+    key = (owner.pid, owner.host, owner.boot_id, owner.pid_ns, owner.start_time, backend)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        prefix = _static_prefix(owner, backend)
+        if len(_PREFIXES) >= _MAX_PREFIXES:
+            _PREFIXES.clear()
+        _PREFIXES[key] = prefix
+    token = owner.token
+    if not (token.isascii() and token.isalnum()):
+        token = json.dumps(token)[1:-1]  # a foreign token: escape it like json.dumps does
+    expiry = f'"{_iso(expires)}"' if expires is not None else "null"
+    return (
+        f'{prefix}"createdAt":"{_iso(created)}","startedAt":{int(created.timestamp() * 1000)},'
+        f'"token":"{token}","expires":{expiry},"version":{PAYLOAD_VERSION}}}'
+    ).encode()
+
+
+# Serialised per-process fields, keyed by owner identity and backend (a handful per
+# process: one per backend, plus one per fork).
+_PREFIXES: dict[tuple[object, ...], str] = {}
+_MAX_PREFIXES = 64
+
+
+def _static_prefix(owner: Owner, backend: str) -> str:
+    static = {
         "pid": owner.pid,
         "host": owner.host,
         "bootId": owner.boot_id,
         "pidNs": owner.pid_ns,
         "startTime": owner.start_time,
         "starttime": owner.start_time,
-        "createdAt": _iso(created),
-        "startedAt": int(created.timestamp() * 1000),
-        "token": owner.token,
-        "expires": _iso(expires) if expires is not None else None,
         "backend": backend,
-        "version": PAYLOAD_VERSION,
     }
-    return json.dumps(data, separators=(",", ":")).encode()
+    # Drop the closing brace: the per-call fields follow.
+    return json.dumps(static, separators=(",", ":"))[:-1] + ","
 
 
 def _parse_moment(value: object) -> dt.datetime | None:

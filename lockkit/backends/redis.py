@@ -7,16 +7,23 @@ this backend is used.
 
 Key layout, for a lock named ``N`` (a path under ``root`` becomes its relative path, so
 hosts that mount a share at different places agree), with the default prefix
-``lockkit:`` and a hash tag so both keys live in one cluster slot:
+``lockkit:`` and a hash tag so all keys of a lock live in one cluster slot:
 
 * ``lockkit:{N}``: the holder's JSON payload (the file payload's fields), ``PX`` = ttl.
 * ``lockkit:{N}:fence``: the fencing counter, ``INCR``-ed by every acquisition.
-* channel ``lockkit:{N}:released``: one message per release, waking waiters.
+* ``lockkit:{N}:waiters``: the hand-off queue, a list of waiters' channels.
 
 Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
-(compare-and-delete, then ``PUBLISH``), like the raw primitive. Waiters subscribe to the
-release channel and also re-check after a bounded interval, so a lost message delays
-but never hangs anyone.
+(compare-and-delete, then a hand-off), like the raw primitive.
+
+**Hand-off.** Each waiting thread listens on a channel of its own
+(``lockkit:waiter:<random>``), subscribed once for the thread's life. A waiter queues
+its channel on the lock's list, atomically with finding the lock busy; a release pops
+waiters off the list and publishes to each until one is listening, so exactly one
+live waiter wakes per release instead of all of them (a thundering herd that made
+contended locks slow). A woken waiter that loses the race to a newcomer queues again
+at the front. A waiter also re-checks after a bounded interval (``poll``), so a lost
+message or a crashed waiter delays but never hangs anyone.
 """
 
 from __future__ import annotations
@@ -51,48 +58,108 @@ it every ``ttl / 3`` while it is held."""
 MAX_NAME = 1024
 """Longest lock name (in UTF-8 bytes) accepted as a key."""
 
+_KEY_CACHE_SIZE = 1024
+
 # Options lockkit reads from the URL query; everything else goes to redis-py.
 _OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
 
+# KEYS: lock, fence, waiters. ARGV: payload, ttl ms, waiter channel ('' when not
+# waiting), 'front' to queue again at the head (a woken waiter that lost a race).
 _ACQUIRE = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
   return redis.call('incr', KEYS[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('lrem', KEYS[3], 0, ARGV[3])
+  if ARGV[4] == 'front' then
+    redis.call('lpush', KEYS[3], ARGV[3])
+  else
+    redis.call('rpush', KEYS[3], ARGV[3])
+  end
+  redis.call('pexpire', KEYS[3], ARGV[5])
 end
 return false
 """
-_RELEASE = """
+# Wake the first waiter still listening: PUBLISH returns how many received it.
+_HAND_OFF = """
+local function hand_off(waiters, name)
+  while true do
+    local waiter = redis.call('lpop', waiters)
+    if not waiter then return end
+    if redis.call('publish', waiter, name) > 0 then return end
+  end
+end
+"""
+# KEYS: lock, waiters. ARGV: the holder's payload, the lock name.
+_RELEASE = (
+    _HAND_OFF
+    + """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
-  redis.call('publish', ARGV[2], '1')
+  hand_off(KEYS[2], ARGV[2])
   return 1
 end
 return 0
 """
+)
+# KEYS: lock, waiters. ARGV: waiter channel, ttl ms of the queue. 0 = the lock is free.
+_ENQUEUE = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('lrem', KEYS[2], 0, ARGV[1])
+redis.call('rpush', KEYS[2], ARGV[1])
+redis.call('pexpire', KEYS[2], ARGV[2])
+return 1
+"""
+# A waiter leaving (acquired elsewhere, timed out): drop it from the queue and, if it
+# was woken for a lock that is still free, pass the wake-up on to the next waiter.
+# KEYS: lock, waiters. ARGV: waiter channel, lock name, '1' if it was woken.
+_LEAVE = (
+    _HAND_OFF
+    + """
+redis.call('lrem', KEYS[2], 0, ARGV[1])
+if ARGV[3] == '1' and redis.call('exists', KEYS[1]) == 0 then
+  hand_off(KEYS[2], ARGV[2])
+end
+return 1
+"""
+)
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
-_BREAK = """
+# KEYS: lock, waiters. ARGV: the broken holder's token, the lock name.
+_BREAK = (
+    _HAND_OFF
+    + """
 local value = redis.call('get', KEYS[1])
 if value and cjson.decode(value)['token'] == ARGV[1] then
   redis.call('del', KEYS[1])
-  redis.call('publish', ARGV[2], '1')
+  hand_off(KEYS[2], ARGV[2])
   return 1
 end
 return 0
 """
+)
+# A queue entry outlives its waiter by at most this long (each wait renews it).
+_QUEUE_TTL_MS = 60_000
+
+_redis_module: Any = None
 
 
 def _import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
-    try:
-        import redis  # noqa: PLC0415 - imported only when this backend is used
-    except ImportError:
-        raise BackendUnavailable(
-            "the redis backend needs redis-py: pip install 'lockkit[redis]'"
-        ) from None
-    return redis
+    global _redis_module  # noqa: PLW0603 - imported once, on first use
+    if _redis_module is None:
+        try:
+            import redis  # noqa: PLC0415 - imported only when this backend is used
+        except ImportError:
+            raise BackendUnavailable(
+                "the redis backend needs redis-py: pip install 'lockkit[redis]'"
+            ) from None
+        _redis_module = redis
+    return _redis_module
 
 
 @attrs.frozen
@@ -105,6 +172,8 @@ class _Server:
     release: Any = attrs.field(repr=False)
     refresh: Any = attrs.field(repr=False)
     break_: Any = attrs.field(repr=False)
+    enqueue: Any = attrs.field(repr=False)
+    leave: Any = attrs.field(repr=False)
 
     @property
     def shown(self) -> str:
@@ -112,11 +181,11 @@ class _Server:
 
 
 class RedisBackend(Backend):
-    """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, pub/sub wake-ups."""
+    """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, one waiter woken per release."""
 
     name: ClassVar[str] = "redis"
     description: ClassVar[str] = (
-        "Redis/Valkey: SET NX PX with Lua release, pub/sub wake-ups, fencing, Redlock"
+        "Redis/Valkey: SET NX PX with Lua release, queued hand-off, fencing, Redlock"
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         across_hosts=True, released_on_crash=True, ttl=True, fencing=True, notify=True
@@ -156,6 +225,7 @@ class RedisBackend(Backend):
         self._servers = [self._connect(redis, url) for url in self.urls]
         self.quorum = len(self._servers) // 2 + 1
         self._waiting = threading.local()
+        self._key_cache: dict[str, tuple[str, str, str]] = {}
 
     @staticmethod
     def _connect(redis: Any, url: str) -> _Server:  # noqa: ANN401
@@ -172,6 +242,8 @@ class RedisBackend(Backend):
             release=client.register_script(_RELEASE),
             refresh=client.register_script(_REFRESH),
             break_=client.register_script(_BREAK),
+            enqueue=client.register_script(_ENQUEUE),
+            leave=client.register_script(_LEAVE),
         )
 
     @classmethod
@@ -236,13 +308,19 @@ class RedisBackend(Backend):
         return text
 
     def _keys(self, name: str) -> tuple[str, str, str]:
-        tagged = f"{self.prefix}{{{name}}}"
-        return tagged, f"{tagged}:fence", f"{tagged}:released"
+        keys = self._key_cache.get(name)
+        if keys is None:
+            tagged = f"{self.prefix}{{{name}}}"
+            keys = (tagged, f"{tagged}:fence", f"{tagged}:waiters")
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[name] = keys
+        return keys
 
     # -- operations ------------------------------------------------------------------------
 
     def _call(self, server: _Server, action: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
-        redis = _import_redis()
+        redis = _redis_module or _import_redis()
         try:
             return action(*args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -253,26 +331,51 @@ class RedisBackend(Backend):
     def try_acquire(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
-        """``SET NX PX`` on every server (one for plain Redis); quorum wins (Redlock)."""
+        """``SET NX PX`` on every server (one for plain Redis); quorum wins (Redlock).
+
+        A thread waiting for this lock (between `wait` and `stop_waiting`) queues
+        itself again in the same script when the lock is still busy, so no release can
+        slip between its attempt and its next wait unnoticed.
+        """
         del shared
         ttl = ttl or self.default_ttl
         ttl_ms = max(1, int(ttl * 1000))
-        key, fence, _ = self._keys(name)
+        keys = self._keys(name)
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
         payload = encode_payload(owner, self.name, expires).decode()
+        waiting = self._waiting
+        listener = getattr(waiting, "server", 0)
+        queued = getattr(waiting, "name", None) == name
         start = time.monotonic()
         fences: list[int] = []
         failures: list[BackendUnavailable] = []
-        for server in self._servers:
+        for index, server in enumerate(self._servers):
+            args: list[Any] = [payload, ttl_ms]
+            if queued and index == listener:
+                # Woken by a release and beaten to it: keep our place at the front.
+                args += [waiting.channel, "front" if waiting.woken else "back", _QUEUE_TTL_MS]
+            else:
+                args += ["", "", 0]
             try:
-                result = self._call(
-                    server, _script, server.acquire, [key, fence], [payload, ttl_ms]
-                )
+                result = self._call(server, server.acquire, keys, args)
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
             if result is not None:
                 fences.append(int(result))
+        if queued:
+            waiting.woken = False
+        if len(self._servers) == 1 and fences:
+            # Plain Redis: the key is ours until its expiry; no clock arithmetic needed.
+            return Lease(
+                name,
+                self.name,
+                owner,
+                expires=expires,
+                fencing_token=fences[0],
+                ttl=ttl,
+                handle=payload,
+            )
         # Redlock validity: what is left of the ttl after the time spent, minus drift.
         drift = ttl * 0.01 + 0.002
         valid = ttl - (time.monotonic() - start) - drift
@@ -294,21 +397,17 @@ class RedisBackend(Backend):
         return None
 
     def _release_everywhere(self, name: str, payload: str) -> int:
-        key, _, channel = self._keys(name)
+        key, _, waiters = self._keys(name)
         released = 0
         for server in self._servers:
             try:
-                released += int(
-                    self._call(
-                        server, lambda s=server: s.release(keys=[key], args=[payload, channel])
-                    )
-                )
+                released += int(self._call(server, server.release, [key, waiters], [payload, name]))
             except BackendUnavailable:
                 continue  # its copy expires by itself
         return released
 
     def release(self, lease: Lease) -> bool:
-        """Compare-and-delete on every server; wakes waiters on the release channel."""
+        """Compare-and-delete on every server; wakes the first queued waiter."""
         return self._release_everywhere(lease.name, lease.handle) >= self.quorum
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
@@ -319,11 +418,7 @@ class RedisBackend(Backend):
         failures: list[BackendUnavailable] = []
         for server in self._servers:
             try:
-                renewed += int(
-                    self._call(
-                        server, lambda s=server: s.refresh(keys=[key], args=[lease.handle, ttl_ms])
-                    )
-                )
+                renewed += int(self._call(server, server.refresh, [key], [lease.handle, ttl_ms]))
             except BackendUnavailable as exc:
                 failures.append(exc)
         if renewed >= self.quorum:
@@ -368,18 +463,12 @@ class RedisBackend(Backend):
         """Delete the key if it still holds ``expected``'s token (atomic, in Lua)."""
         if expected.owner is None or not expected.owner.token:
             return False
-        key, _, channel = self._keys(name)
+        key, _, waiters = self._keys(name)
         broken = 0
         for server in self._servers:
             try:
                 broken += int(
-                    self._call(
-                        server,
-                        lambda s=server: s.break_(
-                            keys=[key],
-                            args=[expected.owner.token, channel],  # type: ignore[union-attr]
-                        ),
-                    )
+                    self._call(server, server.break_, [key, waiters], [expected.owner.token, name])
                 )
             except BackendUnavailable:
                 continue
@@ -388,64 +477,92 @@ class RedisBackend(Backend):
     # -- waiting ---------------------------------------------------------------------------
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Wait for a release message on the lock's channel, bounded by a re-check.
+        """Queue for the lock and sleep until a release hands it to us, bounded by ``poll``.
 
-        Each waiting thread keeps one subscriber connection (to the first server) for
-        its whole life; an acquisition subscribes to its lock's channel on the first
-        wait and unsubscribes when it ends (`stop_waiting`).
+        The first wait of an acquisition queues this thread (atomically with checking
+        that the lock is still held); later attempts re-queue inside `try_acquire`.
         """
         del attempt
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        # The bound covers a lost message or an unreachable server: never hang.
+        # The bound covers a lost message, a crashed waiter ahead of us, a holder that
+        # died (its key expires, nobody releases) or an unreachable server: never hang.
         bound = min(remaining, self.poll)
-        redis = _import_redis()
-        server = self._servers[getattr(self._waiting, "server", 0)]
-        key, _, channel = self._keys(name)
+        redis = _redis_module or _import_redis()
+        waiting = self._waiting
         try:
-            pubsub = getattr(self._waiting, "pubsub", None)
-            if pubsub is None:
-                pubsub = self._waiting.pubsub = server.client.pubsub()
-            if channel not in pubsub.channels:
-                pubsub.subscribe(channel)
-                # Read the confirmation: from then on no release message can be missed,
-                # so check once more whether the lock was released before it.
-                pubsub.get_message(timeout=bound)
-                if not server.client.exists(key):
-                    return True
+            pubsub = self._listener()
+            if getattr(waiting, "name", None) != name:
+                server = self._servers[waiting.server]
+                key, _, waiters = self._keys(name)
+                if not server.enqueue(keys=[key, waiters], args=[waiting.channel, _QUEUE_TTL_MS]):
+                    return True  # released before we queued: try again now
+                waiting.name = name
+                waiting.woken = False
             end = time.monotonic() + bound
             while (left := end - time.monotonic()) > 0:
                 message = pubsub.get_message(timeout=left)
-                if message is not None and message.get("type") == "message":
+                # Wake-ups carry the lock's name: one meant for a lock this thread gave
+                # up earlier is not ours.
+                if message is not None and message.get("data") == name.encode():
+                    waiting.woken = True
                     return True
         except redis.RedisError:
             # That server is down: listen on the next one from now on (a Redlock
-            # publishes every release on all of them), and wait out the bound here
-            # rather than spin.
-            self._drop_subscriber()
-            self._waiting.server = (getattr(self._waiting, "server", 0) + 1) % len(self._servers)
+            # releases on all of them), and wait out the bound here rather than spin.
+            self._drop_listener()
+            waiting.server = (getattr(waiting, "server", 0) + 1) % len(self._servers)
             time.sleep(max(0.0, min(bound, deadline - time.monotonic())))
         return False
 
-    def stop_waiting(self, name: str) -> None:
-        """Unsubscribe from the lock's release channel (the connection stays for reuse)."""
-        pubsub = getattr(self._waiting, "pubsub", None)
-        if pubsub is None:
-            return
-        _, _, channel = self._keys(name)
-        try:
-            pubsub.unsubscribe(channel)
-            # Drain the confirmation and any late release message, so the next wait on
-            # this connection does not mistake them for a fresh release.
-            while pubsub.get_message(timeout=0.0) is not None:
-                pass
-        except _import_redis().RedisError:
-            self._drop_subscriber()
+    def _listener(self) -> Any:  # noqa: ANN401 - a redis-py PubSub
+        """This thread's subscriber connection, subscribed to its own waiter channel."""
+        waiting = self._waiting
+        pid = os.getpid()
+        if getattr(waiting, "pid", None) != pid:
+            # New thread, or a forked child: its parent's connection is not its own.
+            waiting.pid = pid
+            waiting.pubsub = None
+            waiting.name = None
+            waiting.woken = False
+            waiting.server = getattr(waiting, "server", 0)
+        if waiting.pubsub is None:
+            server = self._servers[waiting.server]
+            channel = f"{self.prefix}waiter:{os.urandom(12).hex()}"
+            pubsub = server.client.pubsub()
+            pubsub.subscribe(channel)
+            # Wait for the confirmation: until the server has it, a release's PUBLISH
+            # would find nobody listening and skip us.
+            confirm_by = time.monotonic() + self.poll
+            while (left := confirm_by - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=left)
+                if message is not None and message.get("type") == "subscribe":
+                    break
+            waiting.pubsub = pubsub
+            waiting.channel = channel
+        return waiting.pubsub
 
-    def _drop_subscriber(self) -> None:
-        pubsub = getattr(self._waiting, "pubsub", None)
-        self._waiting.pubsub = None
+    def stop_waiting(self, name: str) -> None:
+        """Leave the lock's queue; a wake-up this thread did not use goes to the next waiter."""
+        waiting = self._waiting
+        if getattr(waiting, "name", None) != name or getattr(waiting, "pid", None) != os.getpid():
+            return
+        woken = waiting.woken
+        waiting.name = None
+        waiting.woken = False
+        server = self._servers[waiting.server]
+        key, _, waiters = self._keys(name)
+        try:
+            server.leave(keys=[key, waiters], args=[waiting.channel, name, "1" if woken else "0"])
+        except (_redis_module or _import_redis()).RedisError:
+            self._drop_listener()
+
+    def _drop_listener(self) -> None:
+        waiting = self._waiting
+        pubsub = getattr(waiting, "pubsub", None)
+        waiting.pubsub = None
+        waiting.name = None
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 pubsub.close()
@@ -458,10 +575,6 @@ class RedisBackend(Backend):
             ok=False,
             reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
         )
-
-
-def _script(script: Any, keys: list[str], args: list[Any]) -> Any:  # noqa: ANN401
-    return script(keys=keys, args=args)
 
 
 def _inspect(server: _Server, key: str, fence: str) -> tuple[Any, Any, Any]:
