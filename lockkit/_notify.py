@@ -13,6 +13,7 @@ correct everywhere and fast where the kernel can tell.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -33,6 +34,7 @@ IN_DELETE = 0x00000200
 _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _IN_ONLYDIR = 0x01000000
+_IN_Q_OVERFLOW = 0x00004000
 _EVENT = struct.Struct("iIII")
 
 _libc: ctypes.CDLL | None = None
@@ -53,6 +55,7 @@ def _load() -> ctypes.CDLL | None:
                         ctypes.c_char_p,
                         ctypes.c_uint32,
                     ]
+                    libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
                     _libc = libc
                 except (OSError, AttributeError):
                     _libc = None
@@ -63,6 +66,71 @@ def _load() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether inotify can be used in this process (Linux with a C library that has it)."""
     return _load() is not None
+
+
+class _Watcher:
+    """One thread's inotify instance, kept for the thread's life.
+
+    Creating an inotify instance per wait looked free, but closing one waits for a
+    kernel RCU grace period (8-11 ms measured here), which landed right on the
+    hand-off path. The instance now lives as long as its thread; a watch is (re)added
+    on every wait (cheap, and it follows a directory that was replaced), stale events
+    are drained before the lock is re-checked, and the descriptor is closed when the
+    thread ends, off anyone's critical path.
+    """
+
+    def __init__(self, libc: ctypes.CDLL, fd: int) -> None:
+        self.libc = libc
+        self.fd = fd
+        self.pid = os.getpid()
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
+        # Watched directories, most recent last; few, but bounded all the same.
+        self.watches: dict[int, None] = {}
+
+    def watch(self, directory: str, mask: int) -> int:
+        # IN_MASK_ADD keeps the events other waits of this thread asked for (a
+        # directory may hold excl and filelock locks).
+        wd = int(
+            self.libc.inotify_add_watch(
+                self.fd, os.fsencode(directory), mask | _IN_ONLYDIR | _IN_MASK_ADD
+            )
+        )
+        if wd >= 0:
+            self.watches.pop(wd, None)
+            self.watches[wd] = None
+            while len(self.watches) > _MAX_WATCHES:
+                oldest = next(iter(self.watches))
+                del self.watches[oldest]
+                self.libc.inotify_rm_watch(self.fd, oldest)
+        return wd
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 65536):
+                pass
+
+    def __del__(self) -> None:
+        # The thread ended (or the process forked): release the kernel instance.
+        if self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+_MAX_WATCHES = 32
+_IN_MASK_ADD = 0x20000000
+_threads = threading.local()
+
+
+def _watcher(libc: ctypes.CDLL) -> _Watcher | None:
+    watcher: _Watcher | None = getattr(_threads, "watcher", None)
+    if watcher is not None and watcher.pid == os.getpid():
+        return watcher
+    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        return None  # out of instances (fs.inotify.max_user_instances): poll instead
+    watcher = _threads.watcher = _Watcher(libc, fd)
+    return watcher
 
 
 def wait_for_event(
@@ -85,36 +153,41 @@ def wait_for_event(
     libc = _load()
     if libc is None:
         return None
-    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    if fd < 0:
+    watcher = _watcher(libc)
+    if watcher is None:
         return None
-    try:
-        if libc.inotify_add_watch(fd, os.fsencode(directory), mask | _IN_ONLYDIR) < 0:
-            return None
-        if not still_busy():
+    wd = watcher.watch(directory, mask)
+    if wd < 0:
+        return None
+    # Events from earlier waits are history: the re-check below covers them.
+    watcher.drain()
+    if not still_busy():
+        return True
+    wanted = os.fsencode(filename)
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not watcher.poller.poll(max(1, int(remaining * 1000))):
+            break
+        try:
+            buffer = os.read(watcher.fd, 65536)
+        except BlockingIOError:
+            continue
+        # Events for other files, or other directories this thread watches, are ignored.
+        if _has_event_in(buffer, wd, wanted, mask):
             return True
-        wanted = os.fsencode(filename)
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not poller.poll(max(1, int(remaining * 1000))):
-                break
-            # Events for other files in the same directory are read and ignored.
-            if _has_event_for(os.read(fd, 65536), wanted):
-                return True
-        return False
-    finally:
-        os.close(fd)
+    return False
 
 
-def _has_event_for(buffer: bytes, wanted: bytes) -> bool:
+def _has_event_in(buffer: bytes, wd: int, wanted: bytes, mask: int) -> bool:
     offset = 0
     while offset + _EVENT.size <= len(buffer):
-        _wd, _mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
+        event_wd, event_mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
         start = offset + _EVENT.size
-        name = buffer[start : start + length].rstrip(b"\0")
-        if name == wanted:
-            return True
+        if event_mask & _IN_Q_OVERFLOW:
+            return True  # events were dropped: ours may be among them, so re-check
+        if event_wd == wd and event_mask & mask:
+            name = buffer[start : start + length].rstrip(b"\0")
+            if name == wanted:
+                return True
         offset = start + length
     return False

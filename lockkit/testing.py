@@ -246,4 +246,8 @@ def _forge(handle: object) -> object:
     # Backends that keep the payload or token in the handle (redis) get a different one.
     if isinstance(handle, str):
         return handle.replace('"token":"', '"token":"forged-', 1)
+    from lockkit.backends._file import HeldFile  # noqa: PLC0415 - only for file backends
+
+    if isinstance(handle, HeldFile):
+        return None  # a forger has the token at best, never our open descriptor
     return handle

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PAYLOAD",
     "FileBackend",
+    "HeldFile",
     "Payload",
     "create_exclusive",
+    "create_held",
     "decode_payload",
     "encode_payload",
     "lock_path",
     "read_lock_file",
+    "remove_held",
     "remove_if_ours",
 ]
 
@@ -349,6 +352,88 @@ def remove_if_ours(lease: Lease) -> bool:
     return True
 
 
+class HeldFile:
+    """The open descriptor of a lock file this process created, kept while it holds it.
+
+    Kept in `Lease.handle`, it makes release cheap and exact: the file at the lock path
+    is ours when it is the very inode this descriptor has open (an open inode cannot
+    be freed and its number reused, and FUSE keeps its number while it is open), so
+    release compares two ``stat`` results instead of reading and parsing the payload.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        """Take ownership of ``fd``."""
+        self.fd = fd
+
+    def close(self) -> None:
+        """Close the descriptor once; later calls do nothing."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        """Close a descriptor whose lease was dropped without a release."""
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+def create_held(path: str, payload: bytes) -> HeldFile | None:
+    """Create ``path`` with ``O_CREAT|O_EXCL``, write ``payload``, keep it open.
+
+    The uncontended fast path of the file backends: two system calls to acquire.
+
+    Returns:
+        The open file, or ``None`` when the file already exists.
+
+    Raises:
+        InvalidLockName: A symlink sits at the path.
+        OSError: Creating or writing failed; no half-written lock is left behind.
+    """
+    try:
+        fd = open_nofollow(path, CREATE_FLAGS)
+    except FileExistsError:
+        return None
+    try:
+        write_all(fd, payload)
+    except BaseException:
+        os.close(fd)
+        # The file is ours and incomplete: remove it rather than leave a lock no one holds.
+        os.unlink(path)  # noqa: PTH108
+        raise
+    return HeldFile(fd)
+
+
+def remove_held(lease: Lease) -> bool:
+    """Unlink the lock file if it is the inode ``lease.handle`` (a `HeldFile`) has open.
+
+    When the inode at the path differs (the lock was broken and taken by another
+    process, or a filesystem renumbers even open files), the token in the payload
+    decides, as in `remove_if_ours`.
+    """
+    held: HeldFile = lease.handle
+    try:
+        try:
+            mine = os.fstat(held.fd)
+            there = os.lstat(lease.name)
+        except OSError as exc:
+            if exc.errno in _VANISHED:
+                return False  # removed (by a breaker, or on NFS by another client)
+            raise
+        if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
+            # Closed before the unlink: Windows cannot remove a file that is open.
+            held.close()
+            try:
+                os.unlink(lease.name)  # noqa: PTH108
+            except FileNotFoundError:
+                return False
+            return True
+    finally:
+        held.close()
+    return remove_if_ours(lease)
+
+
 class FileBackend(Backend):
     """Shared behaviour of backends whose lock is the existence of a file.
 
@@ -370,10 +455,15 @@ class FileBackend(Backend):
         very moment; its removal then goes through the breaker lock like a break, so
         the two cannot interleave and remove a newer holder's file.
         """
+        remove = remove_held if isinstance(lease.handle, HeldFile) else remove_if_ours
         if lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN):
             with breaker(lease.name, wait=BREAKER_WAIT) as held:
-                return held and remove_if_ours(lease)
-        return remove_if_ours(lease)
+                if not held:
+                    if isinstance(lease.handle, HeldFile):
+                        lease.handle.close()
+                    return False
+                return remove(lease)
+        return remove(lease)
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
         """Rewrite the payload with a new expiry if the file is still this lease's.

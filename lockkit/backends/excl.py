@@ -14,7 +14,7 @@ import tempfile
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
-from lockkit.backends._file import FileBackend, create_exclusive, encode_payload
+from lockkit.backends._file import FileBackend, create_exclusive, create_held, encode_payload
 from lockkit.spec import Support, hookimpl
 
 if TYPE_CHECKING:
@@ -44,10 +44,10 @@ class ExclBackend(FileBackend):
         """Create the lock file exclusively; ``None`` if it exists."""
         del shared  # the core never asks: the capability is off
         expires = expiry(ttl)
-        identity = create_exclusive(name, encode_payload(owner, self.name, expires))
-        if identity is None:
+        held = create_held(name, encode_payload(owner, self.name, expires))
+        if held is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
 
     @classmethod
     def probe(cls, location: str) -> Support:

@@ -21,7 +21,7 @@ import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
-from lockkit.backends._file import FileBackend, create_exclusive, encode_payload
+from lockkit.backends._file import FileBackend, create_held, encode_payload
 from lockkit.backends.excl import ExclBackend, _errname, expiry
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, hookimpl
@@ -70,8 +70,8 @@ class HardlinkBackend(FileBackend):
         if directory in self._no_link_dirs:
             return self._acquire_excl(name, owner, expires, payload, ttl)
         temp = os.path.join(directory, f".{base}.{owner.token}.tmp")  # noqa: PTH118
-        identity = create_exclusive(temp, payload)
-        if identity is None:  # token collision: practically impossible, but never clobber
+        held = create_held(temp, payload)
+        if held is None:  # token collision: practically impossible, but never clobber
             return None
         try:
             os.link(temp, name)
@@ -82,10 +82,12 @@ class HardlinkBackend(FileBackend):
                 # NFS may report an error for a link() whose reply was lost; the link
                 # count of the temp file tells the truth.
                 if not self._linked(temp):
+                    held.close()
                     _unlink_quietly(temp)
                     raise
                 linked = True
             else:
+                held.close()
                 _unlink_quietly(temp)
                 self._fall_back(directory, exc)
                 return self._acquire_excl(name, owner, expires, payload, ttl)
@@ -93,8 +95,10 @@ class HardlinkBackend(FileBackend):
             linked = True
         _unlink_quietly(temp)
         if not linked:
+            held.close()
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
+        # The descriptor has the lock's inode open (the temp was its other name).
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
 
     def _acquire_excl(
         self,
@@ -104,10 +108,10 @@ class HardlinkBackend(FileBackend):
         payload: bytes,
         ttl: float | None,
     ) -> Lease | None:
-        identity = create_exclusive(name, payload)
-        if identity is None:
+        held = create_held(name, payload)
+        if held is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, identity=identity, ttl=ttl)
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
 
     @staticmethod
     def _linked(temp: str) -> bool:
