@@ -19,9 +19,10 @@ Every problem is a `SettingsError` naming the file, the line and the key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -132,14 +133,41 @@ def settings_file(env: Env | None = None) -> tuple[str, str] | None:
     return (path, origin) if os.path.isfile(path) else None  # noqa: PTH113
 
 
-_CACHE: dict[tuple[str, int, int, tuple[tuple[str, str], ...]], Settings | None] = {}
+class _Recording(Mapping[str, str]):
+    """An environment that remembers which variables were looked up, and their values."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.seen: dict[str, str | None] = {}
+
+    def __getitem__(self, name: str) -> str:
+        value = self.env.get(name)
+        self.seen[name] = value
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("settings must look variables up by name")  # keeps `seen` complete
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+# The one live version of the settings: (path, mtime_ns, size), the variables parsing
+# consulted with their values, and the result.
+_CACHE: list[tuple[tuple[str, int, int], dict[str, str | None], Settings | None]] = []
 
 
 def load_settings(env: Env | None = None) -> Settings | None:
     """Find, read and validate lockkit's settings; ``None`` when there are none.
 
-    Cached per file version (path, mtime, size) and environment, so constructing many
-    locks reads the file once.
+    Cached per file version (path, mtime, size) and the values of the environment
+    variables the file consulted (``${VAR}``, OpenClaw's overrides), so constructing
+    many locks reads the file once and checks a handful of variables.
     """
     env = os.environ if env is None else env
     found = settings_file(env)
@@ -147,14 +175,17 @@ def load_settings(env: Env | None = None) -> Settings | None:
         return None
     path, origin = found
     st = os.stat(path)  # noqa: PTH116
-    relevant = tuple(sorted((k, v) for k, v in env.items() if k.isupper()))
-    key = (path, st.st_mtime_ns, st.st_size, relevant)
-    if key not in _CACHE:
-        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-            text = handle.read()
-        _CACHE.clear()  # one live version is enough
-        _CACHE[key] = parse_settings(text, path, env, bare=origin == "LOCKKIT_SETTINGS")
-    return _CACHE[key]
+    version = (path, st.st_mtime_ns, st.st_size)
+    if _CACHE:
+        cached_version, consulted, settings = _CACHE[0]
+        if cached_version == version and all(env.get(k) == v for k, v in consulted.items()):
+            return settings
+    with open(path, encoding="utf-8") as handle:  # noqa: PTH123
+        text = handle.read()
+    recording = _Recording(env)
+    settings = parse_settings(text, path, recording, bare=origin == "LOCKKIT_SETTINGS")
+    _CACHE[:] = [(version, recording.seen, settings)]
+    return settings
 
 
 def parse_settings(
@@ -288,7 +319,13 @@ class _Validator:
             if key in self.section:
                 values[key] = self.seconds(key, self.section[key])
         if "root" in values:
-            values["root"] = os.path.abspath(os.path.expanduser(values["root"]))  # noqa: PTH100, PTH111
+            # A relative root is relative to the settings file, not to wherever the
+            # program happens to run.
+            root = os.path.expanduser(values["root"])  # noqa: PTH111
+            if not os.path.isabs(root):  # noqa: PTH117
+                base = os.path.dirname(os.path.abspath(self.source))  # noqa: PTH100, PTH120
+                root = os.path.join(base, root)  # noqa: PTH118
+            values["root"] = os.path.normpath(root)
         if "routes" in self.section:
             values["routes"] = self.routes(self.section["routes"])
         return Settings(source=self.source, lines=self.lines, **values)
@@ -315,7 +352,7 @@ class _Validator:
         parsed = []
         for pattern, target in routes.items():
             line = self.locator.line_of(pattern, start)
-            value = self.string("routes", target, line)
+            value = self.string(f"routes[{json.dumps(pattern)}]", target, line)
             parsed.append(Route(pattern.strip("/"), value, line))
         return tuple(parsed)
 

@@ -117,6 +117,11 @@ BROKEN = {
         2,
         "expected an object of glob -> backend",
     ),
+    "route target": (
+        "{plugins: {entries: {lockkit: {config: {routes: {\n 'agents/**': 5}}}}}}",
+        2,
+        'plugins.entries.lockkit.config.routes["agents/**"]: expected a non-empty string',
+    ),
     "writeLock type": (
         "{session: {writeLock: {\n acquireTimeoutMs: 'soon'}}}",
         2,
@@ -207,3 +212,28 @@ def test_settings_are_cached_per_file_version(tmp_path: pathlib.Path) -> None:
     second = load_settings(env)
     assert second is not None
     assert second.backend == "filelock"
+
+
+def test_cache_follows_the_variables_the_file_consulted(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text("{url: '${LOCK_URL}'}")
+    env = {"LOCKKIT_SETTINGS": str(path), "LOCK_URL": "redis://a", "UNRELATED": "1"}
+    first = load_settings(env)
+    env["UNRELATED"] = "2"  # not consulted: the cached settings still hold
+    assert load_settings(env) is first
+    env["LOCK_URL"] = "redis://b"
+    second = load_settings(env)
+    assert second is not None
+    assert second.url == "redis://b"
+
+
+def test_relative_root_is_relative_to_the_settings_file(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "s.json"
+    path.write_text("{root: '../state'}")
+    monkeypatch.chdir("/")
+    settings = load_settings({"LOCKKIT_SETTINGS": str(path)})
+    assert settings is not None
+    assert settings.root == str(tmp_path / "state")
