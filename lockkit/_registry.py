@@ -116,6 +116,7 @@ class Registry:
         self._loaded_eps: set[tuple[str, str]] = set()
         self._all_loaded = False
         self._observers_loaded = False
+        self._scanned: dict[str, list[EntryPoint]] | None = None
         self._instances: dict[tuple[str, str | None], spec.Backend] = {}
         self._lock = threading.RLock()
         self.has_event_hooks = False
@@ -127,10 +128,18 @@ class Registry:
         # that `import lockkit` must not pay.
         from importlib.metadata import entry_points  # noqa: PLC0415
 
-        eps = entry_points(group=group or self._group)
+        if self._scanned is None:
+            # One scan of the installed distributions serves both groups: each scan
+            # reads every distribution's metadata, the bulk of a first Lock()'s cost.
+            found = entry_points()
+            self._scanned = {
+                wanted: list(found.select(group=wanted))
+                for wanted in (self._group, f"{self._group}.observers")
+            }
+        eps = self._scanned.get(group or self._group, [])
         if name is not None:
-            eps = eps.select(name=name)
-        return list(eps)
+            eps = [ep for ep in eps if ep.name == name]
+        return eps
 
     def _load_observers(self) -> None:
         """Load the ``lockkit.observers`` group once: plugins with event hooks only.
