@@ -1,4 +1,8 @@
-"""Which filesystem a path lives on, read from ``/proc/self/mountinfo`` where it exists."""
+"""Which filesystem a path lives on, read from ``/proc/self/mountinfo`` where it exists.
+
+Elsewhere (macOS, Windows, a container without ``/proc``) the type is ``"unknown"``
+and the mount point is found by walking up the path until the device changes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ import os
 
 import attrs
 
-__all__ = ["FsInfo", "filesystem_of"]
+__all__ = ["MOUNT_TABLE", "FsInfo", "filesystem_of"]
+
+MOUNT_TABLE = "/proc/self/mountinfo"
+"""Linux's table of mounted filesystems, with their types."""
 
 
 @attrs.frozen
@@ -38,10 +45,10 @@ def filesystem_of(path: str) -> FsInfo:
     device = os.stat(real).st_dev  # noqa: PTH116
     best = FsInfo("unknown", "", "", device)
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:  # noqa: PTH123
+        with open(MOUNT_TABLE, encoding="utf-8") as handle:  # noqa: PTH123
             lines = handle.read().splitlines()
     except OSError:
-        return best
+        return FsInfo("unknown", _mount_point_by_device(real, device), "", device)
     best_len = -1
     for line in lines:
         left, _, right = line.partition(" - ")
@@ -56,3 +63,23 @@ def filesystem_of(path: str) -> FsInfo:
             best_len = len(mount_point)
             best = FsInfo(extra[0], mount_point, _unescape(extra[1]), device)
     return best
+
+
+def _mount_point_by_device(real: str, device: int) -> str:
+    """The highest directory above ``real`` on the same device: its mount point.
+
+    What ``df`` finds without a mount table. A bind mount of a directory of the same
+    filesystem is not told apart (it has the same device), so this may name a directory
+    above the real mount point; ``doctor`` only shows it.
+    """
+    current = real if os.path.isdir(real) else os.path.dirname(real)  # noqa: PTH112, PTH120
+    while True:
+        parent = os.path.dirname(current)  # noqa: PTH120
+        if parent == current:
+            return current  # the root of the tree (or of a Windows drive)
+        try:
+            if os.stat(parent).st_dev != device:  # noqa: PTH116
+                return current
+        except OSError:
+            return current  # not allowed to look further up: the best we know
+        current = parent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -63,8 +64,12 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists in this pid namespace and is not a zombie.
 
     ``kill(pid, 0)``: ESRCH means dead, EPERM means alive (someone else's). A zombie
-    has exited and only waits to be reaped; it holds no lock, so it counts as dead.
+    has exited and only waits to be reaped; it holds no lock, so it counts as dead
+    (where ``/proc`` shows it; elsewhere a zombie counts as alive). On Windows, where
+    ``os.kill`` would *terminate* the process, the process is asked about instead.
     """
+    if sys.platform == "win32":
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,6 +80,37 @@ def pid_alive(pid: int) -> bool:
         return True
     fields = _proc_stat_fields(pid)
     return not (fields and fields[0] in {"Z", "X"})
+
+
+if sys.platform == "win32":  # type checkers skip this block on other platforms
+
+    def _windows_pid_alive(pid: int) -> bool:
+        """``pid_alive`` for Windows: ``OpenProcess`` then ``GetExitCodeProcess``.
+
+        Only "no such process" counts as dead; anything that cannot be told counts as
+        alive, so a live holder's lock is never broken. Untested: lockkit's CI is Linux.
+        """
+        import ctypes  # noqa: PLC0415 - Windows only
+        from ctypes import wintypes  # noqa: PLC0415
+
+        process_query_limited_information = 0x1000
+        error_invalid_parameter = 87  # what OpenProcess reports for a pid nobody has
+        still_active = 259  # a process that exited with this very code looks alive: safe
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.GetExitCodeProcess.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
+        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        handle = kernel32.OpenProcess(process_query_limited_information, False, pid)  # noqa: FBT003
+        if not handle:
+            return ctypes.get_last_error() != error_invalid_parameter
+        try:
+            code = wintypes.DWORD()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == still_active
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 def process_identity() -> _ProcessIdentity:
@@ -188,6 +224,9 @@ class LockInfo:
             breaking a newer or renewed lock.
         age: Seconds since the lock was taken (or its file last written), where known.
         problem: Why the payload could not be read, when ``owner`` is ``None``.
+        shared: The lock is held shared, by one or more readers (see
+            `lockkit.ReadWriteLock`). ``owner`` is then ``None`` where the backend does
+            not record readers (``filelock``), or one of the readers.
     """
 
     name: str
@@ -198,9 +237,13 @@ class LockInfo:
     identity: tuple[int, ...] | None = None
     age: float | None = None
     problem: str = ""
+    shared: bool = False
 
     def describe(self) -> str:
         """A short human description of the holder, used in error messages."""
+        if self.shared:
+            who = f", among them {self.owner.describe()}" if self.owner is not None else ""
+            return f"readers (a shared lock{who}; backend {self.backend})"
         if self.owner is None:
             return f"an unreadable lock ({self.problem or 'no owner data'}; backend {self.backend})"
         since = ""

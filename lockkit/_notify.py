@@ -19,6 +19,7 @@ import ctypes.util
 import os
 import select
 import struct
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -31,8 +32,9 @@ __all__ = ["IN_CLOSE_WRITE", "IN_DELETE", "IN_MOVED_FROM", "available", "wait_fo
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_FROM = 0x00000040
 IN_DELETE = 0x00000200
-_IN_NONBLOCK = os.O_NONBLOCK
-_IN_CLOEXEC = os.O_CLOEXEC
+# Read with defaults: the module must import on Windows too (it then reports no inotify).
+_IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _IN_ONLYDIR = 0x01000000
 _IN_Q_OVERFLOW = 0x00004000
 _EVENT = struct.Struct("iIII")
@@ -48,6 +50,10 @@ def _load() -> ctypes.CDLL | None:
         with _libc_lock:
             if not _libc_checked:
                 try:
+                    if not sys.platform.startswith("linux"):
+                        # macOS and the BSDs have no inotify; Windows has no libc to
+                        # load by name (CDLL(None) raises TypeError there).
+                        raise OSError("inotify is Linux-only")  # noqa: TRY301
                     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
                     libc.inotify_init1.argtypes = [ctypes.c_int]
                     libc.inotify_add_watch.argtypes = [
@@ -57,7 +63,7 @@ def _load() -> ctypes.CDLL | None:
                     ]
                     libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
                     _libc = libc
-                except (OSError, AttributeError):
+                except (OSError, AttributeError, TypeError):
                     _libc = None
                 _libc_checked = True
     return _libc

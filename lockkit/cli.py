@@ -1,10 +1,11 @@
-"""The ``lockkit`` command line: ``doctor``, ``backends``, ``status`` and ``break``.
+"""The ``lockkit`` command line: ``doctor``, ``backends``, ``status``, ``break`` and ``run``.
 
 ``python -m lockkit`` runs the same.
 
-Every command takes ``--json`` for scripts. Errors are printed as one line on stderr,
-never as a traceback, and the exit status says what happened:
+Every command but ``run`` takes ``--json`` for scripts. Errors are printed as one line
+on stderr, never as a traceback, and the exit status says what happened:
 0 success, 1 the check failed (e.g. nothing can lock there), 2 bad usage or input.
+``run`` exits with its command's status instead (see `lockkit._run`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,92 @@ def _build_parser() -> argparse.ArgumentParser:
     breaker.add_argument("--backend", metavar="NAME", help="default: the one that wrote it")
     breaker.add_argument("--force", action="store_true", help="remove even a live lock")
     breaker.add_argument("--json", action="store_true", help="print one JSON object")
+
+    _add_run_parser(commands)
     return parser
+
+
+def _add_run_parser(commands: Any) -> None:  # noqa: ANN401 - argparse's private subparsers type
+    run = commands.add_parser(
+        "run",
+        help="hold a lock while a command runs (like flock(1), with any backend)",
+        usage="lockkit run NAME [--backend SPEC] [--timeout S | --nonblock] [--ttl S] "
+        "-- CMD [ARG ...]",
+        description="Take the lock NAME, run CMD (without a shell) while holding it, "
+        "then release it. Exits with CMD's status; SIGINT, SIGTERM, SIGHUP, SIGQUIT, "
+        "SIGUSR1 and SIGUSR2 are passed on to CMD. CMD finds the lock's canonical name "
+        "in $LOCKKIT_LOCK.",
+        epilog="exit status: CMD's own (128+N if signal N killed it); 75 the lock was "
+        "busy (--nonblock, --timeout); 126 CMD cannot be executed; 127 CMD not found; "
+        "2 bad usage, lock name or settings; 69 no backend works there or its server is "
+        "unreachable; 71 an OS error while locking.",
+    )
+    run.add_argument(
+        "name",
+        metavar="NAME",
+        help="the lock: the lock file's path for file backends, any name for servers",
+    )
+    run.add_argument(
+        "--backend",
+        metavar="SPEC",
+        help="a backend name or URL; default: LOCKKIT_BACKEND/LOCKKIT_URL, the settings "
+        "file, then auto-detection, as for lockkit.Lock",
+    )
+    wait = run.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up after S seconds (exit 75); 0 makes one attempt; default: the "
+        "settings' timeout, else wait as long as it takes",
+    )
+    wait.add_argument(
+        "-n",
+        "--nonblock",
+        action="store_true",
+        help="make one attempt; if the lock is busy, exit 75 at once",
+    )
+    run.add_argument(
+        "--ttl",
+        type=_ttl,
+        metavar="S",
+        help="let the lock expire S seconds after its last renewal; it is renewed while "
+        "CMD runs (backends with the ttl capability)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _ttl(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a ttl of more than 0 seconds, got 0")
+    return value
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Split ``run ... -- CMD ...`` into lockkit's arguments and the command.
+
+    Only for ``run``: its command may contain anything, options and ``--`` included,
+    which argparse would try to parse. Other commands get ``argv`` untouched.
+    """
+    if "--" not in argv:
+        return argv, None
+    cut = argv.index("--")
+    # The top-level parser has only flags without values, so the first word that is not
+    # an option is the subcommand.
+    subcommand = next((word for word in argv[:cut] if not word.startswith("-")), None)
+    if subcommand != "run":
+        return argv, None
+    return argv[:cut], argv[cut + 1 :]
 
 
 def _positive(text: str) -> int:
@@ -111,7 +197,18 @@ def _positive(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    words, command = _split_command(list(sys.argv[1:] if argv is None else argv))
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        if args.command == "run" and command is None:
+            print(
+                f"lockkit run: error: put the command after --: lockkit run NAME [options] "
+                f"-- {' '.join(extra)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = command or []
     if args.version:
         from lockkit._version import __version__  # noqa: PLC0415
 
@@ -126,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "backends": _backends,
             "status": _status,
             "break": _break,
+            "run": _run,
         }[args.command]
         return handler(args)
     except LockError as exc:
@@ -141,6 +239,23 @@ def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:  # noq
         print(json.dumps(data, indent=2))
     else:
         print("\n".join(lines))
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lockkit._run import run_locked  # noqa: PLC0415
+
+    if not args.argv:
+        print(
+            "lockkit run: error: no command to run; put it after --: "
+            "lockkit run NAME [options] -- CMD [ARG ...]",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    timeout = 0.0 if args.nonblock else args.timeout
+    return run_locked(args.name, args.argv, backend=args.backend, timeout=timeout, ttl=args.ttl)
 
 
 # -- backends ----------------------------------------------------------------------------
@@ -276,6 +391,8 @@ def _doctor(args: argparse.Namespace) -> int:
         report["backends"].append(result)
         lines.extend(_describe_check(result))
     lines.extend(f"problem: {problem}" for problem in report["problems"])
+    report["platform"], platform_lines = _platform_report()
+    lines.extend(["", *platform_lines])
     if args.backend:
         report["ok"] = all(results[name]["works"] for name in names)
     else:
@@ -288,6 +405,36 @@ def _doctor(args: argparse.Namespace) -> int:
     lines.extend(["", f"verdict: {verdict}"])
     _emit(args, report, lines)
     return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _platform_report() -> tuple[dict[str, Any], list[str]]:
+    """The operating-system facilities lockkit found, and the fallback for each missing one."""
+    import platform  # noqa: PLC0415
+
+    from lockkit._platform import features  # noqa: PLC0415
+
+    found = features()
+    system = f"{platform.system() or sys.platform} {platform.release()}".strip()
+    data = {
+        "system": system,
+        "features": [
+            {
+                "name": feature.name,
+                "available": feature.available,
+                "detail": feature.detail,
+                "fallback": None if feature.available else feature.fallback,
+            }
+            for feature in found
+        ],
+    }
+    width = max(len(feature.name) for feature in found)
+    lines = [f"Platform features ({system})"]
+    for feature in found:
+        mark = "yes" if feature.available else "NO "
+        lines.append(f"  {feature.name:<{width}}  {mark}  {feature.detail}")
+        if not feature.available:
+            lines.append(f"  {'':<{width}}       instead: {feature.fallback}")
+    return data, lines
 
 
 def _check_backend(

@@ -106,9 +106,15 @@ def symlink_error(path: str) -> InvalidLockName:
 def open_nofollow(path: str, flags: int) -> int:
     """``os.open`` with mode 0o644 where ELOOP (``O_NOFOLLOW`` met a symlink) is explained.
 
+    Where the platform has no ``O_NOFOLLOW`` (Windows), the path is checked with
+    ``lstat`` just before the open instead: a symlink planted between the two would be
+    followed, a window the flag closes elsewhere.
+
     Raises:
         InvalidLockName: A symlink sits at the path.
     """
+    if not _NOFOLLOW and os.path.islink(path):  # noqa: PTH114 - plain strings, no pathlib
+        raise symlink_error(path)
     try:
         return os.open(path, flags, 0o644)
     except OSError as exc:
