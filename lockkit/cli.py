@@ -267,9 +267,13 @@ def _backends(args: argparse.Namespace) -> int:
     registry = get_registry()
     entries = registry.entries()
     here = os.getcwd()  # noqa: PTH109
+    configured = _configured_server(here)
     rows: list[dict[str, Any]] = []
     for entry in entries:
-        support = entry.cls.probe(here)
+        if configured is not None and configured[0] == entry.name:
+            support = _check_server(registry, *configured)
+        else:
+            support = entry.cls.probe(here)
         rows.append(
             {
                 "name": entry.name,
@@ -293,6 +297,35 @@ def _backends(args: argparse.Namespace) -> int:
     lines.extend(f"problem: {problem}" for problem in problems)
     _emit(args, {"backends": rows, "problems": problems}, lines)
     return EXIT_OK
+
+
+def _configured_server(here: str) -> tuple[str, str, str] | None:
+    """The server backend this deployment selects (name, URL, source), if any.
+
+    A directory probe cannot say whether a server backend works: only its URL can.
+    """
+    from lockkit._select import select  # noqa: PLC0415
+
+    try:
+        selection = select(os.path.join(here, "lockkit-backends.lock"))  # noqa: PTH118
+    except LockError:
+        return None  # reported by doctor and by Lock(); `backends` lists what is installed
+    if selection.url is None:
+        return None
+    return selection.backend, selection.url, selection.source
+
+
+def _check_server(registry: Any, name: str, url: str, source: str) -> Any:  # noqa: ANN401
+    """Ask the configured server about a lock nobody holds: it answers or it is down."""
+    from lockkit._redact import redact_url  # noqa: PLC0415
+    from lockkit.spec import Support  # noqa: PLC0415
+
+    shown = f"configured by {source}: {redact_url(url)}"
+    try:
+        registry.backend(name, url).inspect("lockkit-backends-check")
+    except (LockError, OSError) as exc:
+        return Support(ok=False, reason=f"{shown}; {redact_url(str(exc))}")
+    return Support(ok=True, reason=f"{shown}; the server answers")
 
 
 # -- doctor ------------------------------------------------------------------------------
@@ -489,6 +522,14 @@ def _check_backend(
         return result
     finally:
         _remove_quietly(path)
+        # Server backends keep per-lock keys (Redis: the fencing counter) that would
+        # outlive the check; file locks leave nothing.
+        if spec != cls.name:  # chosen by URL: a server backend
+            with contextlib.suppress(LockError, OSError):
+                forget = getattr(Lock(path, backend=spec).backend, "forget_keys", None)
+                if forget is not None:
+                    forget(path)
+                    forget(os.path.join(directory, f".lockkit-doctor-{cls.name}.lock"))  # noqa: PTH118
     result["stress"] = {
         "processes": args.processes,
         "increments": args.increments,

@@ -567,6 +567,17 @@ class RedisBackend(Backend):
             with contextlib.suppress(Exception):
                 pubsub.close()
 
+    def forget_keys(self, name: str | os.PathLike[str]) -> None:
+        """Delete every key of a lock nobody holds, fencing counter included.
+
+        For throw-away locks (``lockkit doctor``'s): a fencing counter never expires by
+        itself, and deleting it restarts the lock's fencing tokens, so never call this
+        for a lock that is in use.
+        """
+        keys = self._keys(self.normalize_name(name))
+        for server in self._servers:
+            self._call(server, server.client.delete, *keys)
+
     @classmethod
     def probe(cls, location: str) -> Support:
         """A directory alone says nothing about Redis: it must be configured by URL."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pathlib
@@ -258,3 +259,39 @@ def test_redlock_waiter_does_not_spin_when_a_server_is_down(
         holder.release()
     # One attempt per re-check interval (0.2 s) or message, not thousands.
     assert attempts < 30
+
+
+def test_backends_reports_the_configured_server(
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LOCKKIT_BACKEND", redis_server.url)
+    assert main(["backends", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["backends"]}
+    assert rows["redis"]["available"] is True
+    assert "configured by LOCKKIT_BACKEND" in rows["redis"]["reason"]
+    assert "the server answers" in rows["redis"]["reason"]
+    redis_server.stop()
+    assert main(["backends", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["backends"]}
+    assert rows["redis"]["available"] is False
+    assert "cannot reach Redis" in rows["redis"]["reason"]
+
+
+def test_doctor_leaves_no_keys_behind(
+    redis_server: RedisServer,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import redis
+
+    monkeypatch.setenv("LOCKKIT_BACKEND", redis_server.url)
+    assert main(["doctor", str(tmp_path), "--increments", "3", "--processes", "2"]) == 0
+    assert "lost" in capsys.readouterr().out  # it did run the increment check
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert client.keys("lockkit:*") == []
+    finally:
+        client.close()
