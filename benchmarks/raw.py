@@ -4,6 +4,9 @@ They are the floor each backend is measured against:
 
 * `RawExcl`: ``open(O_CREAT|O_EXCL)`` + ``close`` to acquire, ``unlink`` to release
   (the floor of ``excl`` and ``hardlink``);
+* `RawExclRecord`: the same with a 330-byte owner record written before the close:
+  the floor of any lock file that says who holds it, which a lock needs to tell a
+  crashed holder from a live one (writing the first byte of a file costs a page);
 * `RawLink`: temp file + ``link()`` + ``unlink`` of both (the NFS-safe recipe's own
   floor, shown for reference);
 * `RawFlock`: ``open`` + ``flock(LOCK_EX)`` to acquire, ``flock(LOCK_UN)`` + ``close``
@@ -21,7 +24,7 @@ import fcntl
 import os
 from typing import Any
 
-__all__ = ["RawExcl", "RawFlock", "RawLink", "RawRedis"]
+__all__ = ["RawExcl", "RawExclRecord", "RawFlock", "RawLink", "RawRedis"]
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -42,6 +45,29 @@ class RawExcl:
 
     def acquire(self) -> None:
         os.close(os.open(self.path, _CREATE, 0o644))
+
+    def release(self) -> None:
+        os.unlink(self.path)  # noqa: PTH108
+
+    def close(self) -> None:
+        pass
+
+
+class RawExclRecord:
+    """``O_CREAT|O_EXCL`` create, write an owner record, close; then unlink."""
+
+    # As long as lockkit's payload (pid, host, boot id, times, token...), in one write.
+    RECORD = b"x" * 330
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, _CREATE, 0o644)
+        try:
+            os.write(fd, self.RECORD)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         os.unlink(self.path)  # noqa: PTH108

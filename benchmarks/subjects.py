@@ -94,6 +94,7 @@ class Subject:
 
 _CATALOGUE = (
     Subject("raw O_EXCL+unlink", "raw", "lockfile", "raw:excl", waits=False),
+    Subject("raw O_EXCL+write+unlink", "raw", "lockfile", "raw:excl-record", waits=False),
     Subject("raw temp+link()", "raw", "lockfile", "raw:link", waits=False),
     Subject("lockkit excl", "lockkit", "lockfile", "lockkit:excl"),
     Subject("lockkit hardlink", "lockkit", "lockfile", "lockkit:hardlink"),
@@ -136,7 +137,9 @@ def available_subjects(
     subjects: list[Subject] = []
     skipped: list[str] = []
     redis_py = importlib.util.find_spec("redis") is not None
-    for subject in [*_CATALOGUE[:5], *_plugin_subjects(), *_CATALOGUE[5:]]:
+    files = [s for s in _CATALOGUE if s.family == "lockfile"]
+    others = [s for s in _CATALOGUE if s.family != "lockfile"]
+    for subject in [*files, *_plugin_subjects(), *others]:
         if subject.redis and redis_url is None:
             skipped.append(f"{subject.name}: no Redis server")
             continue
@@ -178,6 +181,7 @@ class _LockkitLocker:
 
 _RAW_FILES: dict[str, Callable[[str], Locker]] = {
     "excl": raw.RawExcl,
+    "excl-record": raw.RawExclRecord,
     "link": raw.RawLink,
     "flock": raw.RawFlock,
 }
