@@ -625,17 +625,11 @@ def create_exclusive(path: str, payload: bytes) -> tuple[int, int] | None:
         InvalidLockName: A symlink sits at the path.
         OSError: Creating or writing failed; no half-written lock is left behind.
     """
-    try:
-        fd = open_nofollow(path, CREATE_FLAGS)
-    except FileExistsError:
+    held = create_held(path, payload)
+    if held is None:
         return None
     try:
-        write_all(fd, payload)
-        st = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        # The file is ours and incomplete: remove it rather than leave a lock no one holds.
-        os.unlink(path)  # noqa: PTH108
-        raise
-    os.close(fd)
+        st = os.fstat(held.fd)
+    finally:
+        held.close()
     return st.st_dev, st.st_ino
