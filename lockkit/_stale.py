@@ -5,6 +5,7 @@ holder gets the same rules, and ``lockkit status`` can explain which rule decide
 
 | order | rule | verdict |
 | --- | --- | --- |
+| 0 | held shared by readers the backend does not name (``filelock``) | live |
 | 1 | unreadable payload (empty, truncated, not JSON) younger than the write grace | live |
 | 2 | unreadable payload older than the write grace (10 s, by mtime) | stale |
 | 3 | same machine view, holder pid dead (or a zombie) | stale |
@@ -73,6 +74,10 @@ def judge(
     now = now or dt.datetime.now(dt.UTC)
     owner = info.owner
     if owner is None:
+        if info.shared:
+            # flock records no readers; the kernel frees each one's lock when it dies.
+            reason = "held shared by readers (the backend does not record who)"
+            return Verdict(stale=False, rule="shared", reason=reason)
         return _unreadable(info)
     view = machine_view(owner)
     if view == "same" and (dead := _dead_locally(owner)) is not None:

@@ -236,3 +236,13 @@ def test_judge_other_machine_view_for_foreign_boot() -> None:
     verdict = judge(info)
     assert not verdict.stale
     assert verdict.view == "other"
+
+
+def test_a_lock_held_by_unnamed_readers_is_live() -> None:
+    # filelock read locks: flock records no readers, so there is no owner to judge.
+    info = LockInfo(name="/x.lock", backend="filelock", owner=None, shared=True, age=3600.0)
+    verdict = judge(info)
+    assert verdict.stale is False
+    assert verdict.rule == "shared"
+    # The same report without `shared` is an unreadable file past its grace: stale.
+    assert judge(LockInfo(name="/x.lock", backend="filelock", owner=None, age=3600.0)).stale
