@@ -20,8 +20,10 @@ import importlib
 # of `import lockkit`. Type checkers treat this constant the same way.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lockkit._asynclock import AsyncAcquireResult, AsyncLock
     from lockkit._info import Lease, LockInfo, Owner
     from lockkit._lock import AcquireResult, Lock
+    from lockkit._rwlock import ReadWriteLock
     from lockkit.errors import (
         BackendUnavailable,
         InvalidLockName,
@@ -31,11 +33,14 @@ if TYPE_CHECKING:
         LockTimeout,
         PluginError,
         SettingsError,
+        SharedLocksUnsupported,
         UnknownBackend,
     )
 
 __all__ = [
     "AcquireResult",
+    "AsyncAcquireResult",
+    "AsyncLock",
     "BackendUnavailable",
     "InvalidLockName",
     "Lease",
@@ -47,7 +52,9 @@ __all__ = [
     "LockTimeout",
     "Owner",
     "PluginError",
+    "ReadWriteLock",
     "SettingsError",
+    "SharedLocksUnsupported",
     "UnknownBackend",
     "__version__",
 ]
@@ -57,7 +64,10 @@ _ORIGINS = {
     "LockInfo": "lockkit._info",
     "Owner": "lockkit._info",
     "AcquireResult": "lockkit._lock",
+    "AsyncAcquireResult": "lockkit._asynclock",
+    "AsyncLock": "lockkit._asynclock",
     "Lock": "lockkit._lock",
+    "ReadWriteLock": "lockkit._rwlock",
     "BackendUnavailable": "lockkit.errors",
     "InvalidLockName": "lockkit.errors",
     "LockError": "lockkit.errors",
@@ -66,6 +76,7 @@ _ORIGINS = {
     "LockTimeout": "lockkit.errors",
     "PluginError": "lockkit.errors",
     "SettingsError": "lockkit.errors",
+    "SharedLocksUnsupported": "lockkit.errors",
     "UnknownBackend": "lockkit.errors",
     "__version__": "lockkit._version",
 }

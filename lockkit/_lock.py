@@ -1,4 +1,11 @@
-"""``lockkit.Lock``: timeouts, waiting, stale locks, TTL renewal and events on any backend."""
+"""``lockkit.Lock``: timeouts, waiting, stale locks, TTL renewal and events on any backend.
+
+The acquisition loop (attempt, look at the holder, break it if stale, wait, retry) is
+written once, as a generator of backend requests (`TryAcquire`, `Inspect`, `Break`,
+`Wait`) that receives each request's result. `Lock` runs it with blocking calls;
+`lockkit.AsyncLock` runs the very same generator with ``await``, so the two cannot
+drift apart in how they judge stale locks, retry, fire events or time out.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import math
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
@@ -19,7 +26,7 @@ from lockkit._stale import judge
 from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout, UnknownBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from lockkit._select import Selection
     from lockkit.spec import Backend
 
-__all__ = ["AcquireResult", "Lock"]
+__all__ = ["AcquireResult", "Break", "Inspect", "Lock", "Step", "TryAcquire", "Wait"]
 
 log = logging.getLogger("lockkit")
 
@@ -35,7 +42,258 @@ log = logging.getLogger("lockkit")
 _MAX_QUICK_RETRIES = 3
 
 
-class Lock(contextlib.ContextDecorator):
+@attrs.frozen
+class TryAcquire:
+    """Request: make one attempt (``Backend.try_acquire``); reply with the lease or ``None``."""
+
+
+@attrs.frozen
+class Inspect:
+    """Request: read the holder (``Backend.inspect``); reply with it, or ``None`` if unknown."""
+
+
+@attrs.frozen
+class Break:
+    """Request: break the stale lock ``info`` describes; reply with whether it was broken.
+
+    Attributes:
+        info: The holding judged stale.
+    """
+
+    info: LockInfo
+
+
+@attrs.frozen
+class Wait:
+    """Request: wait for a release (``Backend.wait``); reply with whether one was seen.
+
+    Attributes:
+        deadline: The acquisition's deadline, a `time.monotonic` value.
+        attempt: How many attempts have failed so far (from 1).
+    """
+
+    deadline: float
+    attempt: int
+
+
+Step = TryAcquire | Inspect | Break | Wait
+"""What the acquisition loop asks its driver to do next."""
+
+_TRY = TryAcquire()
+_INSPECT = Inspect()
+
+
+class _LockCore:
+    """What `Lock` and `lockkit.AsyncLock` share; not used on its own.
+
+    Selection, state, the acquisition loop, TTL renewal and loss reporting.
+    """
+
+    def __init__(
+        self,
+        name: str | os.PathLike[str],
+        *,
+        backend: str | Backend | None,
+        timeout: float | None,
+        ttl: float | None,
+        stale: float | None,
+        on_lost: Callable[[Any], object] | None,
+    ) -> None:
+        """Choose the backend and validate the name; nothing is acquired yet."""
+        # Imported here so `import lockkit` does not import pluggy and the registry.
+        from lockkit._registry import get_registry  # noqa: PLC0415
+        from lockkit._select import Selection, auto, parse_spec, select  # noqa: PLC0415
+        from lockkit._settings import load_settings  # noqa: PLC0415
+
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        self._registry: Registry = get_registry()
+        settings = load_settings()
+        raw = os.fspath(name)
+        # Routes and auto-detection look at the absolute path; the backend validates it.
+        where = os.path.abspath(raw) if raw and "\0" not in raw else raw  # noqa: PTH100
+        if backend is None:
+            selection = select(where, settings=settings)
+        elif isinstance(backend, str):
+            spec_name, url = parse_spec(backend)
+            selection = auto(where) if spec_name == "auto" else Selection(spec_name, url)
+        else:
+            selection = Selection(backend.name)
+        if not isinstance(backend, str) and backend is not None:
+            self._backend: Backend = backend
+        else:
+            try:
+                self._backend = self._registry.backend(selection.backend, selection.url)
+            except UnknownBackend as exc:
+                if selection.source == "argument":
+                    raise
+                # Say where the name came from: an env var or a line of a settings file.
+                where = f"{selection.source}: {selection.detail}" if selection.detail else ""
+                raise UnknownBackend(
+                    exc.requested, exc.available, f"It was chosen by {where or selection.source}."
+                ) from None
+        self._selection = selection
+        self._name = self._backend.normalize_name(name)
+        self.timeout = timeout if timeout is not None else getattr(settings, "timeout", None)
+        self.ttl = ttl if ttl is not None else getattr(settings, "ttl", None)
+        self.stale = stale if stale is not None else getattr(settings, "stale", None)
+        self.on_lost = on_lost
+        # Ask the backend for a shared (read) lock instead of an exclusive one.
+        self._shared: bool = False
+        self._state = threading.Lock()  # guards _lease/_lost against the renewer thread
+        self._count = 0
+        self._lease: Lease | None = None
+        self._lost = False
+        self._acquired_at = 0.0
+
+    @property
+    def selection(self) -> Selection:
+        """Which backend this lock uses and where that choice came from."""
+        return self._selection
+
+    @property
+    def name(self) -> str:
+        """The canonical lock name (an absolute path for file backends)."""
+        return self._name
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this lock uses."""
+        return self._backend
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object has acquired the lock and not released it (any thread or task).
+
+        It does not check the backend: see `is_held` for that.
+        """
+        return self._lease is not None
+
+    @property
+    def lease(self) -> Lease | None:
+        """The current lease, or ``None`` when not held."""
+        return self._lease
+
+    def _current_lease(self) -> Lease | None:
+        """The lease `is_held` should check, or ``None`` when not held or already lost."""
+        with self._state:
+            if self._lease is None or self._lost:
+                return None
+            return self._lease
+
+    def _still_ours(self, lease: Lease, info: LockInfo | None) -> bool:
+        """`is_held`'s verdict once the holder has been read; marks the lock lost if not."""
+        if info is not None and info.owner is not None and info.owner.token == lease.token:
+            return True
+        self._mark_lost(lease)
+        return False
+
+    def _contended_steps(self, timeout: float, deadline: float) -> Generator[Step, Any, Lease]:
+        """The acquisition loop after a failed first attempt, as requests to a driver.
+
+        Each yielded `Step` is performed by the driver, which sends back its result
+        (the reply type is in each step's docstring). Returns the lease; raises
+        `LockTimeout` once ``deadline`` has passed. Events fire from here, except
+        ``lockkit_acquired``, which the driver fires for the fast path as well.
+        """
+        registry = self._registry
+        attempt = 0
+        quick = 0
+        notified = False
+        contended = False
+        while True:
+            attempt += 1
+            # After a release notification the lock was simply taken by another waiter:
+            # its holder is alive, so reading it (a round trip) would be wasted.
+            info: LockInfo | None = None if notified else (yield _INSPECT)
+            if not notified and quick < _MAX_QUICK_RETRIES and (yield from self._recover(info)):
+                quick += 1
+            else:
+                quick = 0
+                if not contended:
+                    # Once, when it first has to wait (after any quick retries).
+                    contended = True
+                    if registry.has_event_hooks:
+                        registry.contended(self._name, self._backend.name, info)
+                if time.monotonic() >= deadline:
+                    holder = info if info is not None else (yield _INSPECT)
+                    raise LockTimeout(self._name, timeout, holder)
+                notified = bool((yield Wait(deadline, attempt)))
+            lease: Lease | None = yield _TRY
+            if lease is not None:
+                return lease
+
+    def _recover(self, info: LockInfo | None) -> Generator[Step, Any, bool]:
+        """Whether to retry at once: the lock vanished, or it was stale and we broke it."""
+        if info is None:
+            # It vanished between our attempt and the look: free, not stale.
+            # Retry the create; never unlink on this path.
+            return True
+        verdict = judge(info, stale_after=self.stale)
+        if not verdict.stale or not (yield Break(info)):
+            return False
+        log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)
+        if self._registry.has_event_hooks:
+            self._registry.stale_broken(self._name, self._backend.name, info, verdict.reason)
+        return True
+
+    def _inspect_quietly(self) -> LockInfo | None:
+        try:
+            return self._backend.inspect(self._name)
+        except InvalidLockName:
+            raise
+        except OSError:
+            return None
+
+    def _renew(self) -> float | None:
+        """Renew the TTL (called by the renewer thread); return when to renew next."""
+        with self._state:
+            lease = self._lease
+            if lease is None or self._lost or not lease.ttl:
+                return None
+            ttl = lease.ttl
+            try:
+                renewed = self._backend.refresh(lease, ttl)
+            except OSError as exc:
+                # Unreachable (a server down, a filesystem gone): keep trying while the
+                # lock may still be ours; once its expiry has passed, nobody can say it
+                # is, so it is lost.
+                if lease.expires is not None and lease.expires > dt.datetime.now(dt.UTC):
+                    log.warning("lockkit: renewing %s failed (%s); retrying", self._name, exc)
+                    return time.monotonic() + min(1.0, ttl / 6)
+                renewed = False
+            if renewed:
+                expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+                self._lease = attrs.evolve(lease, expires=expires)
+                return time.monotonic() + ttl / 3
+        self._mark_lost(lease)
+        return None
+
+    def _mark_lost(self, lease: Lease, *, releasing: bool = False) -> None:
+        with self._state:
+            # A renewal that raced with release and re-acquisition must not mark the
+            # new lease lost; a release reports the lease it just gave up.
+            if self._lost or (self._lease is not lease and not releasing):
+                return
+            self._lost = True
+        log.warning("lockkit: lock %s was lost (taken over by another holder)", self._name)
+        if self._registry.has_event_hooks:
+            self._registry.lost(self._name, self._backend.name, lease)
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception:
+                log.exception("lockkit: on_lost callback for %s raised", self._name)
+
+    def __del__(self) -> None:
+        """Free a lock the program forgot to release, so files and descriptors do not leak."""
+        lease = getattr(self, "_lease", None)
+        if lease is not None:
+            with contextlib.suppress(Exception):
+                self._backend.release(lease)
+
+
+class Lock(_LockCore, contextlib.ContextDecorator):
     """An inter-process lock with a pluggable backend.
 
     Use it as a context manager, a decorator, or with `acquire`/`release`:
@@ -95,80 +353,11 @@ class Lock(contextlib.ContextDecorator):
         on_lost: Callable[[Lock], object] | None = None,
     ) -> None:
         """Choose the backend and validate the name; nothing is acquired yet."""
-        # Imported here so `import lockkit` does not import pluggy and the registry.
-        from lockkit._registry import get_registry  # noqa: PLC0415
-        from lockkit._select import Selection, auto, parse_spec, select  # noqa: PLC0415
-        from lockkit._settings import load_settings  # noqa: PLC0415
-
-        if ttl is not None and not ttl > 0:
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        self._registry: Registry = get_registry()
-        settings = load_settings()
-        raw = os.fspath(name)
-        # Routes and auto-detection look at the absolute path; the backend validates it.
-        where = os.path.abspath(raw) if raw and "\0" not in raw else raw  # noqa: PTH100
-        if backend is None:
-            selection = select(where, settings=settings)
-        elif isinstance(backend, str):
-            spec_name, url = parse_spec(backend)
-            selection = auto(where) if spec_name == "auto" else Selection(spec_name, url)
-        else:
-            selection = Selection(backend.name)
-        if not isinstance(backend, str) and backend is not None:
-            self._backend: Backend = backend
-        else:
-            try:
-                self._backend = self._registry.backend(selection.backend, selection.url)
-            except UnknownBackend as exc:
-                if selection.source == "argument":
-                    raise
-                # Say where the name came from: an env var or a line of a settings file.
-                where = f"{selection.source}: {selection.detail}" if selection.detail else ""
-                raise UnknownBackend(
-                    exc.requested, exc.available, f"It was chosen by {where or selection.source}."
-                ) from None
-        self._selection = selection
-        self._name = self._backend.normalize_name(name)
-        self.timeout = timeout if timeout is not None else getattr(settings, "timeout", None)
-        self.ttl = ttl if ttl is not None else getattr(settings, "ttl", None)
-        self.stale = stale if stale is not None else getattr(settings, "stale", None)
-        self.on_lost = on_lost
+        super().__init__(
+            name, backend=backend, timeout=timeout, ttl=ttl, stale=stale, on_lost=on_lost
+        )
         self._guard = threading.Lock()  # held by the thread that holds the lock
-        self._state = threading.Lock()  # guards _lease/_lost against the renewer thread
         self._holder: int | None = None  # thread ident of the holder
-        self._count = 0
-        self._lease: Lease | None = None
-        self._lost = False
-        self._waited = False
-        self._acquired_at = 0.0
-
-    @property
-    def selection(self) -> Selection:
-        """Which backend this lock uses and where that choice came from."""
-        return self._selection
-
-    @property
-    def name(self) -> str:
-        """The canonical lock name (an absolute path for file backends)."""
-        return self._name
-
-    @property
-    def backend(self) -> Backend:
-        """The backend this lock uses."""
-        return self._backend
-
-    @property
-    def locked(self) -> bool:
-        """Whether this object has acquired the lock and not released it (any thread).
-
-        It does not check the backend: see `is_held` for that.
-        """
-        return self._lease is not None
-
-    @property
-    def lease(self) -> Lease | None:
-        """The current lease, or ``None`` when not held."""
-        return self._lease
 
     def is_held(self) -> bool:
         """Whether this object holds the lock *and* the backend still agrees.
@@ -176,18 +365,14 @@ class Lock(contextlib.ContextDecorator):
         Asks the backend; if the lock now belongs to someone else, marks it lost (firing
         ``lockkit_lost`` and ``on_lost`` once) and returns ``False``.
         """
-        with self._state:
-            lease = self._lease
-            if lease is None or self._lost:
-                return False
+        lease = self._current_lease()
+        if lease is None:
+            return False
         try:
             info = self._backend.inspect(self._name)
         except OSError:
             return True  # cannot tell; the renewer keeps watching
-        if info is not None and info.owner is not None and info.owner.token == lease.token:
-            return True
-        self._mark_lost(lease)
-        return False
+        return self._still_ours(lease, info)
 
     def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
@@ -238,99 +423,42 @@ class Lock(contextlib.ContextDecorator):
         backend = self._backend
         ttl = self.ttl if backend.capabilities.ttl else None
         start = time.monotonic()
-        try:
-            return self._attempts(backend, ttl, start, timeout, deadline)
-        finally:
-            if self._waited:
-                self._waited = False
-                backend.stop_waiting(self._name)
-
-    def _attempts(
-        self, backend: Backend, ttl: float | None, start: float, timeout: float, deadline: float
-    ) -> Lease:
-        registry = self._registry
-        attempt = 0
-        quick = 0
-        notified = False
-        while True:
-            lease = backend.try_acquire(self._name, Owner.current(), ttl)
-            if lease is not None:
-                if registry.has_event_hooks:
-                    registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
-                return lease
-            attempt += 1
-            # After a release notification the lock was simply taken by another waiter:
-            # its holder is alive, so reading it (a round trip) would be wasted.
-            info = None if notified else self._inspect_quietly()
-            if not notified and quick < _MAX_QUICK_RETRIES:
-                if info is None:
-                    # It vanished between our attempt and the look: free, not stale.
-                    # Retry the create; never unlink on this path.
-                    quick += 1
-                    continue
-                verdict = judge(info, stale_after=self.stale)
-                if verdict.stale and backend.break_lock(self._name, info):
-                    quick += 1
-                    log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)
-                    if registry.has_event_hooks:
-                        registry.stale_broken(self._name, backend.name, info, verdict.reason)
-                    continue
-            quick = 0
-            if attempt == 1 and registry.has_event_hooks:
-                registry.contended(self._name, backend.name, info)
-            if time.monotonic() >= deadline:
-                holder = info if info is not None else self._inspect_quietly()
-                raise LockTimeout(self._name, timeout, holder)
-            self._waited = True
-            notified = bool(backend.wait(self._name, deadline, attempt))
-
-    def _inspect_quietly(self) -> LockInfo | None:
-        try:
-            return self._backend.inspect(self._name)
-        except InvalidLockName:
-            raise
-        except OSError:
-            return None
-
-    def _renew(self) -> float | None:
-        """Renew the TTL (called by the renewer thread); return when to renew next."""
-        with self._state:
-            lease = self._lease
-            if lease is None or self._lost or not lease.ttl:
-                return None
-            ttl = lease.ttl
-            try:
-                renewed = self._backend.refresh(lease, ttl)
-            except OSError as exc:
-                # Unreachable (a server down, a filesystem gone): keep trying while the
-                # lock may still be ours; once its expiry has passed, nobody can say it
-                # is, so it is lost.
-                if lease.expires is not None and lease.expires > dt.datetime.now(dt.UTC):
-                    log.warning("lockkit: renewing %s failed (%s); retrying", self._name, exc)
-                    return time.monotonic() + min(1.0, ttl / 6)
-                renewed = False
-            if renewed:
-                expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-                self._lease = attrs.evolve(lease, expires=expires)
-                return time.monotonic() + ttl / 3
-        self._mark_lost(lease)
-        return None
-
-    def _mark_lost(self, lease: Lease, *, releasing: bool = False) -> None:
-        with self._state:
-            # A renewal that raced with release and re-acquisition must not mark the
-            # new lease lost; a release reports the lease it just gave up.
-            if self._lost or (self._lease is not lease and not releasing):
-                return
-            self._lost = True
-        log.warning("lockkit: lock %s was lost (taken over by another holder)", self._name)
+        # The uncontended case is one call; the loop and its generator only on failure.
+        lease = backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
+        if lease is None:
+            lease = self._acquire_contended(backend, ttl, timeout, deadline)
         if self._registry.has_event_hooks:
-            self._registry.lost(self._name, self._backend.name, lease)
-        if self.on_lost is not None:
-            try:
-                self.on_lost(self)
-            except Exception:
-                log.exception("lockkit: on_lost callback for %s raised", self._name)
+            self._registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
+        return lease
+
+    def _acquire_contended(
+        self, backend: Backend, ttl: float | None, timeout: float, deadline: float
+    ) -> Lease:
+        """Run `_contended_steps` with blocking backend calls."""
+        steps = self._contended_steps(timeout, deadline)
+        name = self._name
+        waited = False
+        reply: Any = None
+        try:
+            while True:
+                try:
+                    step = steps.send(reply)
+                except StopIteration as done:
+                    lease: Lease = done.value
+                    return lease
+                match step:
+                    case TryAcquire():
+                        reply = backend.try_acquire(name, Owner.current(), ttl, shared=self._shared)
+                    case Inspect():
+                        reply = self._inspect_quietly()
+                    case Break(info):
+                        reply = backend.break_lock(name, info)
+                    case Wait(until, attempt):
+                        waited = True
+                        reply = backend.wait(name, until, attempt)
+        finally:
+            if waited:
+                backend.stop_waiting(name)
 
     def release(self, *, force: bool = False) -> None:
         """Release one level of acquisition; the lock is freed at the outermost level.
@@ -386,13 +514,6 @@ class Lock(contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
-
-    def __del__(self) -> None:
-        """Free a lock the program forgot to release, so files and descriptors do not leak."""
-        lease = getattr(self, "_lease", None)
-        if lease is not None:
-            with contextlib.suppress(Exception):
-                self._backend.release(lease)
 
 
 class AcquireResult:

@@ -24,6 +24,7 @@ __all__ = [
     "LockkitWarning",
     "PluginError",
     "SettingsError",
+    "SharedLocksUnsupported",
     "UnknownBackend",
 ]
 
@@ -115,3 +116,24 @@ class PluginError(LockError, RuntimeError):
 
 class LockkitWarning(UserWarning):
     """Warnings lockkit emits, such as a backend falling back to another primitive."""
+
+
+class SharedLocksUnsupported(LockError, ValueError):
+    """The chosen backend cannot take shared (read) locks, which `ReadWriteLock` needs.
+
+    Attributes:
+        backend: The name of the backend that was chosen.
+        supported: The names of the registered backends that can, sorted.
+    """
+
+    def __init__(self, backend: str, supported: Iterable[str], hint: str = "") -> None:
+        """Build the message, naming the backends with the ``shared`` capability."""
+        self.backend = backend
+        self.supported = sorted(supported)
+        names = ", ".join(self.supported) or "none installed"
+        extra = f" {hint}" if hint else ""
+        super().__init__(
+            f"backend {backend!r} cannot take shared (read) locks, which ReadWriteLock "
+            f"needs; backends that can: {names}. Choose one of them with backend=... or "
+            f"the deployment's settings.{extra}"
+        )

@@ -34,6 +34,14 @@ and in its ``pyproject.toml``::
 
 The entry-point name must equal ``Backend.name``: selecting ``mine`` loads only that
 entry point, so unrelated plugins are never imported.
+
+**asyncio.** `lockkit.AsyncLock` calls the ``*_async`` twins of these methods
+(``try_acquire_async``, ``release_async``, ``inspect_async``, ``break_lock_async``,
+``wait_async``, ``stop_waiting_async``). Their defaults run the blocking method in a
+worker thread (``asyncio.to_thread``), because an unknown backend's call may block,
+and ``wait_async`` sleeps with bounded backoff on the event loop, so the plugin above
+works with asyncio unchanged. Override them for a native async client, or to run calls
+that are only a few local system calls directly on the event loop.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import attrs
 import pluggy
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Iterable
 
     from lockkit._info import Lease, LockInfo, Owner
@@ -126,7 +135,8 @@ class Backend(abc.ABC):
     per-lock state in the `lockkit.Lease` they return.
 
     Subclasses set the class variables and implement at least ``try_acquire``,
-    ``release`` and ``inspect``.
+    ``release`` and ``inspect``. The ``*_async`` methods, used by `lockkit.AsyncLock`,
+    work for every backend by default (see each one); override them only to do better.
     """
 
     name: ClassVar[str] = ""
@@ -255,6 +265,107 @@ class Backend(abc.ABC):
 
         Called once by the core when an acquisition that waited at least once ends,
         whether it got the lock or timed out. The default does nothing.
+        """
+        del name
+
+    # -- asyncio ---------------------------------------------------------------------------
+    # What `lockkit.AsyncLock` calls. The defaults never block the event loop: blocking
+    # calls go to a worker thread, and waiting is `asyncio.sleep` with backoff.
+
+    async def try_acquire_async(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """`try_acquire` for asyncio callers; must not block the event loop.
+
+        **Cancellation.** If the calling task is cancelled while the attempt is in
+        flight, the attempt must leave nothing held: either it did not happen, or what it
+        took is released. The default runs `try_acquire` in a worker thread, which
+        cannot be stopped, so on cancellation it lets the thread finish and releases
+        the lease it returns (in a worker thread too).
+
+        Returns:
+            A lease on success, ``None`` when the lock is held by someone else.
+        """
+        import asyncio  # noqa: PLC0415 - already imported by whoever runs this coroutine
+
+        attempt = asyncio.ensure_future(
+            asyncio.to_thread(self.try_acquire, name, owner, ttl, shared=shared)
+        )
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(self._release_abandoned)
+            raise
+
+    def _release_abandoned(self, attempt: asyncio.Future[Lease | None]) -> None:
+        """Release what an attempt got after its caller was cancelled (a done callback)."""
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        lease = attempt.result()
+        if lease is not None:
+            import asyncio  # noqa: PLC0415
+
+            # In a worker thread, like the attempt: the release may block too. The
+            # executor keeps the work item alive; nobody needs its result.
+            try:
+                asyncio.get_running_loop().run_in_executor(None, self.release, lease)
+            except RuntimeError:  # the loop is shutting its executor down: do it here
+                self.release(lease)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` for asyncio callers; must not block the event loop.
+
+        A release that has begun must complete even if the calling task is cancelled.
+        The default runs `release` in a worker thread, which a cancellation cannot stop.
+        """
+        import asyncio  # noqa: PLC0415
+
+        return await asyncio.to_thread(self.release, lease)
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` for asyncio callers; the default runs it in a worker thread."""
+        import asyncio  # noqa: PLC0415
+
+        return await asyncio.to_thread(self.inspect, name)
+
+    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
+        """`break_lock` for asyncio callers; the default runs it in a worker thread.
+
+        A break interrupted by cancellation may still happen; that is harmless, since it
+        only ever removes the stale holding ``expected`` describes.
+        """
+        import asyncio  # noqa: PLC0415
+
+        return await asyncio.to_thread(self.break_lock, name, expected)
+
+    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
+        """`wait` for asyncio callers: sleep until the lock may be free, or ``deadline``.
+
+        Must leave the event loop free while waiting, and should not hold a thread
+        either: many tasks may wait at once. The default sleeps on the event loop with
+        the same backoff as `wait` (2 ms up to 50 ms); it never calls `wait`.
+        Backends with a release notification override it (and `stop_waiting_async`).
+        Cancellation may interrupt it at any point; clean up what it set up.
+
+        Returns:
+            ``True`` when woken by a release notification, ``False`` after a timeout
+                or a poll (see `wait`).
+        """
+        import asyncio  # noqa: PLC0415
+
+        del name
+        delay = min(0.001 * (2 ** min(attempt, 16)), 0.05)
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(min(delay, remaining))
+        return False
+
+    async def stop_waiting_async(self, name: str) -> None:
+        """Release what `wait_async` set up for ``name`` in this task.
+
+        Called once when an acquisition that waited at least once ends. The default
+        does nothing, like the default `wait_async`; it never calls `stop_waiting`,
+        whose state belongs to a thread.
         """
         del name
 

@@ -14,7 +14,9 @@ across real processes (counting lost updates, which must be 0), timeouts and
 non-blocking attempts, that a lease of someone else cannot release the lock, that
 ``inspect`` names the holder, that ``break_lock`` never removes anyone but the holder
 it was given, recovery after the holder is killed with SIGKILL, TTL refresh where the
-backend has the ``ttl`` capability, and that bad names are refused.
+backend has the ``ttl`` capability, shared (read) locks and `lockkit.ReadWriteLock`'s
+writer preference where it has the ``shared`` capability, and that bad names are
+refused.
 
 The processes are started with ``spawn``, so the backend must be installed (its entry
 point visible) in the environment that runs the tests. Requires pytest.
@@ -39,11 +41,13 @@ import pytest
 
 from lockkit._info import Owner
 from lockkit._lock import Lock
+from lockkit._rwlock import ReadWriteLock
 from lockkit._stress import run_increments
 from lockkit.errors import InvalidLockName, LockTimeout
 
 if TYPE_CHECKING:
     import pathlib
+    from collections.abc import Callable
 
 __all__ = ["BackendContract"]
 
@@ -240,6 +244,99 @@ class BackendContract:
         """Empty names and names with NUL are refused with InvalidLockName."""
         with pytest.raises(InvalidLockName):
             self.lock(bad, contract_backend)
+
+    def test_shared_leases(self, contract_backend: str, contract_name: str) -> None:
+        """With the shared capability: readers coexist and exclude writers, and back."""
+        lock = self.lock(contract_name, contract_backend)
+        backend, name = lock.backend, lock.name
+        if not backend.capabilities.shared:
+            pytest.skip("backend has no shared capability")
+        ttl = 30.0 if backend.capabilities.ttl else None
+        first = backend.try_acquire(name, Owner.current(), ttl, shared=True)
+        assert first is not None
+        second = backend.try_acquire(name, Owner.current(), ttl, shared=True)
+        try:
+            assert second is not None
+            assert backend.try_acquire(name, Owner.current(), ttl) is None
+            info = backend.inspect(name)
+            assert info is not None
+            assert info.shared
+            # Releasing one reader leaves the other holding.
+            assert backend.release(first) is True
+            assert backend.try_acquire(name, Owner.current(), ttl) is None
+        finally:
+            if second is not None:
+                assert backend.release(second) is True
+        writer = backend.try_acquire(name, Owner.current(), ttl)
+        assert writer is not None
+        try:
+            assert backend.try_acquire(name, Owner.current(), ttl, shared=True) is None
+            info = backend.inspect(name)
+            assert info is not None
+            assert not info.shared
+            assert info.owner is not None
+            assert info.owner.token == writer.token
+        finally:
+            assert backend.release(writer) is True
+        assert backend.inspect(name) is None
+
+    def test_read_write_lock_prefers_writers(
+        self, contract_backend: str, contract_name: str
+    ) -> None:
+        """With shared: readers overlap; a waiting writer goes before readers that come later."""
+        if not self.lock(contract_name, contract_backend).backend.capabilities.shared:
+            pytest.skip("backend has no shared capability")
+        rw = ReadWriteLock(contract_name, backend=contract_backend, timeout=30)
+        inside = threading.Barrier(2, timeout=30)
+        leave = threading.Event()
+        refused = threading.Event()
+        order: list[str] = []
+        errors: list[BaseException] = []
+
+        def run(action: Callable[[], None]) -> threading.Thread:
+            def target() -> None:
+                try:
+                    action()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=target)
+            thread.start()
+            return thread
+
+        def second_reader() -> None:
+            with rw.read():
+                inside.wait()  # both readers inside at once, or this breaks
+                leave.wait(30)
+
+        def writer() -> None:
+            with rw.write():
+                order.append("write")
+
+        def late_reader() -> None:
+            try:
+                with pytest.raises(LockTimeout):
+                    rw.read(timeout=0)  # only readers hold the lock, but a writer waits
+            finally:
+                refused.set()
+            with rw.read():
+                order.append("late read")
+
+        threads = []
+        with rw.read():
+            threads.append(run(second_reader))
+            inside.wait()
+            threads.append(run(writer))
+            deadline = time.monotonic() + 30
+            while rw.backend.inspect(rw.gate_name) is None and time.monotonic() < deadline:
+                time.sleep(0.002)  # the writer holds the gate once it waits
+            threads.append(run(late_reader))
+            assert refused.wait(30)
+        leave.set()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert order == ["write", "late read"]
 
 
 def _forge(handle: object) -> object:

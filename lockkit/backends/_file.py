@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 
 import attrs
 
@@ -26,7 +26,7 @@ from lockkit.errors import InvalidLockName
 from lockkit.spec import Backend, Capabilities
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -358,6 +358,56 @@ def remove_if_ours(lease: Lease) -> bool:
     return True
 
 
+LOCAL_FSTYPES = frozenset({
+    "bcachefs", "btrfs", "exfat", "ext2", "ext3", "ext4", "f2fs", "hfsplus", "jfs",
+    "msdos", "nilfs2", "ntfs3", "overlay", "ramfs", "reiserfs", "tmpfs", "vfat", "xfs",
+    "zfs",
+})  # fmt: skip
+"""Kernel filesystems on local storage: a lock-file system call there takes microseconds
+and cannot hang waiting for a server, so asyncio callers make it on the event loop."""
+
+_INLINE_IO: dict[str, bool] = {}
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def inline_io(directory: str) -> bool:
+    """Whether lock-file system calls in ``directory`` may run on an asyncio event loop.
+
+    Yes on `LOCAL_FSTYPES`: the few system calls of an attempt cost less there than a
+    hop to a worker thread and back, and an attempt that never suspends cannot be
+    interrupted by cancellation. No on network filesystems (NFS, SMB, 9p...), FUSE
+    (a user-space daemon answers) and anything unrecognised: there a call may stall
+    while a server is unreachable, so it goes to a worker thread. Decided once per
+    directory, from ``/proc/self/mountinfo``.
+    """
+    verdict = _INLINE_IO.get(directory)
+    if verdict is None:
+        from lockkit._fsinfo import filesystem_of  # noqa: PLC0415 - asyncio callers only
+
+        try:
+            verdict = filesystem_of(directory).fstype in LOCAL_FSTYPES
+        except OSError:
+            verdict = False
+        if len(_INLINE_IO) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _INLINE_IO.clear()
+        _INLINE_IO[directory] = verdict
+    return verdict
+
+
+async def run_file_io(path: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run ``call`` for the lock file ``path``: inline where `inline_io`, else in a thread.
+
+    Only for calls whose interruption by cancellation leaves nothing behind (reading,
+    breaking a stale lock); attempts and releases have their own methods.
+    """
+    if inline_io(os.path.dirname(path)):  # noqa: PTH120
+        return call(*args, **kwargs)
+    import asyncio  # noqa: PLC0415 - already imported by the running event loop
+
+    return await asyncio.to_thread(call, *args, **kwargs)
+
+
 class HeldFile:
     """The open descriptor of a lock file this process created, kept while it holds it.
 
@@ -543,6 +593,47 @@ class FileBackend(Backend):
         from lockkit.files import wait_for_removal  # noqa: PLC0415 - files imports us
 
         return wait_for_removal(name, deadline, attempt)
+
+    # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
+
+    async def try_acquire_async(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
+        if inline_io(os.path.dirname(name)):  # noqa: PTH120
+            return self.try_acquire(name, owner, ttl, shared=shared)
+        return await super().try_acquire_async(name, owner, ttl, shared=shared)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` on the event loop where `inline_io`, else in a worker thread.
+
+        A lease near its expiry is released in a worker thread everywhere: its release
+        may wait for the breaker lock (see `release`).
+        """
+        expiring = lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN)
+        if not expiring and inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
+            return self.release(lease)
+        return await super().release_async(lease)
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` on the event loop where `inline_io`, else in a worker thread."""
+        return await run_file_io(name, self.inspect, name)
+
+    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
+        """`break_lock` on the event loop where `inline_io`, else in a worker thread."""
+        return await run_file_io(name, self.break_lock, name, expected)
+
+    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
+        """Await the lock file's removal through the event loop's inotify descriptor.
+
+        No thread per waiter: every waiting task of a loop shares one descriptor (see
+        `lockkit._notify_async`); bounded like `wait` for releases on other hosts.
+        """
+        from lockkit._notify_async import wait_for_removal  # noqa: PLC0415 - asyncio only
+
+        return await wait_for_removal(
+            name, deadline, attempt, lambda: run_file_io(name, os.path.lexists, name)
+        )
 
 
 def _token(info: LockInfo) -> str:

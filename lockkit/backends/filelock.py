@@ -9,6 +9,11 @@ Descriptors: contenders open the file read-only, so a failed attempt produces no
 payload and closes it *after* unlocking; that close is the event waiters sleep on.
 Both descriptors are closed on release; nothing is kept per lock object.
 
+Shared (read) locks are ``flock(LOCK_SH)`` on the same file. Readers write nothing (the
+file keeps the last exclusive holder's payload, which ``inspect`` then ignores), but
+each opens the write-only descriptor too and closes it after unlocking, so a writer
+waiting for readers is woken by the last of them like any other waiter.
+
 flock on NFS is emulated with POSIX byte-range locks by Linux and works across hosts
 only with a working lock manager; on SMB it depends on the mount options. Prefer
 ``excl`` or ``redis`` for locks shared between machines.
@@ -31,9 +36,11 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit.backends._file import (
     decode_payload,
     encode_payload,
+    inline_io,
     lock_info,
     lock_path,
     open_nofollow,
+    run_file_io,
     symlink_error,
 )
 from lockkit.backends.excl import _errname, expiry
@@ -48,6 +55,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+# What flock reports for "held by someone else"; some filesystems say EACCES.
+_CONTENTION = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
 class FilelockBackend(Backend):
@@ -55,7 +64,9 @@ class FilelockBackend(Backend):
 
     name: ClassVar[str] = "filelock"
     description: ClassVar[str] = "OS file lock (flock) via filelock; released when the holder dies"
-    capabilities: ClassVar[Capabilities] = Capabilities(released_on_crash=True, notify=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        released_on_crash=True, shared=True, notify=True
+    )
 
     def normalize_name(self, name: str | os.PathLike[str]) -> str:
         """Require a file path whose directory exists; return it absolute."""
@@ -64,16 +75,21 @@ class FilelockBackend(Backend):
     def try_acquire(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
-        """Take the flock without blocking, then record the payload."""
-        del shared
+        """Take the flock without blocking, then record the payload.
+
+        With ``shared``, take a shared flock and leave the payload alone: it belongs to
+        exclusive holders, and several readers cannot write one file without tearing it.
+        """
         fd = open_nofollow(name, _OPEN_FLAGS)
         try:
-            if not lock_descriptor(fd, blocking=False):
+            locked = _lock_shared(fd) if shared else lock_descriptor(fd, blocking=False)
+            if not locked:
                 os.close(fd)
                 return None
             st = os.fstat(fd)
             # The payload goes through a second descriptor opened for writing: closing it
-            # on release is the IN_CLOSE_WRITE event that wakes waiters.
+            # on release is the IN_CLOSE_WRITE event that wakes waiters. Readers open it
+            # only for that event.
             wfd = open_nofollow(name, _WRITE_FLAGS)
         except BaseException:
             os.close(fd)
@@ -89,9 +105,10 @@ class FilelockBackend(Backend):
                 os.close(fd)
                 return None
             expires = expiry(ttl)
-            payload = encode_payload(owner, self.name, expires)
-            os.pwrite(wfd, payload, 0)
-            os.ftruncate(wfd, len(payload))
+            if not shared:
+                payload = encode_payload(owner, self.name, expires)
+                os.pwrite(wfd, payload, 0)
+                os.ftruncate(wfd, len(payload))
         except BaseException:
             unlock_descriptor(fd)
             os.close(wfd)
@@ -107,7 +124,10 @@ class FilelockBackend(Backend):
         )
 
     def release(self, lease: Lease) -> bool:
-        """Unlock, then close the write descriptor (waking waiters), then the lock one."""
+        """Unlock, then close the write descriptor (waking waiters), then the lock one.
+
+        The same for a shared lease: only this reader's flock is dropped.
+        """
         fd, wfd = lease.handle
         try:
             unlock_descriptor(fd)
@@ -117,7 +137,11 @@ class FilelockBackend(Backend):
         return True
 
     def inspect(self, name: str) -> LockInfo | None:
-        """Return the holder's payload if the flock is held, else ``None``."""
+        """Return the holder's payload if the flock is held, else ``None``.
+
+        While readers hold it (a shared flock), the payload is an earlier writer's, so
+        the report has ``shared=True`` and no owner: flock does not record readers.
+        """
         try:
             fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
         except FileNotFoundError:
@@ -131,6 +155,10 @@ class FilelockBackend(Backend):
                 unlock_descriptor(fd)
                 return None
             st = os.fstat(fd)
+            if _lock_shared(fd):
+                # Busy for a writer, free for a reader: readers hold it.
+                unlock_descriptor(fd)
+                return LockInfo(name=name, backend=self.name, owner=None, shared=True)
             data = os.pread(fd, 64 * 1024 + 1, 0)
         finally:
             os.close(fd)
@@ -145,7 +173,13 @@ class FilelockBackend(Backend):
         return False
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Sleep until the holder closes its write descriptor (inotify), bounded."""
+        """Sleep until the holder closes its write descriptor (inotify), bounded.
+
+        Writers and readers wait the same way: every holder, shared or not, closes a
+        write descriptor on release. A reader can find the lock "busy" here when only
+        readers hold it (``_busy`` asks for exclusive access); it then sleeps until the
+        bound at worst, never wrongly.
+        """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
@@ -156,6 +190,53 @@ class FilelockBackend(Backend):
         )
         if woken is None:
             return super().wait(name, deadline, attempt)
+        return woken
+
+    # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
+
+    async def try_acquire_async(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
+        if inline_io(os.path.dirname(name)):  # noqa: PTH120
+            return self.try_acquire(name, owner, ttl, shared=shared)
+        return await super().try_acquire_async(name, owner, ttl, shared=shared)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` on the event loop where `inline_io`, else in a worker thread."""
+        if inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
+            return self.release(lease)
+        return await super().release_async(lease)
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` on the event loop where `inline_io`, else in a worker thread."""
+        return await run_file_io(name, self.inspect, name)
+
+    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
+        """Nothing to break (see `break_lock`); answered without a thread."""
+        return self.break_lock(name, expected)
+
+    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
+        """Await the holder's close of its write descriptor via the loop's inotify descriptor.
+
+        No thread per waiter (see `lockkit._notify_async`); bounded like `wait`.
+        """
+        from lockkit import _notify_async  # noqa: PLC0415 - asyncio callers only
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+        directory, filename = os.path.split(name)
+        woken = await _notify_async.wait_for_event(
+            directory,
+            filename,
+            _notify.IN_CLOSE_WRITE,
+            lambda: run_file_io(name, self._busy, name),
+            bound,
+        )
+        if woken is None:
+            return await super().wait_async(name, deadline, attempt)
         return woken
 
     @staticmethod
@@ -199,6 +280,17 @@ class FilelockBackend(Backend):
         return Support(
             ok=True, preference=40, reason="flock() excludes (within this host's kernel)"
         )
+
+
+def _lock_shared(fd: int) -> bool:
+    """Take a shared flock on ``fd`` without blocking; ``False`` when a writer holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _CONTENTION:
+            return False
+        raise
+    return True
 
 
 @hookimpl

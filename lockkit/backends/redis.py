@@ -12,6 +12,8 @@ hosts that mount a share at different places agree), with the default prefix
 * ``lockkit:{N}``: the holder's JSON payload (the file payload's fields), ``PX`` = ttl.
 * ``lockkit:{N}:fence``: the fencing counter, ``INCR``-ed by every acquisition.
 * ``lockkit:{N}:waiters``: the hand-off queue, a list of waiters' channels.
+* ``lockkit:{N}:readers``: shared (read) holders, a sorted set of their payloads scored
+  by expiry (server time, ms).
 
 Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
 (compare-and-delete, then a hand-off), like the raw primitive.
@@ -24,6 +26,13 @@ live waiter wakes per release instead of all of them (a thundering herd that mad
 contended locks slow). A woken waiter that loses the race to a newcomer queues again
 at the front. A waiter also re-checks after a bounded interval (``poll``), so a lost
 message or a crashed waiter delays but never hangs anyone.
+
+**Shared locks** (one server; a Redlock has none). A reader joins ``:readers`` if the
+exclusive key is free; a writer's ``SET NX`` runs only if no reader's entry is live.
+Entries past their expiry (a crashed reader's) are dropped by the next attempt, so a
+dead reader holds writers off for at most its TTL. The last reader out hands the lock
+off like a release; a reader that gets in passes a wake-up on, so readers queued
+together get in together.
 """
 
 from __future__ import annotations
@@ -41,7 +50,12 @@ import attrs
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._redact import redact_url
 from lockkit.backends._file import decode_payload, encode_payload
-from lockkit.errors import BackendUnavailable, InvalidLockName, SettingsError
+from lockkit.errors import (
+    BackendUnavailable,
+    InvalidLockName,
+    SettingsError,
+    SharedLocksUnsupported,
+)
 from lockkit.spec import Backend, Capabilities, Support, hookimpl
 
 if TYPE_CHECKING:
@@ -63,13 +77,30 @@ _KEY_CACHE_SIZE = 1024
 # Options lockkit reads from the URL query; everything else goes to redis-py.
 _OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
 
-# KEYS: lock, fence, waiters. ARGV: payload, ttl ms, waiter channel ('' when not
-# waiting), 'front' to queue again at the head (a woken waiter that lost a race).
-_ACQUIRE = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
-  return redis.call('incr', KEYS[2])
+# Readers (shared holders) are KEYS[1]..':readers', a sorted set of payloads scored by
+# expiry in server milliseconds. The key is derived here rather than passed, so every
+# caller of the acquire script (the asyncio side too) respects readers; it carries the
+# lock's hash tag, hence its cluster slot. TIME before writes needs effects replication,
+# the only mode from Redis 7 on; older servers are asked for it.
+_READERS = """
+if redis.replicate_commands then redis.replicate_commands() end
+local readers = KEYS[1] .. ':readers'
+local function now_ms()
+  local t = redis.call('time')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function live_readers()
+  if redis.call('exists', readers) == 0 then return 0 end
+  redis.call('zremrangebyscore', readers, '-inf', now_ms())
+  return redis.call('zcard', readers)
+end
+local function keep_until_last()
+  local last = redis.call('zrange', readers, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('pexpireat', readers, last[2]) end
+end
+"""
+# Queue a waiter that found the lock busy. ARGV[3..5] as for _ACQUIRE.
+_REQUEUE = """
 if ARGV[3] ~= '' then
   redis.call('lrem', KEYS[3], 0, ARGV[3])
   if ARGV[4] == 'front' then
@@ -81,6 +112,18 @@ if ARGV[3] ~= '' then
 end
 return false
 """
+# KEYS: lock, fence, waiters. ARGV: payload, ttl ms, waiter channel ('' when not
+# waiting), 'front' to queue again at the head (a woken waiter that lost a race).
+_ACQUIRE = (
+    _READERS
+    + """
+if live_readers() == 0 and redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
+  return redis.call('incr', KEYS[2])
+end
+"""
+    + _REQUEUE
+)
 # Wake the first waiter still listening: PUBLISH returns how many received it.
 _HAND_OFF = """
 local function hand_off(waiters, name)
@@ -104,13 +147,17 @@ return 0
 """
 )
 # KEYS: lock, waiters. ARGV: waiter channel, ttl ms of the queue. 0 = the lock is free.
-_ENQUEUE = """
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
+# Readers hold the lock too: a writer waiting for them must queue, not spin.
+_ENQUEUE = (
+    _READERS
+    + """
+if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then return 0 end
 redis.call('lrem', KEYS[2], 0, ARGV[1])
 redis.call('rpush', KEYS[2], ARGV[1])
 redis.call('pexpire', KEYS[2], ARGV[2])
 return 1
 """
+)
 # A waiter leaving (acquired elsewhere, timed out): drop it from the queue and, if it
 # was woken for a lock that is still free, pass the wake-up on to the next waiter.
 # KEYS: lock, waiters. ARGV: waiter channel, lock name, '1' if it was woken.
@@ -145,6 +192,52 @@ return 0
 )
 # A queue entry outlives its waiter by at most this long (each wait renews it).
 _QUEUE_TTL_MS = 60_000
+# KEYS, ARGV[1..5] as for _ACQUIRE (ARGV[1] is the reader's payload); ARGV[6]: the lock
+# name. A reader that gets in passes a wake-up on, since the next waiter may be a reader
+# too (a writer woken for nothing queues again at the front).
+_ACQUIRE_SHARED = (
+    _READERS
+    + _HAND_OFF
+    + """
+if redis.call('exists', KEYS[1]) == 0 then
+  live_readers()
+  redis.call('zadd', readers, now_ms() + tonumber(ARGV[2]), ARGV[1])
+  keep_until_last()
+  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
+  hand_off(KEYS[3], ARGV[6])
+  return redis.call('incr', KEYS[2])
+end
+"""
+    + _REQUEUE
+)
+# KEYS: lock, waiters. ARGV: the reader's payload, the lock name. The last one out
+# hands the lock off.
+_RELEASE_SHARED = (
+    _READERS
+    + _HAND_OFF
+    + """
+if redis.call('zrem', readers, ARGV[1]) == 0 then return 0 end
+if live_readers() == 0 then hand_off(KEYS[2], ARGV[2]) end
+return 1
+"""
+)
+# KEYS: lock. ARGV: the reader's payload, ttl ms. An entry past its expiry is lost: a
+# writer may have got in since.
+_REFRESH_SHARED = (
+    _READERS
+    + """
+local expiry = redis.call('zscore', readers, ARGV[1])
+if not expiry then return 0 end
+local now = now_ms()
+if tonumber(expiry) <= now then
+  redis.call('zrem', readers, ARGV[1])
+  return 0
+end
+redis.call('zadd', readers, 'XX', now + tonumber(ARGV[2]), ARGV[1])
+keep_until_last()
+return 1
+"""
+)
 
 _redis_module: Any = None
 
@@ -174,6 +267,9 @@ class _Server:
     break_: Any = attrs.field(repr=False)
     enqueue: Any = attrs.field(repr=False)
     leave: Any = attrs.field(repr=False)
+    acquire_shared: Any = attrs.field(repr=False)
+    release_shared: Any = attrs.field(repr=False)
+    refresh_shared: Any = attrs.field(repr=False)
 
     @property
     def shown(self) -> str:
@@ -188,8 +284,9 @@ class RedisBackend(Backend):
         "Redis/Valkey: SET NX PX with Lua release, queued hand-off, fencing, Redlock"
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
-        across_hosts=True, released_on_crash=True, ttl=True, fencing=True, notify=True
+        across_hosts=True, released_on_crash=True, ttl=True, fencing=True, shared=True, notify=True
     )
+    """One server can share; a Redlock instance (several URLs) turns ``shared`` off."""
 
     def __init__(
         self,
@@ -226,6 +323,9 @@ class RedisBackend(Backend):
         self.quorum = len(self._servers) // 2 + 1
         self._waiting = threading.local()
         self._key_cache: dict[str, tuple[str, str, str]] = {}
+        if len(self._servers) > 1:
+            # Readers would need a quorum and a validity rule of their own; not offered.
+            vars(self)["capabilities"] = attrs.evolve(self.capabilities, shared=False)
 
     @staticmethod
     def _connect(redis: Any, url: str) -> _Server:  # noqa: ANN401
@@ -244,6 +344,9 @@ class RedisBackend(Backend):
             break_=client.register_script(_BREAK),
             enqueue=client.register_script(_ENQUEUE),
             leave=client.register_script(_LEAVE),
+            acquire_shared=client.register_script(_ACQUIRE_SHARED),
+            release_shared=client.register_script(_RELEASE_SHARED),
+            refresh_shared=client.register_script(_REFRESH_SHARED),
         )
 
     @classmethod
@@ -328,7 +431,7 @@ class RedisBackend(Backend):
                 f"cannot reach Redis at {server.shown}: {redact_url(str(exc))}"
             ) from None
 
-    def try_acquire(
+    def try_acquire(  # noqa: C901 - the Redlock loop; shared locks branch off first
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
         """``SET NX PX`` on every server (one for plain Redis); quorum wins (Redlock).
@@ -337,7 +440,8 @@ class RedisBackend(Backend):
         itself again in the same script when the lock is still busy, so no release can
         slip between its attempt and its next wait unnoticed.
         """
-        del shared
+        if shared:
+            return self._try_acquire_shared(name, owner, ttl)
         ttl = ttl or self.default_ttl
         ttl_ms = max(1, int(ttl * 1000))
         keys = self._keys(name)
@@ -407,11 +511,18 @@ class RedisBackend(Backend):
         return released
 
     def release(self, lease: Lease) -> bool:
-        """Compare-and-delete on every server; wakes the first queued waiter."""
+        """Compare-and-delete on every server; wakes the first queued waiter.
+
+        A reader's lease leaves the readers' set; the last reader out wakes the waiter.
+        """
+        if isinstance(lease.handle, _Reader):
+            return self._release_shared(lease)
         return self._release_everywhere(lease.name, lease.handle) >= self.quorum
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
         """Compare-and-``PEXPIRE`` on every server; ours while a quorum agrees."""
+        if isinstance(lease.handle, _Reader):
+            return self._refresh_shared(lease, ttl)
         key, _, _ = self._keys(lease.name)
         ttl_ms = max(1, int(ttl * 1000))
         renewed = 0
@@ -438,6 +549,8 @@ class RedisBackend(Backend):
                 failures.append(exc)
                 continue
             if value is None:
+                if len(self._servers) == 1:
+                    return self._inspect_shared(server, name, counter)
                 continue
             payload = decode_payload(value)
             expires = None
@@ -473,6 +586,77 @@ class RedisBackend(Backend):
             except BackendUnavailable:
                 continue
         return broken > 0
+
+    # -- shared (read) locks: one server only ------------------------------------------
+
+    def _try_acquire_shared(self, name: str, owner: Owner, ttl: float | None) -> Lease | None:
+        """Join the readers if no writer holds the lock; queue like `try_acquire` if busy."""
+        if len(self._servers) > 1:
+            raise SharedLocksUnsupported(
+                f"{self.name} (a Redlock over {len(self._servers)} servers)",
+                ["filelock", f"{self.name} with one server URL"],
+            )
+        server = self._servers[0]
+        ttl = ttl or self.default_ttl
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+        payload = encode_payload(owner, self.name, expires).decode()
+        waiting = self._waiting
+        args: list[Any] = [payload, max(1, int(ttl * 1000))]
+        queued = getattr(waiting, "name", None) == name
+        if queued:
+            # Woken by a release and beaten to it: keep our place at the front.
+            args += [waiting.channel, "front" if waiting.woken else "back", _QUEUE_TTL_MS]
+        else:
+            args += ["", "", 0]
+        result = self._call(server, server.acquire_shared, self._keys(name), [*args, name])
+        if queued:
+            waiting.woken = False
+        if result is None:
+            return None
+        return Lease(
+            name,
+            self.name,
+            owner,
+            expires=expires,
+            fencing_token=int(result),
+            ttl=ttl,
+            handle=_Reader(payload),
+        )
+
+    def _release_shared(self, lease: Lease) -> bool:
+        key, _, waiters = self._keys(lease.name)
+        server = self._servers[0]
+        args = [lease.handle.payload, lease.name]
+        return bool(self._call(server, server.release_shared, [key, waiters], args))
+
+    def _refresh_shared(self, lease: Lease, ttl: float) -> bool:
+        key, _, _ = self._keys(lease.name)
+        server = self._servers[0]
+        args = [lease.handle.payload, max(1, int(ttl * 1000))]
+        return bool(self._call(server, server.refresh_shared, [key], args))
+
+    def _inspect_shared(self, server: _Server, name: str, counter: Any) -> LockInfo | None:  # noqa: ANN401
+        """Readers holding ``name``: the one whose entry lasts longest stands for them."""
+        key, _, _ = self._keys(name)
+        last, (seconds, micros) = self._call(server, _last_reader, server, f"{key}:readers")
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        if not last or last[0][1] <= now_ms:
+            return None
+        member, score = last[0]
+        payload = decode_payload(member)
+        age = None
+        if payload.owner is not None and payload.owner.created is not None:
+            age = max(0.0, time.time() - payload.owner.created.timestamp())
+        return LockInfo(
+            name=name,
+            backend=self.name,
+            owner=payload.owner,
+            expires=dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=score - now_ms),
+            fencing_token=int(counter) if counter is not None else None,
+            age=age,
+            problem=payload.problem,
+            shared=True,
+        )
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -567,6 +751,59 @@ class RedisBackend(Backend):
             with contextlib.suppress(Exception):
                 pubsub.close()
 
+    # -- asyncio: redis.asyncio, one client per event loop (lockkit.backends._redis_async);
+    # a Redlock (several servers) runs the blocking methods in worker threads instead.
+
+    async def try_acquire_async(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """`try_acquire` over ``redis.asyncio``; safe to cancel (see the spec)."""
+        if len(self.urls) > 1 or shared:
+            return await super().try_acquire_async(name, owner, ttl, shared=shared)
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).try_acquire(self, name, owner, ttl)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` over ``redis.asyncio``; completes even if the caller is cancelled."""
+        if len(self.urls) > 1 or isinstance(lease.handle, _Reader):
+            return await super().release_async(lease)
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).release(self, lease)
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` over ``redis.asyncio``."""
+        if len(self.urls) > 1:
+            return await super().inspect_async(name)
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).inspect(self, name)
+
+    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
+        """`break_lock` over ``redis.asyncio``."""
+        if len(self.urls) > 1:
+            return await super().break_lock_async(name, expected)
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).break_lock(self, name, expected)
+
+    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
+        """`wait` over ``redis.asyncio``: the same hand-off queue, one listener per loop."""
+        if len(self.urls) > 1:
+            return await super().wait_async(name, deadline, attempt)
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).wait(self, name, deadline)
+
+    async def stop_waiting_async(self, name: str) -> None:
+        """`stop_waiting` over ``redis.asyncio``: leave the queue, pass on a wake-up."""
+        if len(self.urls) > 1:
+            return
+        from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
+
+        await for_backend(self).stop_waiting(self, name)
+
     def forget_keys(self, name: str | os.PathLike[str]) -> None:
         """Delete every key of a lock nobody holds, fencing counter included.
 
@@ -586,6 +823,21 @@ class RedisBackend(Backend):
             ok=False,
             reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
         )
+
+
+@attrs.frozen
+class _Reader:
+    """The handle of a shared lease: its payload, which is its entry in the readers' set."""
+
+    payload: str = attrs.field(repr=False)
+
+
+def _last_reader(server: _Server, readers: str) -> tuple[Any, Any]:
+    pipe = server.client.pipeline(transaction=False)
+    pipe.zrange(readers, -1, -1, withscores=True)
+    pipe.time()
+    last, now = pipe.execute()
+    return last, now
 
 
 def _inspect(server: _Server, key: str, fence: str) -> tuple[Any, Any, Any]:

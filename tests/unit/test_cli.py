@@ -18,7 +18,7 @@ def test_backends_json_lists_builtins_with_distribution(
     rows = {row["name"]: row for row in data["backends"]}
     assert {"excl", "hardlink", "filelock"} <= set(rows)
     assert rows["excl"]["distribution"].startswith("lockkit ")
-    assert rows["filelock"]["capabilities"] == ["released_on_crash", "notify"]
+    assert rows["filelock"]["capabilities"] == ["released_on_crash", "shared", "notify"]
     assert data["problems"] == []
 
 
