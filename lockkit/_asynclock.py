@@ -281,11 +281,12 @@ class AsyncLock(_LockCore):
         self._count = 0 if force else self._count - 1
         if self._count > 0:
             return
-        renewer().remove(self)
         with self._state:
             lease = self._lease
             self._lease = None
             was_lost = self._lost
+        if lease.expires is not None and lease.ttl:
+            renewer().remove(self)  # only renewed leases were added (see `acquire`)
         self._holder = None
         try:
             if await self._backend.release_async(lease):

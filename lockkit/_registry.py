@@ -13,6 +13,7 @@ Rules (architecture §2):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -276,6 +277,17 @@ class Registry:
                 raise UnknownBackend(name, self._entries, hint)
             return entry.cls
 
+    def close_backends(self) -> None:
+        """Call ``close()`` on every cached backend instance that has one."""
+        with self._lock:
+            instances = list(self._instances.values())
+            self._instances.clear()
+        for instance in instances:
+            close = getattr(instance, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+
     def backend(self, name: str, url: str | None = None) -> spec.Backend:
         """Return the shared instance of backend ``name`` (for ``url``, if given).
 
@@ -346,7 +358,12 @@ def get_registry() -> Registry:
 
 
 def reset_registry() -> None:
-    """Forget the process-wide registry, so the next use rescans (tests, env changes)."""
-    global _REGISTRY  # noqa: PLW0603 - the process-wide singleton
+    """Forget the process-wide registry, so the next use rescans (tests, env changes).
+
+    Backend instances it built that have a ``close()`` (server connections) are closed.
+    """
+    global _REGISTRY
     with _REGISTRY_LOCK:
-        _REGISTRY = None
+        registry, _REGISTRY = _REGISTRY, None
+    if registry is not None:
+        registry.close_backends()

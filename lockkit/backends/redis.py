@@ -804,6 +804,17 @@ class RedisBackend(Backend):
 
         await for_backend(self).stop_waiting(self, name)
 
+    def close(self) -> None:
+        """Disconnect every connection of this backend; they reconnect on next use.
+
+        The registry calls it when it is reset, so connections are closed rather than
+        left for the garbage collector (which warns about unclosed sockets).
+        """
+        self._drop_listener()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                server.client.connection_pool.disconnect()
+
     def forget_keys(self, name: str | os.PathLike[str]) -> None:
         """Delete every key of a lock nobody holds, fencing counter included.
 
