@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import random
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -24,6 +23,7 @@ import lockkit
 import lockkit.spec
 from lockkit._registry import get_registry
 from lockkit.errors import LockTimeout
+from tests.helpers.cancellation import cancellation_race
 from tests.multiprocess.test_asynclock import run_async_increments
 from tests.redis_server import RedisServer
 from tests.unit.test_asynclock import Recorder, signal_when_contended
@@ -180,40 +180,17 @@ def test_cancelled_attempt_that_wins_later_is_released(redis_url: str, client: r
 
 def test_cancellation_race_while_handing_off(redis_url: str, client: redis.Redis) -> None:
     name = "async/race"
-    rng = random.Random(8)  # noqa: S311 - seeded for a reproducible schedule, not secrets
-    stats = {"holders": 0, "max_holders": 0, "acquired": 0, "cancelled": 0}
-
-    async def worker(lock: lockkit.AsyncLock) -> None:
-        while True:
-            async with await lock.acquire(timeout=30):
-                stats["holders"] += 1
-                try:
-                    stats["max_holders"] = max(stats["max_holders"], stats["holders"])
-                    stats["acquired"] += 1
-                    for _ in range(rng.randrange(3)):
-                        await asyncio.sleep(0)
-                finally:
-                    stats["holders"] -= 1
+    stats: dict[str, int] = {}
 
     async def main() -> None:
-        shared = lockkit.AsyncLock(name, backend=redis_url)
-
-        def spawn(index: int) -> asyncio.Task[None]:
-            own = shared if index % 3 == 0 else lockkit.AsyncLock(name, backend=redis_url)
-            return asyncio.create_task(worker(own))
-
-        workers = [spawn(index) for index in range(8)]
-        while stats["acquired"] < 200 or stats["cancelled"] < 60:
-            await asyncio.sleep(rng.uniform(0, 0.005))
-            index = rng.randrange(len(workers))
-            workers[index].cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await workers[index]
-            stats["cancelled"] += 1
-            workers[index] = spawn(index)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        stats.update(
+            await cancellation_race(
+                lambda: lockkit.AsyncLock(name, backend=redis_url),
+                acquisitions=200,
+                cancellations=60,
+                max_pause=0.005,
+            )
+        )
         # Shielded releases and leaves may still be on the wire: let them land.
         async with await lockkit.AsyncLock(name, backend=redis_url).acquire(timeout=5):
             pass

@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import os
 import pathlib
-import random
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit._registry import get_registry
 from lockkit.errors import LockNotHeld, LockTimeout
 from lockkit.spec import Backend, Capabilities, hookimpl
+from tests.helpers.cancellation import cancellation_race
 
 FILE_BACKENDS = ["excl", "hardlink", "filelock"]
 
@@ -512,41 +512,17 @@ def test_cancelled_waiter_leaves_no_lock_behind(
 def test_cancellation_race_while_handing_off(tmp_path: pathlib.Path, backend: str) -> None:
     """Cancel waiters at random moments while the lock changes hands hundreds of times."""
     path = tmp_path / "race.lock"
-    rng = random.Random(8)  # noqa: S311 - seeded for a reproducible schedule, not secrets
-    stats = {"holders": 0, "max_holders": 0, "acquired": 0, "cancelled": 0}
-
-    async def worker(lock: lockkit.AsyncLock) -> None:
-        while True:
-            async with await lock.acquire(timeout=30):
-                stats["holders"] += 1
-                try:
-                    stats["max_holders"] = max(stats["max_holders"], stats["holders"])
-                    stats["acquired"] += 1
-                    for _ in range(rng.randrange(3)):
-                        await asyncio.sleep(0)
-                finally:
-                    stats["holders"] -= 1
+    stats: dict[str, int] = {}
 
     async def main() -> None:
-        shared = lockkit.AsyncLock(path, backend=backend)
-
-        def spawn(index: int) -> asyncio.Task[None]:
-            # Every third worker shares one object: cancellation also hits its guard.
-            own = shared if index % 3 == 0 else lockkit.AsyncLock(path, backend=backend)
-            return asyncio.create_task(worker(own))
-
-        workers = [spawn(index) for index in range(8)]
-        while stats["acquired"] < 400 or stats["cancelled"] < 100:
-            await asyncio.sleep(rng.uniform(0, 0.003))
-            index = rng.randrange(len(workers))
-            workers[index].cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await workers[index]
-            stats["cancelled"] += 1
-            workers[index] = spawn(index)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        stats.update(
+            await cancellation_race(
+                lambda: lockkit.AsyncLock(path, backend=backend),
+                acquisitions=400,
+                cancellations=100,
+                max_pause=0.003,
+            )
+        )
         assert _notify_async.waiting() == 0
         async with await lockkit.AsyncLock(path, backend=backend).acquire(timeout=0):
             pass
