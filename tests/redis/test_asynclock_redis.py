@@ -14,10 +14,9 @@ import pathlib
 import threading
 import time
 from collections.abc import Coroutine, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import redis
 
 import lockkit
 import lockkit.spec
@@ -27,6 +26,10 @@ from tests.helpers.cancellation import cancellation_race
 from tests.multiprocess.test_asynclock import run_async_increments
 from tests.redis_server import RedisServer
 from tests.unit.test_asynclock import Recorder, signal_when_contended
+
+if TYPE_CHECKING:
+    # Imported where used: the core test sessions (no redis extra) still collect this.
+    import redis
 
 pytestmark = pytest.mark.redis
 
@@ -43,6 +46,8 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
+    import redis
+
     connection = redis.Redis.from_url(redis_url)
     yield connection
     connection.close()
@@ -332,6 +337,8 @@ def test_redlock_falls_back_to_threads(
         await asyncio.gather(*(hold() for _ in range(4)))
 
     run(main())
+    import redis
+
     for server in redlock_servers:
         connection = redis.Redis.from_url(server.url)
         assert connection.exists("lockkit:{async/redlock}") == 0
