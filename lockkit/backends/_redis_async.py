@@ -42,7 +42,7 @@ import attrs
 
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._redact import redact_url
-from lockkit.backends._file import decode_payload, encode_payload
+from lockkit.backends._file import encode_payload
 from lockkit.backends.redis import (
     _ACQUIRE,
     _BREAK,
@@ -51,6 +51,7 @@ from lockkit.backends.redis import (
     _QUEUE_TTL_MS,
     _RELEASE,
     _import_redis,
+    holder_info,
 )
 from lockkit.errors import BackendUnavailable
 
@@ -349,22 +350,7 @@ class AsyncRedis:
             raise self._unavailable(side, exc) from None
         if value is None:
             return None
-        payload = decode_payload(value)
-        expires = None
-        if pttl is not None and pttl > 0:
-            expires = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=pttl)
-        age = None
-        if payload.owner is not None and payload.owner.created is not None:
-            age = max(0.0, time.time() - payload.owner.created.timestamp())
-        return LockInfo(
-            name=name,
-            backend=backend.name,
-            owner=payload.owner,
-            expires=expires,
-            fencing_token=int(counter) if counter is not None else None,
-            age=age,
-            problem=payload.problem,
-        )
+        return holder_info(name, backend.name, value, pttl, counter)
 
     async def break_lock(self, backend: RedisBackend, name: str, expected: LockInfo) -> bool:
         """Delete the key if it still holds ``expected``'s token (the break script)."""

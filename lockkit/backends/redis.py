@@ -552,22 +552,7 @@ class RedisBackend(Backend):
                 if len(self._servers) == 1:
                     return self._inspect_shared(server, name, counter)
                 continue
-            payload = decode_payload(value)
-            expires = None
-            if pttl is not None and pttl > 0:
-                expires = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=pttl)
-            age = None
-            if payload.owner is not None and payload.owner.created is not None:
-                age = max(0.0, time.time() - payload.owner.created.timestamp())
-            return LockInfo(
-                name=name,
-                backend=self.name,
-                owner=payload.owner,
-                expires=expires,
-                fencing_token=int(counter) if counter is not None else None,
-                age=age,
-                problem=payload.problem,
-            )
+            return holder_info(name, self.name, value, pttl, counter)
         if len(failures) == len(self._servers):
             raise failures[0]
         return None
@@ -643,20 +628,7 @@ class RedisBackend(Backend):
         if not last or last[0][1] <= now_ms:
             return None
         member, score = last[0]
-        payload = decode_payload(member)
-        age = None
-        if payload.owner is not None and payload.owner.created is not None:
-            age = max(0.0, time.time() - payload.owner.created.timestamp())
-        return LockInfo(
-            name=name,
-            backend=self.name,
-            owner=payload.owner,
-            expires=dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=score - now_ms),
-            fencing_token=int(counter) if counter is not None else None,
-            age=age,
-            problem=payload.problem,
-            shared=True,
-        )
+        return holder_info(name, self.name, member, score - now_ms, counter, shared=True)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -849,6 +821,38 @@ def _last_reader(server: _Server, readers: str) -> tuple[Any, Any]:
     pipe.time()
     last, now = pipe.execute()
     return last, now
+
+
+def holder_info(
+    name: str,
+    backend: str,
+    value: bytes,
+    pttl: int | None,
+    counter: bytes | int | None,
+    *,
+    shared: bool = False,
+) -> LockInfo:
+    """A `LockInfo` from what Redis holds for a lock: payload, time to live, fence counter.
+
+    One place for the blocking backend, its shared-lock reading and the asyncio side.
+    """
+    payload = decode_payload(value)
+    expires = None
+    if pttl is not None and pttl > 0:
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=pttl)
+    age = None
+    if payload.owner is not None and payload.owner.created is not None:
+        age = max(0.0, time.time() - payload.owner.created.timestamp())
+    return LockInfo(
+        name=name,
+        backend=backend,
+        owner=payload.owner,
+        expires=expires,
+        fencing_token=int(counter) if counter is not None else None,
+        age=age,
+        problem=payload.problem,
+        shared=shared,
+    )
 
 
 def _inspect(server: _Server, key: str, fence: str) -> tuple[Any, Any, Any]:
