@@ -13,7 +13,10 @@ They are the floor each backend is measured against:
   to release (the floor of ``filelock``; it blocks in the kernel, so it also serves as
   the hand-off reference);
 * `RawRedis`: ``SET key token NX PX`` to acquire, ``EVALSHA`` compare-and-delete to
-  release (the floor of ``redis``).
+  release (the floor of ``redis``);
+* `RawRedisQueue`: ``BLPOP`` of a one-token list to acquire, ``RPUSH`` to release: the
+  server's own blocking hand-off (one command each way, no expiry, no owner), the floor
+  of any lock handed off through Redis, as blocking ``flock`` is for file locks.
 
 The file primitives do not wait: a second acquire of a held `RawExcl` raises.
 """
@@ -24,7 +27,7 @@ import fcntl
 import os
 from typing import Any
 
-__all__ = ["RawExcl", "RawExclRecord", "RawFlock", "RawLink", "RawRedis"]
+__all__ = ["RawExcl", "RawExclRecord", "RawFlock", "RawLink", "RawRedis", "RawRedisQueue"]
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -144,6 +147,28 @@ class RawRedis:
     def release(self) -> None:
         if not self.client.evalsha(self.sha, 1, self.key, self.token):
             raise RuntimeError(f"{self.key} was not ours to delete")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RawRedisQueue:
+    """``BLPOP`` the lock's one token (blocking in the server); ``RPUSH`` it back."""
+
+    def __init__(self, name: str, url: str) -> None:
+        import redis  # noqa: PLC0415 - optional dependency
+
+        self.client: Any = redis.Redis.from_url(url)
+        self.key = f"lockkit-bench:raw-queue:{name}"
+        # Both processes of a measurement build one; only the first puts the token in.
+        if self.client.set(f"{self.key}:made", 1, nx=True):
+            self.client.rpush(self.key, b"token")
+
+    def acquire(self) -> None:
+        self.client.blpop([self.key], timeout=0)
+
+    def release(self) -> None:
+        self.client.rpush(self.key, b"token")
 
     def close(self) -> None:
         self.client.close()

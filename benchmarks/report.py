@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from benchmarks.stats import median
-from benchmarks.subjects import BASELINES, FAMILY_TITLES
+from benchmarks.subjects import BASELINES, FAMILY_TITLES, HANDOFF_FLOORS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["markdown"]
 
-_REFERENCE_FLOCK = "raw flock"
 _NUMERIC = ("pairs", "µs", "p5", "p9", "x ", "lost", "waiter", "ms", "rounds", "range")
 
 
@@ -105,13 +104,17 @@ def _uncontended(results: Results) -> list[str]:
 
 def _handoff(results: Results) -> list[str]:
     s = results.sizes
-    reference = next((r for r in results.handoff if r.subject == _REFERENCE_FLOCK), None)
-    floor = reference.ms(50) if reference and not reference.error else math.nan
+    floors = {
+        r.subject: r.ms(50)
+        for r in results.handoff
+        if r.subject in HANDOFF_FLOORS.values() and not r.error
+    }
     rows = []
     for r in results.handoff:
         target, status = _status(results.verdicts, "handoff", r.subject)
         p50 = r.ms(50)
-        ratio = p50 / floor if r.family != "redis" and floor > 0 else math.nan
+        floor = floors.get(HANDOFF_FLOORS[r.family], math.nan)
+        ratio = p50 / floor if floor > 0 else math.nan
         rows.append(
             [
                 FAMILY_TITLES[r.family],
@@ -130,9 +133,10 @@ def _handoff(results: Results) -> list[str]:
     intro = (
         f"Up to {s.handoff_rounds} rounds per subject (fewer for slow pollers once "
         f"{s.handoff_budget:g} s are spent); `time.monotonic_ns()` in both processes. The "
-        f"holder releases {pause} (random) after the waiter starts to acquire. `raw flock` "
-        "is a blocking `flock(LOCK_EX)`: the kernel's own hand-off, the floor for file "
-        "locks here; `x raw flock` is p50 over its p50."
+        f"holder releases {pause} (random) after the waiter starts to acquire. `x floor` "
+        "is p50 over the p50 of the family's raw blocking hand-off: `raw flock`, a "
+        "blocking `flock(LOCK_EX)` (the kernel's own hand-off) for file locks, and "
+        "`raw BLPOP+RPUSH` (the server's own, one command each way) for Redis."
     )
     header = [
         "Family",
@@ -141,7 +145,7 @@ def _handoff(results: Results) -> list[str]:
         "p50 ms",
         "p90 ms",
         "p99 ms",
-        "x raw flock",
+        "x floor",
         "waiter CPU ms/round",
         "Target",
         "Status",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASELINES",
     "FAMILY_TITLES",
+    "HANDOFF_FLOORS",
     "Locker",
     "Subject",
     "available_subjects",
@@ -45,6 +46,12 @@ BASELINES: dict[str, str] = {
     "redis": "raw SET NX + Lua del",
 }
 """Per family, the raw primitive that the ratio columns divide by."""
+HANDOFF_FLOORS: dict[str, str] = {
+    "lockfile": "raw flock",
+    "flock": "raw flock",
+    "redis": "raw BLPOP+RPUSH",
+}
+"""Per family, the raw blocking hand-off that hand-off latencies are compared with."""
 
 _BUILTIN_BACKENDS = ("excl", "hardlink", "filelock", "redis")
 
@@ -105,6 +112,7 @@ _CATALOGUE = (
     Subject("portalocker.Lock", "peer", "flock", "peer:portalocker.Lock"),
     Subject("fasteners.InterProcessLock", "peer", "flock", "peer:fasteners.InterProcessLock"),
     Subject("raw SET NX + Lua del", "raw", "redis", "raw:redis", waits=False, redis=True),
+    Subject("raw BLPOP+RPUSH", "raw", "redis", "raw:redis-queue", redis=True),
     Subject("lockkit redis", "lockkit", "redis", "lockkit:redis", redis=True),
     Subject("redis.lock.Lock", "peer", "redis", "peer:redis.lock.Lock", redis=True),
     Subject("python-redis-lock", "peer", "redis", "peer:python-redis-lock", redis=True),
@@ -132,7 +140,7 @@ def available_subjects(
     Args:
         redis_url: The server for Redis subjects; ``None`` leaves them out.
         wanted: Keep only subjects whose name contains one of these (case-insensitive);
-            the raw baselines of the kept families are always kept.
+            the raw baselines and hand-off floors of the kept families are always kept.
     """
     subjects: list[Subject] = []
     skipped: list[str] = []
@@ -155,7 +163,8 @@ def available_subjects(
         lowered = [w.lower() for w in wanted]
         kept = [s for s in subjects if any(w in s.name.lower() for w in lowered)]
         families = {s.family for s in kept}
-        subjects = [s for s in subjects if s in kept or s.name == BASELINES[s.family]]
+        floors = set(BASELINES.values()) | set(HANDOFF_FLOORS.values())
+        subjects = [s for s in subjects if s in kept or s.name in floors]
         subjects = [s for s in subjects if s.family in families]
     return subjects, skipped
 
@@ -201,6 +210,8 @@ def make_locker(factory: str, path: str, redis_url: str | None) -> Locker:
         return _RAW_FILES[what](path)
     if what == "redis" and redis_url is not None:
         return raw.RawRedis(path, redis_url)
+    if what == "redis-queue" and redis_url is not None:
+        return raw.RawRedisQueue(path, redis_url)
     raise ValueError(f"unknown subject factory {factory!r}")
 
 

@@ -29,14 +29,21 @@ class Renewable(Protocol):
         ...
 
 
+# The thread never sleeps longer than this, so a renewal due later (ttl >= 3 s) is added
+# without waking it: waking a sleeping thread costs a thread switch, and TTL locks (every
+# Redis lock) are added on every acquire. It exits after `_IDLE_EXIT` seconds with
+# nothing to renew, so an idle process does not wake once a second for ever.
+_MAX_SLEEP = 1.0
+_IDLE_EXIT = 30.0
+
+
 class _Renewer:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._due: dict[int, tuple[float, weakref.ref[Renewable]]] = {}
         self._thread: threading.Thread | None = None
         # When the thread will wake by itself; -inf while it is awake (it re-reads
-        # _due before sleeping again). Waking it costs a thread switch per acquire, so
-        # `add` does it only for a renewal due earlier than that.
+        # _due before sleeping again). `add` wakes it only for a renewal due earlier.
         self._wake_at = -math.inf
 
     def add(self, lock: Renewable, due: float) -> None:
@@ -55,14 +62,20 @@ class _Renewer:
             self._due.pop(id(lock), None)
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
             with self._cond:
                 now = time.monotonic()
+                if self._due:
+                    idle_since = now
+                elif now - idle_since >= _IDLE_EXIT:
+                    self._thread = None  # under the lock: the next `add` starts a new one
+                    return
                 ready = [(key, ref) for key, (due, ref) in self._due.items() if due <= now]
                 if not ready:
-                    nearest = min((due for due, _ in self._due.values()), default=now + 60.0)
-                    self._wake_at = nearest
-                    self._cond.wait(timeout=max(0.0, nearest - now))
+                    nearest = min((due for due, _ in self._due.values()), default=math.inf)
+                    self._wake_at = min(nearest, now + _MAX_SLEEP)
+                    self._cond.wait(timeout=max(0.0, self._wake_at - now))
                     self._wake_at = -math.inf
                     continue
                 for key, _ in ready:

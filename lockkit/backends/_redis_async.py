@@ -45,6 +45,7 @@ from lockkit._redact import redact_url
 from lockkit.backends._file import encode_payload
 from lockkit.backends.redis import (
     _ACQUIRE,
+    _ACQUIRE_FAST,
     _BREAK,
     _ENQUEUE,
     _LEAVE,
@@ -131,6 +132,7 @@ class _LoopSide:
             url, socket_connect_timeout=2.0, socket_timeout=5.0
         )
         self.client = redis.asyncio.Redis(connection_pool=pool)
+        self.acquire_fast = self.client.register_script(_ACQUIRE_FAST)
         self.acquire = self.client.register_script(_ACQUIRE)
         self.release = self.client.register_script(_RELEASE)
         self.break_ = self.client.register_script(_BREAK)
@@ -275,14 +277,16 @@ class AsyncRedis:
         task = asyncio.current_task()
         wait = side.by_task.get(task) if task is not None else None
         queued = wait is not None and wait.name == name
-        args: list[Any] = [payload, ttl_ms]
         if queued:
             assert wait is not None
-            # Woken by a release and beaten to it: keep our place at the front.
-            args += [wait.channel, "front" if wait.woken else "back", _QUEUE_TTL_MS]
+            # Woken by a release and beaten to it: keep our place at the front. Tasks
+            # queue plain entries (the channel): they are woken, never granted the lock.
+            position = "front" if wait.woken else "back"
+            args = [payload, ttl_ms, wait.channel, position, wait.channel, _QUEUE_TTL_MS, ""]
+            command = side.acquire(keys=list(keys), args=args)
         else:
-            args += ["", "", 0]
-        attempt = asyncio.ensure_future(side.acquire(keys=list(keys), args=args))
+            command = side.acquire_fast(keys=list(keys[:2]), args=[payload, ttl_ms])
+        attempt = asyncio.ensure_future(command)
         if wait is not None and queued:
             wait.inflight = attempt
         try:
@@ -303,6 +307,8 @@ class AsyncRedis:
             wait.inflight = None
         if result is None:
             return None
+        if queued:
+            result = result[0]  # the queued script answers {fence, granted}
         return Lease(
             name,
             backend.name,
@@ -323,18 +329,15 @@ class AsyncRedis:
     ) -> None:
         if attempt.cancelled() or attempt.exception() is not None or attempt.result() is None:
             return
-        key, _, waiters = keys
-        _keep(asyncio.ensure_future(side.release(keys=[key, waiters], args=[payload, name])))
+        _keep(asyncio.ensure_future(side.release(keys=list(keys), args=[payload, name])))
 
     async def release(self, backend: RedisBackend, lease: Lease) -> bool:
         """Compare-and-delete, handing off to the first queued waiter; never abandoned."""
         side = await self._side(backend)
         redis = _import_redis()
-        key, _, waiters = backend._keys(lease.name)  # noqa: SLF001
+        keys = list(backend._keys(lease.name))  # noqa: SLF001
         try:
-            released = await _shielded(
-                side.release(keys=[key, waiters], args=[lease.handle, lease.name])
-            )
+            released = await _shielded(side.release(keys=keys, args=[lease.handle, lease.name]))
         except (redis.ConnectionError, redis.TimeoutError):
             return False  # its key expires by itself; the lock counts as lost
         return bool(released)
@@ -358,11 +361,9 @@ class AsyncRedis:
             return False
         side = await self._side(backend)
         redis = _import_redis()
-        key, _, waiters = backend._keys(name)  # noqa: SLF001
+        keys = list(backend._keys(name))  # noqa: SLF001
         try:
-            broken = await _shielded(
-                side.break_(keys=[key, waiters], args=[expected.owner.token, name])
-            )
+            broken = await _shielded(side.break_(keys=keys, args=[expected.owner.token, name]))
         except (redis.ConnectionError, redis.TimeoutError):
             return False
         return bool(broken)
@@ -390,9 +391,9 @@ class AsyncRedis:
                 # meanwhile, `stop_waiting` finds it and removes the queue entry.
                 side.by_channel[wait.channel.encode()] = wait
                 side.by_task[task] = wait
-                key, _, waiters = backend._keys(name)  # noqa: SLF001
+                keys = list(backend._keys(name))  # noqa: SLF001
                 enqueue = asyncio.ensure_future(
-                    side.enqueue(keys=[key, waiters], args=[wait.channel, _QUEUE_TTL_MS])
+                    side.enqueue(keys=keys, args=[wait.channel, _QUEUE_TTL_MS])
                 )
                 wait.inflight = enqueue
                 queued = await asyncio.shield(enqueue)
@@ -448,10 +449,10 @@ class AsyncRedis:
             # An attempt abandoned by cancellation may still re-queue us: let it land
             # first, or the leave could run before it and miss the entry.
             await asyncio.wait([wait.inflight])
-        key, _, waiters = backend._keys(wait.name)  # noqa: SLF001
+        keys = list(backend._keys(wait.name))  # noqa: SLF001
         woken = "1" if wait.woken or wait.signalled else "0"
         with contextlib.suppress(redis.RedisError, OSError):
-            await side.leave(keys=[key, waiters], args=[wait.channel, wait.name, woken])
+            await side.leave(keys=keys, args=[wait.channel, wait.name, woken, ""])
 
 
 async def _read_holder(side: _LoopSide, key: str, fence: str) -> tuple[Any, Any, Any]:

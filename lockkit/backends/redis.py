@@ -11,7 +11,7 @@ hosts that mount a share at different places agree), with the default prefix
 
 * ``lockkit:{N}``: the holder's JSON payload (the file payload's fields), ``PX`` = ttl.
 * ``lockkit:{N}:fence``: the fencing counter, ``INCR``-ed by every acquisition.
-* ``lockkit:{N}:waiters``: the hand-off queue, a list of waiters' channels.
+* ``lockkit:{N}:waiters``: the hand-off queue, a list of waiters' entries.
 * ``lockkit:{N}:readers``: shared (read) holders, a sorted set of their payloads scored
   by expiry (server time, ms).
 
@@ -19,16 +19,20 @@ Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release o
 (compare-and-delete, then a hand-off), like the raw primitive.
 
 **Hand-off.** Each waiting thread listens on a channel of its own
-(``lockkit:waiter:<random>``), subscribed once for the thread's life. A waiter queues
-its channel on the lock's list, atomically with finding the lock busy; a release pops
-waiters off the list and publishes to each until one is listening, so exactly one
-live waiter wakes per release instead of all of them (a thundering herd that made
-contended locks slow). A woken waiter that loses the race to a newcomer queues again
-at the front. A waiter also re-checks after a bounded interval (``poll``), so a lost
-message or a crashed waiter delays but never hangs anyone.
+(``lockkit:waiter:<random>``), subscribed once for the thread's life. A waiter queues an
+entry, atomically with finding the lock busy, carrying the payload of its failed
+attempt. A release then *grants* the lock to the first entry whose waiter still
+listens: in the same script it sets that payload, increments the fence and publishes
+the grant, so the waiter's next attempt returns the lease without a round trip and
+nobody can slip in between (first come, first served). ``PUBLISH`` says how many
+received the grant; one nobody heard (a dead waiter) is undone and passed on. Readers,
+asyncio tasks and Redlock waiters queue plain entries and are only woken. A waiter also
+re-checks after a bounded interval (``poll``), so a lost message or a crashed waiter
+delays but never hangs anyone.
 
 **Shared locks** (one server; a Redlock has none). A reader joins ``:readers`` if the
-exclusive key is free; a writer's ``SET NX`` runs only if no reader's entry is live.
+exclusive key is free; a writer's ``SET NX`` runs only if no reader's entry is live
+(a first attempt only if there is no readers' set at all; later ones prune it).
 Entries past their expiry (a crashed reader's) are dropped by the next attempt, so a
 dead reader holds writers off for at most its TTL. The last reader out hands the lock
 off like a release; a reader that gets in passes a wake-up on, so readers queued
@@ -77,11 +81,12 @@ _KEY_CACHE_SIZE = 1024
 # Options lockkit reads from the URL query; everything else goes to redis-py.
 _OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
 
-# Readers (shared holders) are KEYS[1]..':readers', a sorted set of payloads scored by
-# expiry in server milliseconds. The key is derived here rather than passed, so every
-# caller of the acquire script (the asyncio side too) respects readers; it carries the
-# lock's hash tag, hence its cluster slot. TIME before writes needs effects replication,
-# the only mode from Redis 7 on; older servers are asked for it.
+# Every script takes KEYS = lock, fence, waiters (`RedisBackend._keys`), so they can
+# share the hand-off function. Readers (shared holders) are KEYS[1]..':readers', a
+# sorted set of payloads scored by expiry in server milliseconds; that key is derived
+# here rather than passed, so every script respects readers, and it carries the lock's
+# hash tag, hence its cluster slot. TIME before writes needs effects replication, the
+# only mode from Redis 7 on; older servers are asked for it.
 _READERS = """
 if redis.replicate_commands then redis.replicate_commands() end
 local readers = KEYS[1] .. ':readers'
@@ -99,92 +104,137 @@ local function keep_until_last()
   if last[2] then redis.call('pexpireat', readers, last[2]) end
 end
 """
-# Queue a waiter that found the lock busy. ARGV[3..5] as for _ACQUIRE.
-_REQUEUE = """
-if ARGV[3] ~= '' then
-  redis.call('lrem', KEYS[3], 0, ARGV[3])
-  if ARGV[4] == 'front' then
-    redis.call('lpush', KEYS[3], ARGV[3])
-  else
-    redis.call('rpush', KEYS[3], ARGV[3])
+# Queue entries. A *grant* entry is channel, token, ttl ms and payload joined by "\n": the waiter's
+# payload, registered so that a release can hand it the lock without another round
+# trip (`hand_off`). A *plain* entry is just the channel: a reader's, a Redlock
+# waiter's or an asyncio waiter's, which are woken to try again. A newline cannot occur in
+# a channel, a token or a number, and the payload is last, so it may contain anything.
+#
+# hand_off gives the lock to the first waiter still listening, or wakes it. A grant
+# SETs the waiter's payload and INCRs the fence before publishing name, token and fence:
+# the wake-up *is* the acquisition. PUBLISH returns how many received the message; an
+# entry nobody listens to any more is dropped and its grant undone. can_grant is false
+# while readers hold the lock: a writer's entry then stays first in line, unwoken.
+_HAND_OFF = """
+local function hand_off(name, can_grant)
+  while true do
+    local entry = redis.call('lindex', KEYS[3], 0)
+    if not entry then return end
+    local a = string.find(entry, '\\n', 1, true)
+    if not a then
+      redis.call('lpop', KEYS[3])
+      if redis.call('publish', entry, name) > 0 then return end
+    elseif not can_grant then
+      return
+    else
+      redis.call('lpop', KEYS[3])
+      local b = string.find(entry, '\\n', a + 1, true)
+      local c = string.find(entry, '\\n', b + 1, true)
+      redis.call('set', KEYS[1], string.sub(entry, c + 1), 'PX', string.sub(entry, b + 1, c - 1))
+      local fence = redis.call('incr', KEYS[2])
+      local note = name .. '\\n' .. string.sub(entry, a + 1, b - 1) .. '\\n' .. fence
+      if redis.call('publish', string.sub(entry, 1, a - 1), note) > 0 then return end
+      redis.call('del', KEYS[1])
+    end
   end
-  redis.call('pexpire', KEYS[3], ARGV[5])
+end
+"""
+# The first attempt of an acquisition (not queued): SET NX PX and INCR, unless readers
+# may hold the lock (then the full _ACQUIRE decides, after waiting). ARGV: payload, ttl.
+_ACQUIRE_FAST = """
+if redis.call('exists', KEYS[1] .. ':readers') == 0
+  and redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('incr', KEYS[2])
 end
 return false
 """
-# KEYS: lock, fence, waiters. ARGV: payload, ttl ms, waiter channel ('' when not
-# waiting), 'front' to queue again at the head (a woken waiter that lost a race).
+# Keep a waiter that found the lock busy in the queue, its entry replaced by a fresh
+# one (ARGV[3] replaces ARGV[5]); at the front if a wake-up brought it here.
+_REQUEUE = """
+redis.call('lrem', KEYS[3], 0, ARGV[5])
+if ARGV[4] == 'front' then
+  redis.call('lpush', KEYS[3], ARGV[3])
+else
+  redis.call('rpush', KEYS[3], ARGV[3])
+end
+redis.call('pexpire', KEYS[3], ARGV[6])
+return false
+"""
+# An attempt by a queued waiter. ARGV: payload, ttl ms, the new entry, 'front' or
+# 'back', the entry queued now, queue ttl ms, that entry's payload ('' if plain).
+# Returns {fence, 0} when SET NX took the lock for ARGV[1], {fence, 1} when a release
+# had already granted it to the queued entry (the waiter was not listening), false when
+# busy (re-queued).
 _ACQUIRE = (
     _READERS
     + """
+if ARGV[7] ~= '' and redis.call('get', KEYS[1]) == ARGV[7] then
+  return {tonumber(redis.call('get', KEYS[2])), 1}
+end
 if live_readers() == 0 and redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
-  return redis.call('incr', KEYS[2])
+  redis.call('lrem', KEYS[3], 0, ARGV[5])
+  return {redis.call('incr', KEYS[2]), 0}
 end
 """
     + _REQUEUE
 )
-# Wake the first waiter still listening: PUBLISH returns how many received it.
-_HAND_OFF = """
-local function hand_off(waiters, name)
-  while true do
-    local waiter = redis.call('lpop', waiters)
-    if not waiter then return end
-    if redis.call('publish', waiter, name) > 0 then return end
-  end
-end
-"""
-# KEYS: lock, waiters. ARGV: the holder's payload, the lock name.
+# ARGV: the holder's payload, the lock name. Hands the lock to the first waiter.
 _RELEASE = (
     _HAND_OFF
     + """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
-  hand_off(KEYS[2], ARGV[2])
+  hand_off(ARGV[2], true)
   return 1
 end
 return 0
 """
 )
-# KEYS: lock, waiters. ARGV: waiter channel, ttl ms of the queue. 0 = the lock is free.
+# ARGV: the entry, queue ttl ms. 0 = the lock is free (try again); 1 = queued.
 # Readers hold the lock too: a writer waiting for them must queue, not spin.
 _ENQUEUE = (
     _READERS
     + """
 if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then return 0 end
-redis.call('lrem', KEYS[2], 0, ARGV[1])
-redis.call('rpush', KEYS[2], ARGV[1])
-redis.call('pexpire', KEYS[2], ARGV[2])
+redis.call('lrem', KEYS[3], 0, ARGV[1])
+redis.call('rpush', KEYS[3], ARGV[1])
+redis.call('pexpire', KEYS[3], ARGV[2])
 return 1
 """
 )
-# A waiter leaving (acquired elsewhere, timed out): drop it from the queue and, if it
-# was woken for a lock that is still free, pass the wake-up on to the next waiter.
-# KEYS: lock, waiters. ARGV: waiter channel, lock name, '1' if it was woken.
+# A waiter leaving (acquired elsewhere, timed out, cancelled): drop its entry. A lock
+# granted to it that it will not use goes to the next waiter; so does a wake-up it was
+# given for a lock that is still free. ARGV: the entry, the lock name, '1' if it was
+# woken, the entry's payload ('' if plain).
 _LEAVE = (
-    _HAND_OFF
+    _READERS
+    + _HAND_OFF
     + """
-redis.call('lrem', KEYS[2], 0, ARGV[1])
-if ARGV[3] == '1' and redis.call('exists', KEYS[1]) == 0 then
-  hand_off(KEYS[2], ARGV[2])
+redis.call('lrem', KEYS[3], 0, ARGV[1])
+if ARGV[4] ~= '' and redis.call('get', KEYS[1]) == ARGV[4] then
+  redis.call('del', KEYS[1])
+  hand_off(ARGV[2], true)
+elseif ARGV[3] == '1' and redis.call('exists', KEYS[1]) == 0 then
+  hand_off(ARGV[2], live_readers() == 0)
 end
 return 1
 """
 )
+# KEYS: lock. ARGV: the holder's payload, ttl ms.
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
-# KEYS: lock, waiters. ARGV: the broken holder's token, the lock name.
+# ARGV: the broken holder's token, the lock name.
 _BREAK = (
     _HAND_OFF
     + """
 local value = redis.call('get', KEYS[1])
 if value and cjson.decode(value)['token'] == ARGV[1] then
   redis.call('del', KEYS[1])
-  hand_off(KEYS[2], ARGV[2])
+  hand_off(ARGV[2], true)
   return 1
 end
 return 0
@@ -192,9 +242,9 @@ return 0
 )
 # A queue entry outlives its waiter by at most this long (each wait renews it).
 _QUEUE_TTL_MS = 60_000
-# KEYS, ARGV[1..5] as for _ACQUIRE (ARGV[1] is the reader's payload); ARGV[6]: the lock
-# name. A reader that gets in passes a wake-up on, since the next waiter may be a reader
-# too (a writer woken for nothing queues again at the front).
+# ARGV[1..6] as for _ACQUIRE (ARGV[1] is the reader's payload; readers queue plain
+# entries, so ARGV[3] == ARGV[5]); ARGV[7]: the lock name. A reader that gets in passes
+# a wake-up on, since the next waiter may be a reader too; a writer's entry stays first.
 _ACQUIRE_SHARED = (
     _READERS
     + _HAND_OFF
@@ -203,21 +253,21 @@ if redis.call('exists', KEYS[1]) == 0 then
   live_readers()
   redis.call('zadd', readers, now_ms() + tonumber(ARGV[2]), ARGV[1])
   keep_until_last()
-  if ARGV[3] ~= '' then redis.call('lrem', KEYS[3], 0, ARGV[3]) end
-  hand_off(KEYS[3], ARGV[6])
+  redis.call('lrem', KEYS[3], 0, ARGV[5])
+  hand_off(ARGV[7], false)
   return redis.call('incr', KEYS[2])
 end
+if ARGV[3] == '' then return false end
 """
     + _REQUEUE
 )
-# KEYS: lock, waiters. ARGV: the reader's payload, the lock name. The last one out
-# hands the lock off.
+# ARGV: the reader's payload, the lock name. The last one out hands the lock off.
 _RELEASE_SHARED = (
     _READERS
     + _HAND_OFF
     + """
 if redis.call('zrem', readers, ARGV[1]) == 0 then return 0 end
-if live_readers() == 0 then hand_off(KEYS[2], ARGV[2]) end
+if live_readers() == 0 then hand_off(ARGV[2], true) end
 return 1
 """
 )
@@ -261,6 +311,7 @@ class _Server:
 
     url: str
     client: Any = attrs.field(repr=False)
+    acquire_fast: Any = attrs.field(repr=False)
     acquire: Any = attrs.field(repr=False)
     release: Any = attrs.field(repr=False)
     refresh: Any = attrs.field(repr=False)
@@ -315,13 +366,15 @@ class RedisBackend(Backend):
                 "the redis backend needs a server URL: set LOCKKIT_BACKEND=redis://host:6379/0, "
                 "or LOCKKIT_URL, or `url` in the settings"
             )
+        if "\n" in prefix:
+            raise SettingsError(f"invalid Redis key prefix {prefix!r}: it contains a newline")
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.poll = poll
         self.root = root or _default_root()
         self._servers = [self._connect(redis, url) for url in self.urls]
         self.quorum = len(self._servers) // 2 + 1
-        self._waiting = threading.local()
+        self._waiting = _ThreadWait()
         self._key_cache: dict[str, tuple[str, str, str]] = {}
         if len(self._servers) > 1:
             # Readers would need a quorum and a validity rule of their own; not offered.
@@ -338,6 +391,7 @@ class RedisBackend(Backend):
         return _Server(
             url=url,
             client=client,
+            acquire_fast=client.register_script(_ACQUIRE_FAST),
             acquire=client.register_script(_ACQUIRE),
             release=client.register_script(_RELEASE),
             refresh=client.register_script(_REFRESH),
@@ -431,37 +485,103 @@ class RedisBackend(Backend):
                 f"cannot reach Redis at {server.shown}: {redact_url(str(exc))}"
             ) from None
 
-    def try_acquire(  # noqa: C901 - the Redlock loop; shared locks branch off first
+    def try_acquire(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
         """``SET NX PX`` on every server (one for plain Redis); quorum wins (Redlock).
 
-        A thread waiting for this lock (between `wait` and `stop_waiting`) queues
-        itself again in the same script when the lock is still busy, so no release can
-        slip between its attempt and its next wait unnoticed.
+        A thread waiting for this lock (between `wait` and `stop_waiting`) re-queues
+        itself in the same script when the lock is still busy, so no release can slip
+        between its attempt and its next wait unnoticed. If a release has handed it the
+        lock meanwhile (see `wait`), the attempt takes that grant without a round trip.
         """
         if shared:
             return self._try_acquire_shared(name, owner, ttl)
-        ttl = ttl or self.default_ttl
-        ttl_ms = max(1, int(ttl * 1000))
-        keys = self._keys(name)
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-        payload = encode_payload(owner, self.name, expires).decode()
         waiting = self._waiting
-        listener = getattr(waiting, "server", 0)
-        queued = getattr(waiting, "name", None) == name
+        if waiting.name == name and waiting.pid == os.getpid():
+            return self._try_acquire_queued(name, owner, ttl)
+        offer = _Offer.make(self, name, owner, ttl)
+        if len(self._servers) == 1:
+            server = self._servers[0]
+            keys = self._keys(name)
+            fence = self._call(server, server.acquire_fast, keys[:2], [offer.payload, offer.ttl_ms])
+            if fence is None:
+                waiting.offer = offer  # what `wait` queues, so a release can grant it
+                return None
+            # Plain Redis: the key is ours until its expiry; no clock arithmetic needed.
+            return offer.lease(int(fence))
+        return self._try_acquire_redlock(name, offer)
+
+    def _try_acquire_queued(self, name: str, owner: Owner, ttl: float | None) -> Lease | None:
+        """An attempt by a queued thread: use a grant, or try and keep our place in line."""
+        waiting = self._waiting
+        queued = waiting.queued
+        if waiting.granted is not None and queued is not None:
+            # A release gave us the lock and told us so (`wait`): nothing to ask.
+            fence, waiting.granted = waiting.granted, None
+            waiting.leave_queue()
+            return queued.lease(fence)
+        offer = _Offer.make(self, name, owner, ttl)
+        if len(self._servers) > 1:
+            return self._try_acquire_redlock(name, offer)
+        server = self._servers[0]
+        # A fresh entry replaces the queued one on every attempt, so the payload a
+        # release grants is never older than one `poll` interval.
+        entry, grantable = self._entry(offer)
+        args = [
+            offer.payload,
+            offer.ttl_ms,
+            entry,
+            "front" if waiting.woken else "back",
+            waiting.entry,
+            _QUEUE_TTL_MS,
+            queued.payload if queued is not None else "",
+        ]
+        result = self._call(server, server.acquire, self._keys(name), args)
+        waiting.woken = False
+        if result is None:
+            waiting.entry, waiting.queued = entry, grantable
+            return None
+        fence, was_granted = int(result[0]), bool(result[1])
+        waiting.leave_queue()  # the script took our entry out of the queue
+        if was_granted and queued is not None:
+            return queued.lease(fence)
+        return offer.lease(fence)
+
+    def _entry(self, offer: _Offer) -> tuple[str, _Offer | None]:
+        """This thread's queue entry for ``offer``: a grant entry on one server, else plain."""
+        channel = self._waiting.channel
+        if len(self._servers) > 1:
+            return channel, None  # a grant on one server is not a Redlock
+        entry = f"{channel}\n{offer.owner.token}\n{offer.ttl_ms}\n{offer.payload}"
+        return entry, offer
+
+    def _try_acquire_redlock(self, name: str, offer: _Offer) -> Lease | None:
+        """``SET NX PX`` on every server; the lock is ours if a quorum agrees in time."""
+        waiting = self._waiting
+        queued = waiting.name == name and waiting.pid == os.getpid()
+        keys = self._keys(name)
         start = time.monotonic()
         fences: list[int] = []
         failures: list[BackendUnavailable] = []
         for index, server in enumerate(self._servers):
-            args: list[Any] = [payload, ttl_ms]
-            if queued and index == listener:
-                # Woken by a release and beaten to it: keep our place at the front.
-                args += [waiting.channel, "front" if waiting.woken else "back", _QUEUE_TTL_MS]
-            else:
-                args += ["", "", 0]
             try:
-                result = self._call(server, server.acquire, keys, args)
+                if queued and index == waiting.server:
+                    # Waiters queue plain entries on the server they listen to.
+                    args = [
+                        offer.payload,
+                        offer.ttl_ms,
+                        waiting.entry,
+                        "front" if waiting.woken else "back",
+                        waiting.entry,
+                        _QUEUE_TTL_MS,
+                        "",
+                    ]
+                    result = self._call(server, server.acquire, keys, args)
+                    result = None if result is None else result[0]
+                else:
+                    args = [offer.payload, offer.ttl_ms]
+                    result = self._call(server, server.acquire_fast, keys[:2], args)
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
@@ -469,43 +589,24 @@ class RedisBackend(Backend):
                 fences.append(int(result))
         if queued:
             waiting.woken = False
-        if len(self._servers) == 1 and fences:
-            # Plain Redis: the key is ours until its expiry; no clock arithmetic needed.
-            return Lease(
-                name,
-                self.name,
-                owner,
-                expires=expires,
-                fencing_token=fences[0],
-                ttl=ttl,
-                handle=payload,
-            )
         # Redlock validity: what is left of the ttl after the time spent, minus drift.
-        drift = ttl * 0.01 + 0.002
-        valid = ttl - (time.monotonic() - start) - drift
+        drift = offer.ttl * 0.01 + 0.002
+        valid = offer.ttl - (time.monotonic() - start) - drift
         if len(fences) >= self.quorum and valid > 0:
-            return Lease(
-                name,
-                self.name,
-                owner,
-                expires=expires,
-                fencing_token=max(fences),
-                ttl=ttl,
-                handle=payload,
-            )
+            return offer.lease(max(fences))
         if fences:
             # A partial Redlock must leave no keys behind on the servers that said yes.
-            self._release_everywhere(name, payload)
+            self._release_everywhere(name, offer.payload)
         if len(failures) > len(self._servers) - self.quorum:
             raise failures[0]
         return None
 
     def _release_everywhere(self, name: str, payload: str) -> int:
-        key, _, waiters = self._keys(name)
+        keys = self._keys(name)
         released = 0
         for server in self._servers:
             try:
-                released += int(self._call(server, server.release, [key, waiters], [payload, name]))
+                released += int(self._call(server, server.release, keys, [payload, name]))
             except BackendUnavailable:
                 continue  # its copy expires by itself
         return released
@@ -561,13 +662,11 @@ class RedisBackend(Backend):
         """Delete the key if it still holds ``expected``'s token (atomic, in Lua)."""
         if expected.owner is None or not expected.owner.token:
             return False
-        key, _, waiters = self._keys(name)
+        keys = self._keys(name)
         broken = 0
         for server in self._servers:
             try:
-                broken += int(
-                    self._call(server, server.break_, [key, waiters], [expected.owner.token, name])
-                )
+                broken += int(self._call(server, server.break_, keys, [expected.owner.token, name]))
             except BackendUnavailable:
                 continue
         return broken > 0
@@ -582,37 +681,40 @@ class RedisBackend(Backend):
                 ["filelock", f"{self.name} with one server URL"],
             )
         server = self._servers[0]
-        ttl = ttl or self.default_ttl
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-        payload = encode_payload(owner, self.name, expires).decode()
+        offer = _Offer.make(self, name, owner, ttl)
         waiting = self._waiting
-        args: list[Any] = [payload, max(1, int(ttl * 1000))]
-        queued = getattr(waiting, "name", None) == name
+        args: list[Any] = [offer.payload, offer.ttl_ms]
+        queued = waiting.name == name and waiting.pid == os.getpid()
         if queued:
-            # Woken by a release and beaten to it: keep our place at the front.
-            args += [waiting.channel, "front" if waiting.woken else "back", _QUEUE_TTL_MS]
+            # Readers queue plain entries: they are woken, never granted the lock.
+            position = "front" if waiting.woken else "back"
+            args += [waiting.channel, position, waiting.entry, _QUEUE_TTL_MS]
         else:
-            args += ["", "", 0]
+            waiting.offer = None  # a reader's wait queues a plain entry
+            args += ["", "", "", 0]
         result = self._call(server, server.acquire_shared, self._keys(name), [*args, name])
         if queued:
             waiting.woken = False
+            if result is None:
+                waiting.entry, waiting.queued = waiting.channel, None
+            else:
+                waiting.leave_queue()
         if result is None:
             return None
         return Lease(
             name,
             self.name,
-            owner,
-            expires=expires,
+            offer.owner,
+            expires=offer.expires,
             fencing_token=int(result),
-            ttl=ttl,
-            handle=_Reader(payload),
+            ttl=offer.ttl,
+            handle=_Reader(offer.payload),
         )
 
     def _release_shared(self, lease: Lease) -> bool:
-        key, _, waiters = self._keys(lease.name)
         server = self._servers[0]
         args = [lease.handle.payload, lease.name]
-        return bool(self._call(server, server.release_shared, [key, waiters], args))
+        return bool(self._call(server, server.release_shared, self._keys(lease.name), args))
 
     def _refresh_shared(self, lease: Lease, ttl: float) -> bool:
         key, _, _ = self._keys(lease.name)
@@ -636,7 +738,11 @@ class RedisBackend(Backend):
         """Queue for the lock and sleep until a release hands it to us, bounded by ``poll``.
 
         The first wait of an acquisition queues this thread (atomically with checking
-        that the lock is still held); later attempts re-queue inside `try_acquire`.
+        that the lock is still held); later attempts re-queue inside `try_acquire`. On
+        one server, the queue entry carries the payload of the attempt that failed, and
+        a release *grants* the lock to the first entry: it sets that payload and sends
+        the fencing token, so the next `try_acquire` returns the lease at once. Readers
+        and Redlock waiters are only woken, and try again.
         """
         del attempt
         remaining = deadline - time.monotonic()
@@ -649,26 +755,40 @@ class RedisBackend(Backend):
         waiting = self._waiting
         try:
             pubsub = self._listener()
-            if getattr(waiting, "name", None) != name:
+            if waiting.name != name:
+                offer = waiting.offer
+                if offer is not None and offer.name == name:
+                    entry, grantable = self._entry(offer)
+                else:
+                    entry, grantable = waiting.channel, None
                 server = self._servers[waiting.server]
-                key, _, waiters = self._keys(name)
-                if not server.enqueue(keys=[key, waiters], args=[waiting.channel, _QUEUE_TTL_MS]):
+                if not self._call(server, server.enqueue, self._keys(name), [entry, _QUEUE_TTL_MS]):
                     return True  # released before we queued: try again now
-                waiting.name = name
+                waiting.name, waiting.entry, waiting.queued = name, entry, grantable
                 waiting.woken = False
+                waiting.granted = None
             end = time.monotonic() + bound
+            plain = name.encode()
             while (left := end - time.monotonic()) > 0:
                 message = pubsub.get_message(timeout=left)
+                if message is None or message.get("type") != "message":
+                    continue
+                data = message["data"]
                 # Wake-ups carry the lock's name: one meant for a lock this thread gave
-                # up earlier is not ours.
-                if message is not None and message.get("data") == name.encode():
+                # up earlier is not ours. A grant names the entry's token, so one meant
+                # for an earlier acquisition of the same lock is not ours either.
+                if data == plain:
                     waiting.woken = True
                     return True
-        except redis.RedisError:
+                fence = _granted_fence(data, name, waiting.queued)
+                if fence is not None:
+                    waiting.granted = fence
+                    return True
+        except (redis.RedisError, BackendUnavailable):
             # That server is down: listen on the next one from now on (a Redlock
             # releases on all of them), and wait out the bound here rather than spin.
             self._drop_listener()
-            waiting.server = (getattr(waiting, "server", 0) + 1) % len(self._servers)
+            waiting.server = (waiting.server + 1) % len(self._servers)
             time.sleep(max(0.0, min(bound, deadline - time.monotonic())))
         return False
 
@@ -676,13 +796,9 @@ class RedisBackend(Backend):
         """This thread's subscriber connection, subscribed to its own waiter channel."""
         waiting = self._waiting
         pid = os.getpid()
-        if getattr(waiting, "pid", None) != pid:
-            # New thread, or a forked child: its parent's connection is not its own.
-            waiting.pid = pid
-            waiting.pubsub = None
-            waiting.name = None
-            waiting.woken = False
-            waiting.server = getattr(waiting, "server", 0)
+        if waiting.pid != pid:
+            # A forked child: its parent's connection and queue entries are not its own.
+            waiting.reset(pid)
         if waiting.pubsub is None:
             server = self._servers[waiting.server]
             channel = f"{self.prefix}waiter:{os.urandom(12).hex()}"
@@ -700,25 +816,25 @@ class RedisBackend(Backend):
         return waiting.pubsub
 
     def stop_waiting(self, name: str) -> None:
-        """Leave the lock's queue; a wake-up this thread did not use goes to the next waiter."""
+        """Leave the lock's queue; a grant or wake-up this thread did not use is passed on."""
         waiting = self._waiting
-        if getattr(waiting, "name", None) != name or getattr(waiting, "pid", None) != os.getpid():
+        if waiting.name != name or waiting.pid != os.getpid():
             return
-        woken = waiting.woken
-        waiting.name = None
-        waiting.woken = False
+        entry, queued = waiting.entry, waiting.queued
+        woken = waiting.woken or waiting.granted is not None
+        waiting.leave_queue()
         server = self._servers[waiting.server]
-        key, _, waiters = self._keys(name)
+        args = [entry, name, "1" if woken else "0", queued.payload if queued is not None else ""]
         try:
-            server.leave(keys=[key, waiters], args=[waiting.channel, name, "1" if woken else "0"])
+            server.leave(keys=self._keys(name), args=args)
         except (_redis_module or _import_redis()).RedisError:
             self._drop_listener()
 
     def _drop_listener(self) -> None:
         waiting = self._waiting
-        pubsub = getattr(waiting, "pubsub", None)
+        pubsub = waiting.pubsub
         waiting.pubsub = None
-        waiting.name = None
+        waiting.leave_queue()
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 pubsub.close()
@@ -813,6 +929,98 @@ class _Reader:
     """The handle of a shared lease: its payload, which is its entry in the readers' set."""
 
     payload: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class _Offer:
+    """One attempt's terms: what a lease gets, and what a queue entry registers."""
+
+    name: str
+    backend: str
+    owner: Owner
+    ttl: float
+    ttl_ms: int
+    expires: dt.datetime
+    payload: str = attrs.field(repr=False)
+
+    @classmethod
+    def make(cls, backend: RedisBackend, name: str, owner: Owner, ttl: float | None) -> _Offer:
+        ttl = ttl or backend.default_ttl
+        # Computed before the attempt: the key cannot outlive it.
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+        payload = encode_payload(owner, backend.name, expires).decode()
+        return cls(name, backend.name, owner, ttl, max(1, int(ttl * 1000)), expires, payload)
+
+    def lease(self, fence: int) -> Lease:
+        """The lease this offer becomes once the key holds its payload.
+
+        For a grant, the key's expiry was set when the release granted it, after this
+        offer was made: ``expires`` errs early (by at most one ``poll``), never late.
+        """
+        return Lease(
+            self.name,
+            self.backend,
+            self.owner,
+            expires=self.expires,
+            fencing_token=fence,
+            ttl=self.ttl,
+            handle=self.payload,
+        )
+
+
+class _ThreadWait(threading.local):
+    """One thread's hand-off state: its listener, and its place in one lock's queue.
+
+    Attributes:
+        pid: The process these belong to (a forked child starts afresh).
+        pubsub: The subscriber connection, subscribed to ``channel`` for the thread's life.
+        channel: Where releases wake or grant this thread.
+        server: Index of the server listened to (moves on when one is down).
+        offer: The last failed unqueued attempt, which the first wait queues.
+        name: The lock whose queue holds ``entry`` (``None``: not queued).
+        entry: The queue entry, exactly as pushed.
+        queued: The offer a grant entry registered (``None`` for a plain entry).
+        woken: A plain wake-up arrived and no attempt has used it yet.
+        granted: The fencing token of a grant that no attempt has used yet.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.pubsub: Any = None
+        self.channel = ""
+        self.server = 0
+        self.offer: _Offer | None = None
+        self.name: str | None = None
+        self.entry = ""
+        self.queued: _Offer | None = None
+        self.woken = False
+        self.granted: int | None = None
+
+    def reset(self, pid: int) -> None:
+        """Start afresh in process ``pid`` (a forked child inherits its parent's state)."""
+        self.pid = pid
+        self.pubsub = None
+        self.offer = None
+        self.leave_queue()
+
+    def leave_queue(self) -> None:
+        """Forget the queue entry (the caller has taken it out, or a release popped it)."""
+        self.name = None
+        self.entry = ""
+        self.queued = None
+        self.woken = False
+        self.granted = None
+
+
+def _granted_fence(data: bytes, name: str, queued: _Offer | None) -> int | None:
+    """The fencing token if ``data`` grants ``queued``'s entry the lock, else ``None``."""
+    if queued is None:
+        return None
+    lock, _, rest = data.decode(errors="replace").rpartition("\n")
+    lock, _, token = lock.rpartition("\n")
+    if lock != name or token != queued.owner.token or not rest.isdigit():
+        return None
+    return int(rest)
 
 
 def _last_reader(server: _Server, readers: str) -> tuple[Any, Any]:

@@ -1,0 +1,231 @@
+"""The Redis hand-off queue: a release grants the lock to the first queued waiter.
+
+A waiter's queue entry carries the payload of its failed attempt; the release script
+sets it, increments the fence and tells the waiter, all in one step. These tests pin
+what that promises: nobody can slip in between a release and the waiter it grants,
+a grant nobody uses is passed on, a stale grant message is never mistaken for a new
+one, and a waiter that died is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from typing import TYPE_CHECKING, cast
+
+import pytest
+import redis
+
+import lockkit
+from lockkit._info import Owner
+from lockkit.backends.redis import RedisBackend
+from lockkit.errors import LockTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from multiprocessing.connection import Connection
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def name() -> str:
+    """A lock name of this test's own on the session's server."""
+    return f"handoff-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def backends(redis_url: str) -> Iterator[tuple[RedisBackend, RedisBackend]]:
+    """Two independent backends (their own connections and waiting state): holder, waiter."""
+    pair = (RedisBackend.from_url(redis_url), RedisBackend.from_url(redis_url))
+    yield pair
+    for backend in pair:
+        backend.close()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client, to look at the keys."""
+    plain = redis.Redis.from_url(redis_url)
+    yield plain
+    plain.close()
+
+
+def _until(condition: object, what: str, timeout: float = 10.0) -> None:
+    """Poll an outside condition (another process's progress) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def _waiter(url: str, name: str, conn: Connection) -> None:
+    """Acquire (queueing behind the holder), report the fencing token, hold until told."""
+    lock = lockkit.Lock(name, backend=url)
+    with lock.acquire(timeout=30):
+        assert lock.lease is not None
+        conn.send(lock.lease.fencing_token)
+        conn.recv()
+
+
+def test_a_release_hands_the_lock_to_the_queued_waiter_before_anyone_else(
+    redis_url: str, name: str, client: redis.Redis
+) -> None:
+    holder = lockkit.Lock(name, backend=redis_url)
+    holder.acquire()
+    assert holder.lease is not None
+    fence = holder.lease.fencing_token
+    assert fence is not None
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=_waiter, args=(redis_url, name, theirs))
+    child.start()
+    try:
+        _until(lambda: client.llen(f"lockkit:{{{name}}}:waiters") == 1, "the waiter to queue")
+        holder.release()
+        # The release script granted the key to the waiter: a newcomer arriving right
+        # after it cannot take the lock, though the waiter has not answered yet.
+        with pytest.raises(LockTimeout) as caught:
+            lockkit.Lock(name, backend=redis_url).acquire(blocking=False)
+        assert caught.value.holder is not None
+        assert caught.value.holder.owner is not None
+        assert caught.value.holder.owner.pid == child.pid
+        assert mine.poll(10)
+        assert mine.recv() == fence + 1  # the grant's own fencing token
+        assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
+        mine.send("release")
+        child.join(10)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    assert lockkit.Lock(name, backend=redis_url).inspect() is None
+
+
+def test_a_grant_found_by_the_next_attempt_is_used(
+    backends: tuple[RedisBackend, RedisBackend], name: str, client: redis.Redis
+) -> None:
+    holder, waiter = backends
+    held = holder.try_acquire(name, Owner.current(), 30)
+    assert held is not None
+    queued_owner = Owner.current()
+    assert waiter.try_acquire(name, queued_owner, 30) is None
+    # Queued, then its wait ends (its bound) before the release: it is not listening.
+    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+    assert holder.release(held)
+    info = holder.inspect(name)
+    assert info is not None
+    assert info.owner is not None
+    assert info.owner.token == queued_owner.token  # granted to the queued entry
+    lease = waiter.try_acquire(name, Owner.current(), 30)
+    assert lease is not None
+    assert lease.token == queued_owner.token
+    assert lease.fencing_token == held.fencing_token + 1  # type: ignore[operator]
+    waiter.stop_waiting(name)  # a no-op: the grant took it out of the queue
+    assert waiter.inspect(name) is not None
+    assert waiter.release(lease)
+    assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
+
+
+def test_a_stale_grant_message_is_not_taken_for_a_new_grant(
+    backends: tuple[RedisBackend, RedisBackend], name: str
+) -> None:
+    holder, waiter = backends
+    held = holder.try_acquire(name, Owner.current(), 30)
+    assert held is not None
+    assert waiter.try_acquire(name, Owner.current(), 30) is None
+    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+    holder.release(held)  # grants; the message waits unread in the waiter's connection
+    first = waiter.try_acquire(name, Owner.current(), 30)  # finds the grant in Redis
+    assert first is not None
+    waiter.stop_waiting(name)
+    waiter.release(first)
+    # A new acquisition of the same lock: the old grant message must not count.
+    held = holder.try_acquire(name, Owner.current(), 30)
+    assert held is not None
+    assert waiter.try_acquire(name, Owner.current(), 30) is None
+    assert not waiter.wait(name, time.monotonic() + 0.3, 1)
+    assert waiter.try_acquire(name, Owner.current(), 30) is None
+    waiter.stop_waiting(name)
+    info = waiter.inspect(name)
+    assert info is not None
+    assert info.owner is not None
+    assert info.owner.token == held.token
+    holder.release(held)
+
+
+def test_an_unused_grant_goes_to_the_next_waiter(
+    backends: tuple[RedisBackend, RedisBackend], redis_url: str, name: str, client: redis.Redis
+) -> None:
+    holder, waiter = backends
+    third = RedisBackend.from_url(redis_url)
+    try:
+        held = holder.try_acquire(name, Owner.current(), 30)
+        assert held is not None
+        assert waiter.try_acquire(name, Owner.current(), 30) is None
+        assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+        next_owner = Owner.current()
+        assert third.try_acquire(name, next_owner, 30) is None
+        assert not third.wait(name, time.monotonic() + 0.05, 1)
+        assert client.llen(f"lockkit:{{{name}}}:waiters") == 2
+        holder.release(held)  # granted to the first waiter...
+        waiter.stop_waiting(name)  # ...which gives up (timed out, cancelled)
+        info = holder.inspect(name)
+        assert info is not None
+        assert info.owner is not None
+        assert info.owner.token == next_owner.token  # passed on to the next in line
+        assert third.wait(name, time.monotonic() + 5, 2)  # and it is told
+        lease = third.try_acquire(name, Owner.current(), 30)
+        assert lease is not None
+        assert lease.token == next_owner.token
+        third.release(lease)
+        assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
+        assert holder.inspect(name) is None
+    finally:
+        third.close()
+
+
+def _queue_and_hang(url: str, name: str) -> None:
+    lockkit.Lock(name, backend=url).acquire(timeout=60)
+
+
+def test_a_grant_to_a_killed_waiter_is_undone(
+    redis_url: str, name: str, client: redis.Redis
+) -> None:
+    holder = lockkit.Lock(name, backend=redis_url)
+    holder.acquire()
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_queue_and_hang, args=(redis_url, name))
+    child.start()
+    try:
+        waiters = f"lockkit:{{{name}}}:waiters"
+        _until(lambda: client.llen(waiters) == 1, "the waiter to queue")
+        entry = cast("bytes | None", client.lindex(waiters, 0))
+        assert entry is not None
+        channel = entry.split(b"\n", 1)[0]
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        # Once the server has seen its connection close, nobody listens on its channel.
+        _until(
+            lambda: dict(client.pubsub_numsub(channel)).get(channel) == 0,
+            "the server to drop the killed waiter's subscription",
+        )
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    holder.release()
+    # The grant found nobody listening, so it was undone: the lock is free.
+    assert client.llen(waiters) == 0
+    assert holder.inspect() is None
+    with contextlib.closing(RedisBackend.from_url(redis_url)) as other:
+        lease = other.try_acquire(name, Owner.current(), 30)
+        assert lease is not None
+        other.release(lease)
