@@ -305,10 +305,10 @@ class AsyncRedis:
         if wait is not None and queued:
             wait.woken = False
             wait.inflight = None
-        if result is None:
-            return None
-        if queued:
+        if queued and result is not None:
             result = result[0]  # the queued script answers {fence, granted}
+        if not isinstance(result, int):
+            return None  # busy (the first attempt's script also says who holds it)
         return Lease(
             name,
             backend.name,
@@ -327,8 +327,11 @@ class AsyncRedis:
         name: str,
         attempt: asyncio.Future[Any],
     ) -> None:
-        if attempt.cancelled() or attempt.exception() is not None or attempt.result() is None:
+        if attempt.cancelled() or attempt.exception() is not None:
             return
+        result = attempt.result()
+        if result is None or (isinstance(result, list) and not isinstance(result[0], int)):
+            return  # busy: the first attempt's script answers with the holder instead
         _keep(asyncio.ensure_future(side.release(keys=list(keys), args=[payload, name])))
 
     async def release(self, backend: RedisBackend, lease: Lease) -> bool:

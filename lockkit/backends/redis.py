@@ -141,12 +141,14 @@ end
 """
 # The first attempt of an acquisition (not queued): SET NX PX and INCR, unless readers
 # may hold the lock (then the full _ACQUIRE decides, after waiting). ARGV: payload, ttl.
+# Returns the fence, or, when the lock is held, what `inspect` reads (payload, pttl,
+# fence): the caller looks at the holder next, and this saves it the round trip.
 _ACQUIRE_FAST = """
-if redis.call('exists', KEYS[1] .. ':readers') == 0
-  and redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if redis.call('exists', KEYS[1] .. ':readers') == 1 then return false end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('incr', KEYS[2])
 end
-return false
+return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1]), redis.call('get', KEYS[2])}
 """
 # Keep a waiter that found the lock busy in the queue, its entry replaced by a fresh
 # one (ARGV[3] replaces ARGV[5]); at the front if a wake-up brought it here.
@@ -242,6 +244,8 @@ return 0
 )
 # A queue entry outlives its waiter by at most this long (each wait renews it).
 _QUEUE_TTL_MS = 60_000
+# How long (seconds) what a failed attempt saw of the holder stands in for `inspect`.
+_SEEN_FOR = 0.05
 # ARGV[1..6] as for _ACQUIRE (ARGV[1] is the reader's payload; readers queue plain
 # entries, so ARGV[3] == ARGV[5]); ARGV[7]: the lock name. A reader that gets in passes
 # a wake-up on, since the next waiter may be a reader too; a writer's entry stays first.
@@ -505,8 +509,11 @@ class RedisBackend(Backend):
             server = self._servers[0]
             keys = self._keys(name)
             fence = self._call(server, server.acquire_fast, keys[:2], [offer.payload, offer.ttl_ms])
-            if fence is None:
+            if not isinstance(fence, int):
                 waiting.offer = offer  # what `wait` queues, so a release can grant it
+                # The holder as the failed attempt saw it: the `inspect` that follows
+                # (the core looks at who beat us) takes it instead of a round trip.
+                waiting.seen = (name, fence, time.monotonic()) if fence else None
                 return None
             # Plain Redis: the key is ours until its expiry; no clock arithmetic needed.
             return offer.lease(int(fence))
@@ -582,6 +589,7 @@ class RedisBackend(Backend):
                 else:
                     args = [offer.payload, offer.ttl_ms]
                     result = self._call(server, server.acquire_fast, keys[:2], args)
+                    result = result if isinstance(result, int) else None
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
@@ -640,7 +648,18 @@ class RedisBackend(Backend):
         return False
 
     def inspect(self, name: str) -> LockInfo | None:
-        """The holder's payload, expiry and fencing token, from the first server that answers."""
+        """The holder's payload, expiry and fencing token, from the first server that answers.
+
+        Right after this thread's attempt failed, the holder that attempt saw (read in
+        the same script, so atomically with the failure) is returned instead of asking
+        again; the core always looks at the holder after a failed attempt.
+        """
+        seen = self._waiting.seen
+        if seen is not None:
+            self._waiting.seen = None
+            if seen[0] == name and time.monotonic() - seen[2] < _SEEN_FOR:
+                value, pttl, counter = seen[1]
+                return holder_info(name, self.name, value, pttl, counter)
         key, fence, _ = self._keys(name)
         failures: list[BackendUnavailable] = []
         for server in self._servers:
@@ -982,6 +1001,8 @@ class _ThreadWait(threading.local):
         queued: The offer a grant entry registered (``None`` for a plain entry).
         woken: A plain wake-up arrived and no attempt has used it yet.
         granted: The fencing token of a grant that no attempt has used yet.
+        seen: What the last failed attempt saw of the holder: (name, [payload, pttl,
+            fence], when), for the `inspect` that follows it.
     """
 
     def __init__(self) -> None:
@@ -995,6 +1016,7 @@ class _ThreadWait(threading.local):
         self.queued: _Offer | None = None
         self.woken = False
         self.granted: int | None = None
+        self.seen: tuple[str, list[Any], float] | None = None
 
     def reset(self, pid: int) -> None:
         """Start afresh in process ``pid`` (a forked child inherits its parent's state)."""

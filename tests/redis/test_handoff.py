@@ -229,3 +229,23 @@ def test_a_grant_to_a_killed_waiter_is_undone(
         lease = other.try_acquire(name, Owner.current(), 30)
         assert lease is not None
         other.release(lease)
+
+
+def test_the_inspect_after_a_failed_attempt_reports_the_holder_it_saw(
+    backends: tuple[RedisBackend, RedisBackend], name: str
+) -> None:
+    holder, waiter = backends
+    held = holder.try_acquire(name, Owner.current(), 30)
+    assert held is not None
+    assert waiter.try_acquire(name, Owner.current(), 30) is None
+    seen = waiter.inspect(name)  # answered from the failed attempt's own reading
+    assert seen is not None
+    assert seen.owner is not None
+    assert seen.owner.token == held.token
+    assert seen.fencing_token == held.fencing_token
+    assert seen.expires is not None
+    asked = holder.inspect(name)
+    assert asked is not None
+    assert abs((asked.expires - seen.expires).total_seconds()) < 1  # type: ignore[operator]
+    holder.release(held)
+    assert waiter.inspect(name) is None  # used once: the next one asks Redis
