@@ -64,6 +64,12 @@ def _until(condition: object, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
+def _queue_behind(waiter: RedisBackend, name: str, owner: Owner | None = None) -> None:
+    """Make ``waiter`` fail an attempt and queue, its wait over before any release."""
+    assert waiter.try_acquire(name, owner or Owner.current(), 30) is None
+    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+
+
 def _waiter(url: str, name: str, conn: Connection) -> None:
     """Acquire (queueing behind the holder), report the fencing token, hold until told."""
     lock = lockkit.Lock(name, backend=url)
@@ -115,9 +121,7 @@ def test_a_grant_found_by_the_next_attempt_is_used(
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
     queued_owner = Owner.current()
-    assert waiter.try_acquire(name, queued_owner, 30) is None
-    # Queued, then its wait ends (its bound) before the release: it is not listening.
-    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+    _queue_behind(waiter, name, queued_owner)  # not listening when the release comes
     assert holder.release(held)
     info = holder.inspect(name)
     assert info is not None
@@ -139,8 +143,7 @@ def test_a_stale_grant_message_is_not_taken_for_a_new_grant(
     holder, waiter = backends
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
-    assert waiter.try_acquire(name, Owner.current(), 30) is None
-    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+    _queue_behind(waiter, name)
     holder.release(held)  # grants; the message waits unread in the waiter's connection
     first = waiter.try_acquire(name, Owner.current(), 30)  # finds the grant in Redis
     assert first is not None
@@ -168,11 +171,9 @@ def test_an_unused_grant_goes_to_the_next_waiter(
     try:
         held = holder.try_acquire(name, Owner.current(), 30)
         assert held is not None
-        assert waiter.try_acquire(name, Owner.current(), 30) is None
-        assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+        _queue_behind(waiter, name)
         next_owner = Owner.current()
-        assert third.try_acquire(name, next_owner, 30) is None
-        assert not third.wait(name, time.monotonic() + 0.05, 1)
+        _queue_behind(third, name, next_owner)
         assert client.llen(f"lockkit:{{{name}}}:waiters") == 2
         holder.release(held)  # granted to the first waiter...
         waiter.stop_waiting(name)  # ...which gives up (timed out, cancelled)
