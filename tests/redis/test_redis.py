@@ -101,15 +101,17 @@ def test_release_wakes_the_waiter_without_polling(redis_url: str) -> None:
     thread = threading.Thread(target=waiter)
     thread.start()
     assert waiting.wait(10)
-    # Let the waiter fail its first attempt and subscribe: watch the server's count of
-    # subscribers on the release channel instead of sleeping.
+    # Let the waiter fail its first attempt and join the hand-off queue: watch the
+    # queue's length instead of sleeping.
     backend = holder.backend
-    channel = f"{backend.prefix}{{wake}}:released"  # type: ignore[attr-defined]
+    queue = f"{backend.prefix}{{wake}}:waiters"  # type: ignore[attr-defined]
     client = backend._servers[0].client  # type: ignore[attr-defined]  # noqa: SLF001
     for _ in range(2000):
-        if client.pubsub_numsub(channel)[0][1] >= 1:
+        if client.llen(queue) >= 1:
             break
         threading.Event().wait(0.005)
+    else:
+        pytest.fail("the waiter never joined the queue")
     holder.release()
     thread.join(30)
     assert outcome == ["acquired"]
