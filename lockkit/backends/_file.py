@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 import attrs
 
@@ -127,16 +127,30 @@ def _iso(moment: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``, as OpenClaw writes ``createdAt``."""
     if moment.tzinfo is not dt.UTC:
         moment = moment.astimezone(dt.UTC)
-    # isoformat() costs more than the rest of a payload; the part down to the second
-    # is the same for every lock taken within that second, so it is formatted once.
+    return f"{_second(moment)[1]}.{_MILLIS[moment.microsecond // 1000]}Z"
+
+
+def _second(moment: dt.datetime) -> tuple[float, str, str]:
+    """``moment``'s second (UTC): epoch seconds, ``YYYY-MM-DDTHH:MM:SS``, epoch seconds text.
+
+    isoformat() costs more than the rest of a payload; the part down to the second is
+    the same for every lock taken within that second, so it is formatted once. The
+    cache is one tuple, replaced whole, so a thread never pairs one second's key with
+    another second's text.
+    """
     second = moment.timestamp() // 1
-    if _ISO_SECOND[0] != second:
-        _ISO_SECOND[:] = [second, moment.replace(microsecond=0, tzinfo=None).isoformat()]
-    return f"{_ISO_SECOND[1]}.{moment.microsecond // 1000:03d}Z"
+    cached = _SECOND[0]
+    if cached[0] == second:
+        return cached
+    fresh = (second, moment.replace(microsecond=0, tzinfo=None).isoformat(), str(int(second)))
+    _SECOND[0] = fresh
+    return fresh
 
 
-# The last second formatted by _iso: [epoch second, "YYYY-MM-DDTHH:MM:SS"].
-_ISO_SECOND: list[Any] = [None, ""]
+# The last second formatted by _second; NaN equals no second.
+_SECOND: list[tuple[float, str, str]] = [(float("nan"), "", "")]
+# "000" to "999": the milliseconds of a time stamp, without a format() per payload.
+_MILLIS = tuple(f"{ms:03d}" for ms in range(1000))
 
 
 def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> bytes:
@@ -148,6 +162,8 @@ def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> b
     ``json.dumps`` of the full object with compact separators.
     """
     created = owner.created or dt.datetime.now(dt.UTC)
+    if created.tzinfo is not dt.UTC:
+        created = created.astimezone(dt.UTC)
     key = (owner.pid, owner.host, owner.boot_id, owner.pid_ns, owner.start_time, backend)
     prefix = _PREFIXES.get(key)
     if prefix is None:
@@ -156,12 +172,18 @@ def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> b
             _PREFIXES.clear()
         _PREFIXES[key] = prefix
     token = owner.token
-    if not (token.isascii() and token.isalnum()):
+    # bytes.isalnum is a table lookup per byte; str.isalnum consults Unicode data.
+    if not (token.isascii() and token.encode().isalnum()):
         token = json.dumps(token)[1:-1]  # a foreign token: escape it like json.dumps does
     expiry = f'"{_iso(expires)}"' if expires is not None else "null"
+    second, iso, epoch = _second(created)
+    millis = _MILLIS[created.microsecond // 1000]
+    # startedAt is createdAt in epoch milliseconds: the second's digits, then the
+    # millisecond's (a time before 1970 has no such shortcut).
+    started = f"{epoch}{millis}" if second >= 0 else str(int(created.timestamp() * 1000))
     return (
-        f'{prefix}"createdAt":"{_iso(created)}","startedAt":{int(created.timestamp() * 1000)},'
-        f'"token":"{token}","expires":{expiry},"version":{PAYLOAD_VERSION}}}'
+        f'{prefix}"createdAt":"{iso}.{millis}Z","startedAt":{started},"token":"{token}",'
+        f'"expires":{expiry},"version":{PAYLOAD_VERSION}}}'
     ).encode()
 
 
@@ -431,8 +453,9 @@ class HeldFile:
 
     def __del__(self) -> None:
         """Close a descriptor whose lease was dropped without a release."""
-        with contextlib.suppress(OSError):
-            self.close()
+        if self.fd >= 0:  # every released lease: nothing to do, so no context manager
+            with contextlib.suppress(OSError):
+                self.close()
 
 
 def create_held(path: str, payload: bytes) -> HeldFile | None:
@@ -448,11 +471,18 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
         OSError: Creating or writing failed; no half-written lock is left behind.
     """
     try:
-        fd = open_nofollow(path, CREATE_FLAGS)
+        # open_nofollow inlined where O_NOFOLLOW exists: this is every acquisition.
+        fd = os.open(path, CREATE_FLAGS, 0o644) if _NOFOLLOW else open_nofollow(path, CREATE_FLAGS)
     except FileExistsError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise symlink_error(path) from None
+        raise
     try:
-        write_all(fd, payload)
+        written = os.write(fd, payload)
+        if written != len(payload):  # a short write: finish it
+            write_all(fd, payload[written:])
     except BaseException:
         os.close(fd)
         # The file is ours and incomplete: remove it rather than leave a lock no one holds.
@@ -469,24 +499,23 @@ def remove_held(lease: Lease) -> bool:
     decides, as in `remove_if_ours`.
     """
     held: HeldFile = lease.handle
+    name = lease.name
     try:
-        try:
-            mine = os.fstat(held.fd)
-            there = os.lstat(lease.name)
-        except OSError as exc:
-            if exc.errno in _VANISHED:
-                return False  # removed (by a breaker, or on NFS by another client)
-            raise
-        if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
-            # Closed before the unlink: Windows cannot remove a file that is open.
-            held.close()
-            try:
-                os.unlink(lease.name)  # noqa: PTH108
-            except FileNotFoundError:
-                return False
-            return True
-    finally:
+        mine = os.fstat(held.fd)
+        there = os.lstat(name)
+    except BaseException as exc:
         held.close()
+        if isinstance(exc, OSError) and exc.errno in _VANISHED:
+            return False  # removed (by a breaker, or on NFS by another client)
+        raise
+    # Closed before the unlink: Windows cannot remove a file that is open.
+    held.close()
+    if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
+        try:
+            os.unlink(name)  # noqa: PTH108
+        except FileNotFoundError:
+            return False
+        return True
     return remove_if_ours(lease)
 
 

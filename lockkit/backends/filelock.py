@@ -104,11 +104,15 @@ class FilelockBackend(Backend):
                 os.close(wfd)
                 os.close(fd)
                 return None
-            expires = expiry(ttl)
+            expires = None if ttl is None else expiry(ttl)
             if not shared:
                 payload = encode_payload(owner, self.name, expires)
                 os.pwrite(wfd, payload, 0)
-                os.ftruncate(wfd, len(payload))
+                if st.st_size > len(payload):
+                    # Only holders write the file, and we hold it: the size seen at
+                    # the fstat above is still the size, so a payload at least that
+                    # long replaces the old one whole and the truncate is skipped.
+                    os.ftruncate(wfd, len(payload))
         except BaseException:
             unlock_descriptor(fd)
             os.close(wfd)

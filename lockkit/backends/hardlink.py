@@ -12,7 +12,6 @@ per process, and stays correct, instead of crashing the application as a bare
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -40,6 +39,7 @@ LINK_UNSUPPORTED = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 )
 """Errors from ``link()`` that mean "this filesystem cannot do hard links here"."""
+_MAX_SPLIT = 1024
 
 
 class HardlinkBackend(FileBackend):
@@ -58,18 +58,25 @@ class HardlinkBackend(FileBackend):
         self._no_link_dirs: set[str] = set()
         self._warned: set[int] = set()
         self._guard = threading.Lock()
+        # Per lock path: its directory and its temp files' prefix (split once, not per
+        # attempt). Filled by any thread; a dict set is atomic, and a race only repeats
+        # the split.
+        self._split: dict[str, tuple[str, str]] = {}
 
     def try_acquire(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
         """Link a complete temp file to the lock path; ``None`` if the lock exists."""
         del shared
-        expires = expiry(ttl)
+        expires = None if ttl is None else expiry(ttl)
         payload = encode_payload(owner, self.name, expires)
-        directory, base = os.path.split(name)
+        split = self._split.get(name)
+        if split is None:
+            split = self._split_name(name)
+        directory, temp_prefix = split
         if directory in self._no_link_dirs:
             return self._acquire_excl(name, owner, expires, payload, ttl)
-        temp = os.path.join(directory, f".{base}.{owner.token}.tmp")  # noqa: PTH118
+        temp = f"{temp_prefix}{owner.token}.tmp"
         held = create_held(temp, payload)
         if held is None:  # token collision: practically impossible, but never clobber
             return None
@@ -99,6 +106,15 @@ class HardlinkBackend(FileBackend):
             return None
         # The descriptor has the lock's inode open (the temp was its other name).
         return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
+
+    def _split_name(self, name: str) -> tuple[str, str]:
+        """The directory of lock ``name`` and the start of its temp files' paths, cached."""
+        directory, base = os.path.split(name)
+        split = (directory, os.path.join(directory, f".{base}."))  # noqa: PTH118
+        if len(self._split) >= _MAX_SPLIT:
+            self._split.clear()
+        self._split[name] = split
+        return split
 
     def _acquire_excl(
         self,
@@ -169,8 +185,11 @@ class HardlinkBackend(FileBackend):
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # try/except rather than contextlib.suppress: this runs on every acquisition.
+    try:  # noqa: SIM105
         os.unlink(path)  # noqa: PTH108
+    except FileNotFoundError:
+        pass
 
 
 @hookimpl

@@ -316,3 +316,19 @@ def test_inspect_reports_the_backend_that_wrote_the_lock(tmp_path: pathlib.Path)
         info = lockkit.Lock(path, backend="excl").inspect()
         assert info is not None
         assert info.backend == "hardlink"
+
+
+@pytest.mark.parametrize("before", [b"", b"x" * 600], ids=["shorter", "longer"])
+def test_filelock_payload_replaces_the_previous_one_whole(
+    tmp_path: pathlib.Path, before: bytes
+) -> None:
+    path = tmp_path / "state.json.lock"
+    path.write_bytes(before)  # what an earlier holder (or anyone) left in the file
+    with lockkit.Lock(path, backend="filelock"):
+        data = path.read_bytes()
+        info = lockkit.Lock(path, backend="filelock").inspect()
+    assert data.startswith(b"{")
+    assert data.endswith(b"}")
+    assert info is not None
+    assert info.owner is not None
+    assert info.owner.pid == os.getpid()

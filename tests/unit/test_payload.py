@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
+import attrs
 import pytest
 
+from lockkit import _info
 from lockkit._info import Owner
 from lockkit.backends._file import MAX_PAYLOAD, decode_payload, encode_payload
 
@@ -97,3 +100,57 @@ def test_bad_times_are_ignored() -> None:
     assert owner is not None
     assert owner.created is None
     assert expires is None
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        dt.datetime(2026, 11, 29, 7, 0, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 29, 7, 0, 0, 999, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 29, 7, 0, 0, 999_999, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 29, 7, 0, 1, 1000, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 29, 12, 0, 1, 5000, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=dt.UTC),
+    ],
+    ids=["whole-second", "under-a-ms", "last-us", "next-second", "other-zone", "before-1970"],
+)
+def test_time_stamps_are_exact_and_agree(created: dt.datetime) -> None:
+    owner = attrs.evolve(Owner.current(), created=created)
+    expires = created + dt.timedelta(seconds=30)
+    raw = encode_payload(owner, "excl", expires)
+    data = json.loads(raw)
+    utc = created.astimezone(dt.UTC).replace(tzinfo=None)
+    assert data["createdAt"] == utc.isoformat(timespec="milliseconds") + "Z"
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert data["startedAt"] == (created - epoch) // dt.timedelta(milliseconds=1)
+    expires_utc = expires.astimezone(dt.UTC).replace(tzinfo=None)
+    assert data["expires"] == expires_utc.isoformat(timespec="milliseconds") + "Z"
+    # Still exactly what json.dumps writes for the same object.
+    assert raw == json.dumps(data, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("token", ['a"b', "back\\slash", "new\nline", "caf\u00e9", ""])
+def test_foreign_tokens_are_escaped_like_json_dumps(token: str) -> None:
+    owner = attrs.evolve(Owner.current(), token=token)
+    raw = encode_payload(owner, "excl", None)
+    assert json.loads(raw)["token"] == token
+    assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode()
+
+
+def test_tokens_are_unique_random_hex() -> None:
+    tokens = [Owner.current().token for _ in range(500)]
+    assert len(set(tokens)) == len(tokens)
+    assert all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)
+
+
+def test_a_process_never_takes_tokens_drawn_by_another_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a forked child sees: its parent's pool, under the parent's pid.
+    parent_pool = [f"{n:032x}" for n in range(8)]
+    monkeypatch.setattr(_info, "_TOKENS", (os.getpid() + 1, list(parent_pool)))
+    token = _info.new_token(os.getpid())
+    assert token not in parent_pool
+    drawn_by, pool = _info._TOKENS  # noqa: SLF001 - the pool is what is tested
+    assert drawn_by == os.getpid()
+    assert not set(pool) & set(parent_pool)
