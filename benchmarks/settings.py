@@ -45,7 +45,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    repeats=5,
+    repeats=9,
     seconds_per_repeat=0.3,
     min_pairs=200,
     max_pairs=200_000,
