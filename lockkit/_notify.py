@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["IN_CLOSE_WRITE", "IN_DELETE", "IN_MOVED_FROM", "available", "wait_for_event"]
+__all__ = [
+    "IN_CLOSE_WRITE",
+    "IN_DELETE",
+    "IN_MOVED_FROM",
+    "available",
+    "poll_delay",
+    "wait_bound",
+    "wait_for_event",
+]
 
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_FROM = 0x00000040
@@ -137,6 +145,20 @@ def _watcher(libc: ctypes.CDLL) -> _Watcher | None:
         return None  # out of instances (fs.inotify.max_user_instances): poll instead
     watcher = _threads.watcher = _Watcher(libc, fd)
     return watcher
+
+
+def wait_bound(remaining: float, attempt: int) -> float:
+    """How long one watched wait may last: 10 ms after the first attempt, doubling to 0.2 s.
+
+    Events cover releases on this machine; the bound covers the ones no event reports
+    (another host's, on a network filesystem). Never past the deadline (``remaining``).
+    """
+    return min(remaining, 0.005 * (1 << max(0, min(attempt, 8))), 0.2)
+
+
+def poll_delay(remaining: float, attempt: int) -> float:
+    """How long to sleep where no events can be watched: 2 ms, doubling to 64 ms."""
+    return min(remaining, 0.001 * (1 << max(0, min(attempt, 6))))
 
 
 def wait_for_event(

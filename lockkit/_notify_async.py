@@ -39,6 +39,8 @@ from lockkit._notify import (
     IN_DELETE,
     IN_MOVED_FROM,
     _load,
+    poll_delay,
+    wait_bound,
 )
 
 if TYPE_CHECKING:
@@ -289,10 +291,10 @@ async def wait_for_removal(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
-    bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+    bound = wait_bound(remaining, attempt)
     directory, name = os.path.split(path)
     woken = await wait_for_event(directory, name, IN_DELETE | IN_MOVED_FROM, exists, bound)
     if woken is None:
-        await asyncio.sleep(min(remaining, 0.001 * (2 ** min(attempt, 6))))
+        await asyncio.sleep(poll_delay(remaining, attempt))
         return False
     return woken

@@ -65,7 +65,7 @@ def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
-    bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+    bound = _notify.wait_bound(remaining, attempt)
     directory, name = os.path.split(path)
     woken = _notify.wait_for_event(
         directory,
@@ -75,6 +75,6 @@ def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
         bound,
     )
     if woken is None:
-        time.sleep(min(remaining, 0.001 * (2 ** min(attempt, 6))))
+        time.sleep(_notify.poll_delay(remaining, attempt))
         return False
     return woken

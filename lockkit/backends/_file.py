@@ -32,6 +32,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "FileBackend",
     "HeldFile",
+    "LocalIOBackend",
     "Payload",
     "create_exclusive",
     "create_held",
@@ -519,7 +520,40 @@ def remove_held(lease: Lease) -> bool:
     return remove_if_ours(lease)
 
 
-class FileBackend(Backend):
+class LocalIOBackend(Backend):
+    """``*_async`` methods for backends that lock with a few system calls on a local path.
+
+    Where `inline_io` says the lock's filesystem answers at once, attempts, releases and
+    reads run right on the event loop (a thread hop would cost more than the calls);
+    elsewhere they take the `Backend` defaults, a worker thread. `FileBackend` and the
+    ``filelock`` backend share this.
+    """
+
+    async def try_acquire_async(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
+        if inline_io(os.path.dirname(name)):  # noqa: PTH120
+            return self.try_acquire(name, owner, ttl, shared=shared)
+        return await super().try_acquire_async(name, owner, ttl, shared=shared)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` on the event loop where `inline_io` (unless `_release_may_block`)."""
+        if not self._release_may_block(lease) and inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
+            return self.release(lease)
+        return await super().release_async(lease)
+
+    def _release_may_block(self, lease: Lease) -> bool:
+        """Whether releasing ``lease`` may wait, so must not run on the event loop."""
+        del lease
+        return False
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` on the event loop where `inline_io`, else in a worker thread."""
+        return await run_file_io(name, self.inspect, name)
+
+
+class FileBackend(LocalIOBackend):
     """Shared behaviour of backends whose lock is the existence of a file.
 
     A lock is held while the file exists; releasing removes it. Subclasses implement
@@ -625,28 +659,9 @@ class FileBackend(Backend):
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
-    async def try_acquire_async(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
-        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
-        if inline_io(os.path.dirname(name)):  # noqa: PTH120
-            return self.try_acquire(name, owner, ttl, shared=shared)
-        return await super().try_acquire_async(name, owner, ttl, shared=shared)
-
-    async def release_async(self, lease: Lease) -> bool:
-        """`release` on the event loop where `inline_io`, else in a worker thread.
-
-        A lease near its expiry is released in a worker thread everywhere: its release
-        may wait for the breaker lock (see `release`).
-        """
-        expiring = lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN)
-        if not expiring and inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
-            return self.release(lease)
-        return await super().release_async(lease)
-
-    async def inspect_async(self, name: str) -> LockInfo | None:
-        """`inspect` on the event loop where `inline_io`, else in a worker thread."""
-        return await run_file_io(name, self.inspect, name)
+    def _release_may_block(self, lease: Lease) -> bool:
+        """A lease near its expiry: its release may wait for the breaker lock (`release`)."""
+        return lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN)
 
     async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
         """`break_lock` on the event loop where `inline_io`, else in a worker thread."""

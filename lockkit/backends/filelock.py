@@ -34,9 +34,9 @@ from filelock import lock_descriptor, unlock_descriptor
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit.backends._file import (
+    LocalIOBackend,
     decode_payload,
     encode_payload,
-    inline_io,
     lock_info,
     lock_path,
     open_nofollow,
@@ -59,7 +59,7 @@ _WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 _CONTENTION = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-class FilelockBackend(Backend):
+class FilelockBackend(LocalIOBackend):
     """Kernel-managed ``flock`` locks via the ``filelock`` package."""
 
     name: ClassVar[str] = "filelock"
@@ -187,7 +187,7 @@ class FilelockBackend(Backend):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+        bound = _notify.wait_bound(remaining, attempt)
         directory, filename = os.path.split(name)
         woken = _notify.wait_for_event(
             directory, filename, _notify.IN_CLOSE_WRITE, lambda: self._busy(name), bound
@@ -197,24 +197,6 @@ class FilelockBackend(Backend):
         return woken
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
-
-    async def try_acquire_async(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
-        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
-        if inline_io(os.path.dirname(name)):  # noqa: PTH120
-            return self.try_acquire(name, owner, ttl, shared=shared)
-        return await super().try_acquire_async(name, owner, ttl, shared=shared)
-
-    async def release_async(self, lease: Lease) -> bool:
-        """`release` on the event loop where `inline_io`, else in a worker thread."""
-        if inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
-            return self.release(lease)
-        return await super().release_async(lease)
-
-    async def inspect_async(self, name: str) -> LockInfo | None:
-        """`inspect` on the event loop where `inline_io`, else in a worker thread."""
-        return await run_file_io(name, self.inspect, name)
 
     async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
         """Nothing to break (see `break_lock`); answered without a thread."""
@@ -230,7 +212,7 @@ class FilelockBackend(Backend):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        bound = min(remaining, 0.005 * (2 ** min(attempt, 8)), 0.2)
+        bound = _notify.wait_bound(remaining, attempt)
         directory, filename = os.path.split(name)
         woken = await _notify_async.wait_for_event(
             directory,
