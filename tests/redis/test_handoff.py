@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pathlib
+import random
 import signal
 import time
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
@@ -250,3 +252,50 @@ def test_the_inspect_after_a_failed_attempt_reports_the_holder_it_saw(
     assert abs((asked.expires - seen.expires).total_seconds()) < 1  # type: ignore[operator]
     holder.release(held)
     assert waiter.inspect(name) is None  # used once: the next one asks Redis
+
+
+_IMPATIENT_ROUNDS = 150
+
+
+def _impatient(url: str, name: str, counter: str, seed: int, start: Any) -> int:
+    """Acquire with timeouts of 0-4 ms; increment a counter file under the lock."""
+    rng = random.Random(seed)  # noqa: S311 - test timing, not secrets
+    lock = lockkit.Lock(name, backend=url)
+    start.wait()
+    won = 0
+    for _ in range(_IMPATIENT_ROUNDS):
+        try:
+            lock.acquire(timeout=rng.random() * 0.004)
+        except LockTimeout:
+            continue
+        try:
+            path = pathlib.Path(counter)
+            path.write_text(str(int(path.read_text()) + 1))
+            won += 1
+        finally:
+            lock.release()
+    return won
+
+
+@pytest.mark.multiprocess
+def test_waiters_that_give_up_leave_no_grant_behind(
+    redis_url: str, name: str, client: redis.Redis, tmp_path: pathlib.Path
+) -> None:
+    # Waiters time out at random moments, some just as a release grants them the lock:
+    # every unused grant must be passed on, never left holding the lock for its TTL.
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(4) as pool:
+        start = manager.Event()
+        results = [
+            pool.apply_async(_impatient, (redis_url, name, str(counter), seed, start))
+            for seed in range(4)
+        ]
+        start.set()
+        won = [result.get(timeout=120) for result in results]
+    assert int(counter.read_text()) == sum(won)  # no lost update
+    assert sum(won) > 0
+    assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
+    # Free now, not after a TTL: no grant was stranded with a waiter that left.
+    assert lockkit.Lock(name, backend=redis_url).inspect() is None
