@@ -20,7 +20,6 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-import redis
 
 import lockkit
 from lockkit._info import Owner
@@ -30,6 +29,9 @@ from lockkit.errors import LockTimeout
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from multiprocessing.connection import Connection
+
+    # redis-py is imported where used: the no-redis test sessions collect this module.
+    import redis
 
 pytestmark = pytest.mark.redis
 
@@ -52,6 +54,8 @@ def backends(redis_url: str) -> Iterator[tuple[RedisBackend, RedisBackend]]:
 @pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
     """A plain client, to look at the keys."""
+    import redis  # the module imports it only for type checking
+
     plain = redis.Redis.from_url(redis_url)
     yield plain
     plain.close()
