@@ -131,7 +131,7 @@ class RawRedis:
     """``SET key token NX PX 30000``; ``EVALSHA`` compare-and-delete (via redis-py)."""
 
     def __init__(self, name: str, url: str) -> None:
-        import redis  # noqa: PLC0415 - optional dependency
+        import redis  # optional dependency, imported where used
 
         self.client: Any = redis.Redis.from_url(url)
         self.key = f"lockkit-bench:raw:{name}"
@@ -156,7 +156,7 @@ class RawRedisQueue:
     """``BLPOP`` the lock's one token (blocking in the server); ``RPUSH`` it back."""
 
     def __init__(self, name: str, url: str) -> None:
-        import redis  # noqa: PLC0415 - optional dependency
+        import redis  # optional dependency, imported where used
 
         self.client: Any = redis.Redis.from_url(url)
         self.key = f"lockkit-bench:raw-queue:{name}"

@@ -159,7 +159,7 @@ def redact(url: str) -> str:
 def server_version(url: str) -> str:
     """The server's ``redis_version`` (or Valkey's), or ``"?"`` when it cannot be asked."""
     try:
-        import redis  # noqa: PLC0415 - optional
+        import redis  # optional dependency, imported where used
 
         client = redis.Redis.from_url(url)
         try:

@@ -300,7 +300,7 @@ def _import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
     global _redis_module  # noqa: PLW0603 - imported once, on first use
     if _redis_module is None:
         try:
-            import redis  # noqa: PLC0415 - imported only when this backend is used
+            import redis  # imported only when this backend is used
         except ImportError:
             raise BackendUnavailable(
                 "the redis backend needs redis-py: pip install 'lockkit[redis]'"
