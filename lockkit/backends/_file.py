@@ -472,18 +472,11 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
         OSError: Creating or writing failed; no half-written lock is left behind.
     """
     try:
-        # open_nofollow inlined where O_NOFOLLOW exists: this is every acquisition.
-        fd = os.open(path, CREATE_FLAGS, 0o644) if _NOFOLLOW else open_nofollow(path, CREATE_FLAGS)
+        fd = open_nofollow(path, CREATE_FLAGS)
     except FileExistsError:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
-            raise symlink_error(path) from None
-        raise
     try:
-        written = os.write(fd, payload)
-        if written != len(payload):  # a short write: finish it
-            write_all(fd, payload[written:])
+        write_all(fd, payload)
     except BaseException:
         os.close(fd)
         # The file is ours and incomplete: remove it rather than leave a lock no one holds.

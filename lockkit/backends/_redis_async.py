@@ -53,6 +53,7 @@ from lockkit.backends.redis import (
     _RELEASE,
     _import_redis,
     holder_info,
+    queued_args,
 )
 from lockkit.errors import BackendUnavailable
 
@@ -281,8 +282,7 @@ class AsyncRedis:
             assert wait is not None
             # Woken by a release and beaten to it: keep our place at the front. Tasks
             # queue plain entries (the channel): they are woken, never granted the lock.
-            position = "front" if wait.woken else "back"
-            args = [payload, ttl_ms, wait.channel, position, wait.channel, _QUEUE_TTL_MS, ""]
+            args = queued_args(payload, ttl_ms, wait.channel, woken=wait.woken, queued=wait.channel)
             command = side.acquire(keys=list(keys), args=args)
         else:
             command = side.acquire_fast(keys=list(keys[:2]), args=[payload, ttl_ms])

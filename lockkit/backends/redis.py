@@ -246,6 +246,25 @@ return 0
 _QUEUE_TTL_MS = 60_000
 # How long (seconds) what a failed attempt saw of the holder stands in for `inspect`.
 _SEEN_FOR = 0.05
+
+
+def queued_args(
+    payload: str, ttl_ms: int, entry: str, *, woken: bool, queued: str, queued_payload: str = ""
+) -> list[str | int]:
+    """ARGV of `_ACQUIRE`, the attempt of a queued waiter (blocking or asyncio).
+
+    Args:
+        payload: What the attempt stores if it takes the lock.
+        ttl_ms: The key's lifetime.
+        entry: The entry to queue if the lock is still busy.
+        woken: A wake-up brought the waiter here: it keeps its place at the front.
+        queued: The entry queued now, which ``entry`` replaces.
+        queued_payload: That entry's payload, if it is a grant entry ('' if plain).
+    """
+    position = "front" if woken else "back"
+    return [payload, ttl_ms, entry, position, queued, _QUEUE_TTL_MS, queued_payload]
+
+
 # ARGV[1..6] as for _ACQUIRE (ARGV[1] is the reader's payload; readers queue plain
 # entries, so ARGV[3] == ARGV[5]); ARGV[7]: the lock name. A reader that gets in passes
 # a wake-up on, since the next waiter may be a reader too; a writer's entry stays first.
@@ -523,9 +542,9 @@ class RedisBackend(Backend):
         """An attempt by a queued thread: use a grant, or try and keep our place in line."""
         waiting = self._waiting
         queued = waiting.queued
-        if waiting.granted is not None and queued is not None:
+        fence = waiting.granted
+        if fence is not None and queued is not None:
             # A release gave us the lock and told us so (`wait`): nothing to ask.
-            fence, waiting.granted = waiting.granted, None
             waiting.leave_queue()
             return queued.lease(fence)
         offer = _Offer.make(self, name, owner, ttl)
@@ -535,15 +554,14 @@ class RedisBackend(Backend):
         # A fresh entry replaces the queued one on every attempt, so the payload a
         # release grants is never older than one `poll` interval.
         entry, grantable = self._entry(offer)
-        args = [
+        args = queued_args(
             offer.payload,
             offer.ttl_ms,
             entry,
-            "front" if waiting.woken else "back",
-            waiting.entry,
-            _QUEUE_TTL_MS,
-            queued.payload if queued is not None else "",
-        ]
+            woken=waiting.woken,
+            queued=waiting.entry,
+            queued_payload=queued.payload if queued is not None else "",
+        )
         result = self._call(server, server.acquire, self._keys(name), args)
         waiting.woken = False
         if result is None:
@@ -575,15 +593,13 @@ class RedisBackend(Backend):
             try:
                 if queued and index == waiting.server:
                     # Waiters queue plain entries on the server they listen to.
-                    args = [
+                    args = queued_args(
                         offer.payload,
                         offer.ttl_ms,
                         waiting.entry,
-                        "front" if waiting.woken else "back",
-                        waiting.entry,
-                        _QUEUE_TTL_MS,
-                        "",
-                    ]
+                        woken=waiting.woken,
+                        queued=waiting.entry,
+                    )
                     result = self._call(server, server.acquire, keys, args)
                     result = None if result is None else result[0]
                 else:
