@@ -13,7 +13,10 @@ They are the floor each backend is measured against:
   to release (the floor of ``filelock``; it blocks in the kernel, so it also serves as
   the hand-off reference);
 * `RawRedis`: ``SET key token NX PX`` to acquire, ``EVALSHA`` compare-and-delete to
-  release (the floor of ``redis``);
+  release (the floor of ``redis``), through redis-py's client as a user would write it;
+* `RawRedisConnection`: the same two commands on one connection kept out of redis-py's
+  pool, as lockkit sends its scripts (a pool checkout costs more CPU than the round
+  trip on a machine with expensive system calls), shown for reference;
 * `RawRedisQueue`: ``BLPOP`` of a one-token list to acquire, ``RPUSH`` to release: the
   server's own blocking hand-off (one command each way, no expiry, no owner), the floor
   of any lock handed off through Redis, as blocking ``flock`` is for file locks.
@@ -27,7 +30,15 @@ import fcntl
 import os
 from typing import Any
 
-__all__ = ["RawExcl", "RawExclRecord", "RawFlock", "RawLink", "RawRedis", "RawRedisQueue"]
+__all__ = [
+    "RawExcl",
+    "RawExclRecord",
+    "RawFlock",
+    "RawLink",
+    "RawRedis",
+    "RawRedisConnection",
+    "RawRedisQueue",
+]
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -150,6 +161,35 @@ class RawRedis:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RawRedisConnection(RawRedis):
+    """`RawRedis` sent on one connection kept checked out of the pool.
+
+    redis-py's commands check a connection out of the pool and back in each time; this
+    floor shows what the same two commands cost without that, as lockkit sends them.
+    """
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name, url)
+        self.key = f"lockkit-bench:raw-conn:{name}"
+        self.conn: Any = self.client.connection_pool.get_connection()
+
+    def acquire(self) -> None:
+        token = os.urandom(16).hex().encode()
+        self.conn.send_command("SET", self.key, token, "NX", "PX", 30_000)
+        if self.conn.read_response() is None:
+            raise BlockingIOError(f"{self.key} is held")
+        self.token = token
+
+    def release(self) -> None:
+        self.conn.send_command("EVALSHA", self.sha, 1, self.key, self.token)
+        if not self.conn.read_response():
+            raise RuntimeError(f"{self.key} was not ours to delete")
+
+    def close(self) -> None:
+        self.client.connection_pool.release(self.conn)
+        super().close()
 
 
 class RawRedisQueue:

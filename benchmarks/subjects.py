@@ -112,6 +112,14 @@ _CATALOGUE = (
     Subject("portalocker.Lock", "peer", "flock", "peer:portalocker.Lock"),
     Subject("fasteners.InterProcessLock", "peer", "flock", "peer:fasteners.InterProcessLock"),
     Subject("raw SET NX + Lua del", "raw", "redis", "raw:redis", waits=False, redis=True),
+    Subject(
+        "raw SET NX + Lua del, kept connection",
+        "raw",
+        "redis",
+        "raw:redis-conn",
+        waits=False,
+        redis=True,
+    ),
     Subject("raw BLPOP+RPUSH", "raw", "redis", "raw:redis-queue", redis=True),
     Subject("lockkit redis", "lockkit", "redis", "lockkit:redis", redis=True),
     Subject("redis.lock.Lock", "peer", "redis", "peer:redis.lock.Lock", redis=True),
@@ -210,6 +218,8 @@ def make_locker(factory: str, path: str, redis_url: str | None) -> Locker:
         return _RAW_FILES[what](path)
     if what == "redis" and redis_url is not None:
         return raw.RawRedis(path, redis_url)
+    if what == "redis-conn" and redis_url is not None:
+        return raw.RawRedisConnection(path, redis_url)
     if what == "redis-queue" and redis_url is not None:
         return raw.RawRedisQueue(path, redis_url)
     raise ValueError(f"unknown subject factory {factory!r}")

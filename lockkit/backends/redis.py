@@ -16,7 +16,9 @@ hosts that mount a share at different places agree), with the default prefix
   by expiry (server time, ms).
 
 Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
-(compare-and-delete, then a hand-off), like the raw primitive.
+(compare-and-delete, then a hand-off), like the raw primitive. Scripts run on a
+connection each thread keeps (`lockkit.backends._redis_conn`), not one checked out of
+redis-py's pool per command.
 
 **Hand-off.** Each waiting thread listens on a channel of its own
 (``lockkit:waiter:<random>``), subscribed once for the thread's life. A waiter queues an
@@ -54,6 +56,7 @@ import attrs
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._redact import redact_url
 from lockkit.backends._file import decode_payload, encode_payload
+from lockkit.backends._redis_conn import Script, ThreadConnection
 from lockkit.errors import (
     BackendUnavailable,
     InvalidLockName,
@@ -334,16 +337,16 @@ class _Server:
 
     url: str
     client: Any = attrs.field(repr=False)
-    acquire_fast: Any = attrs.field(repr=False)
-    acquire: Any = attrs.field(repr=False)
-    release: Any = attrs.field(repr=False)
-    refresh: Any = attrs.field(repr=False)
-    break_: Any = attrs.field(repr=False)
-    enqueue: Any = attrs.field(repr=False)
-    leave: Any = attrs.field(repr=False)
-    acquire_shared: Any = attrs.field(repr=False)
-    release_shared: Any = attrs.field(repr=False)
-    refresh_shared: Any = attrs.field(repr=False)
+    acquire_fast: Script = attrs.field(repr=False)
+    acquire: Script = attrs.field(repr=False)
+    release: Script = attrs.field(repr=False)
+    refresh: Script = attrs.field(repr=False)
+    break_: Script = attrs.field(repr=False)
+    enqueue: Script = attrs.field(repr=False)
+    leave: Script = attrs.field(repr=False)
+    acquire_shared: Script = attrs.field(repr=False)
+    release_shared: Script = attrs.field(repr=False)
+    refresh_shared: Script = attrs.field(repr=False)
 
     @property
     def shown(self) -> str:
@@ -411,19 +414,21 @@ class RedisBackend(Backend):
         except ValueError as exc:
             raise SettingsError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
         client = redis.Redis(connection_pool=pool)
+        # Scripts run on a connection each thread keeps (see _redis_conn for why).
+        connection = ThreadConnection(pool)
         return _Server(
             url=url,
             client=client,
-            acquire_fast=client.register_script(_ACQUIRE_FAST),
-            acquire=client.register_script(_ACQUIRE),
-            release=client.register_script(_RELEASE),
-            refresh=client.register_script(_REFRESH),
-            break_=client.register_script(_BREAK),
-            enqueue=client.register_script(_ENQUEUE),
-            leave=client.register_script(_LEAVE),
-            acquire_shared=client.register_script(_ACQUIRE_SHARED),
-            release_shared=client.register_script(_RELEASE_SHARED),
-            refresh_shared=client.register_script(_REFRESH_SHARED),
+            acquire_fast=Script(_ACQUIRE_FAST, connection),
+            acquire=Script(_ACQUIRE, connection),
+            release=Script(_RELEASE, connection),
+            refresh=Script(_REFRESH, connection),
+            break_=Script(_BREAK, connection),
+            enqueue=Script(_ENQUEUE, connection),
+            leave=Script(_LEAVE, connection),
+            acquire_shared=Script(_ACQUIRE_SHARED, connection),
+            release_shared=Script(_RELEASE_SHARED, connection),
+            refresh_shared=Script(_REFRESH_SHARED, connection),
         )
 
     @classmethod
