@@ -7,11 +7,11 @@ twice the round trip it wraps; a lock's pair is two commands. A thread here keep
 connection it checked out and only runs the pool's check again after the connection
 sat idle (`IDLE_CHECK`), when the server may have closed it.
 
-It also decides retries for lock scripts, which must not run twice: redis-py's client
-retries a command whose reply was lost (10 times by default in redis-py 8), and a
-compare-and-delete or ``SET NX`` that already ran once then reports the wrong answer.
-Here a command is re-sent only when sending it failed, so the server never got it
-whole; a failure while reading the reply is the caller's to handle.
+It also decides retries, which lock scripts must not get blindly: a compare-and-delete
+or ``SET NX`` run twice answers wrongly the second time. A command is re-sent only when
+sending it failed, so the server never got it whole (a connection that went stale
+between the idle checks); a failure while reading the reply raises, as a redis-py pool
+built from a URL does (it has no retries; ``redis.Redis(host=...)`` would retry).
 """
 
 from __future__ import annotations
