@@ -43,6 +43,7 @@ import attrs
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._redact import redact_url
 from lockkit.backends._file import encode_payload
+from lockkit.backends._redis_conn import AsyncScript, LoopConnections
 from lockkit.backends.redis import (
     _ACQUIRE,
     _ACQUIRE_FAST,
@@ -133,12 +134,14 @@ class _LoopSide:
             url, socket_connect_timeout=2.0, socket_timeout=5.0
         )
         self.client = redis.asyncio.Redis(connection_pool=pool)
-        self.acquire_fast = self.client.register_script(_ACQUIRE_FAST)
-        self.acquire = self.client.register_script(_ACQUIRE)
-        self.release = self.client.register_script(_RELEASE)
-        self.break_ = self.client.register_script(_BREAK)
-        self.enqueue = self.client.register_script(_ENQUEUE)
-        self.leave = self.client.register_script(_LEAVE)
+        # Scripts run on connections the loop keeps (see _redis_conn for why).
+        self.connections = LoopConnections(pool)
+        self.acquire_fast = AsyncScript(_ACQUIRE_FAST, self.connections)
+        self.acquire = AsyncScript(_ACQUIRE, self.connections)
+        self.release = AsyncScript(_RELEASE, self.connections)
+        self.break_ = AsyncScript(_BREAK, self.connections)
+        self.enqueue = AsyncScript(_ENQUEUE, self.connections)
+        self.leave = AsyncScript(_LEAVE, self.connections)
         # The listener's reads block until a wake-up comes: no socket timeout there.
         self._listen_pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=None
@@ -175,6 +178,7 @@ class _LoopSide:
             self._listener.cancel()
             await asyncio.wait([self._listener], timeout=1.0)
         await self._drop_listener()
+        await self.connections.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
         with contextlib.suppress(Exception):

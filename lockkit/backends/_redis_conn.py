@@ -1,11 +1,12 @@
-"""Lua scripts run on a connection each thread keeps to a Redis server.
+"""Lua scripts run on a connection each thread (or event loop) keeps to a Redis server.
 
 Why not ``client.register_script``: a redis-py command checks a connection out of the
 pool (a lock, a health-check ``poll`` and ``recv``, metrics hooks) and back in for every
 call. On the 2-core VM lockkit is measured on, that cost about 75 µs of CPU per command,
-twice the round trip it wraps; a lock's pair is two commands. A thread here keeps the
-connection it checked out and only runs the pool's check again after the connection
-sat idle (`IDLE_CHECK`), when the server may have closed it.
+more than sending the command and reading its reply on a kept connection (40-50 µs);
+a lock's pair is two commands. A thread here keeps the
+connection it checked out, and checks it only after it sat idle (`IDLE_CHECK`), when
+the server may have closed it.
 
 It also decides retries, which lock scripts must not get blindly: a compare-and-delete
 or ``SET NX`` run twice answers wrongly the second time. A command is re-sent only when
@@ -16,6 +17,7 @@ built from a URL does (it has no retries; ``redis.Redis(host=...)`` would retry)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -25,10 +27,17 @@ from typing import Any
 
 import attrs
 
-__all__ = ["IDLE_CHECK", "Script", "ThreadConnection", "pack_command"]
+__all__ = [
+    "IDLE_CHECK",
+    "AsyncScript",
+    "LoopConnections",
+    "Script",
+    "ThreadConnection",
+    "pack_command",
+]
 
 IDLE_CHECK = 0.1
-"""Seconds a kept connection may sit idle before the pool checks it again."""
+"""Seconds a kept connection may sit idle before it is checked for a close by the server."""
 
 
 class _Held:
@@ -101,12 +110,11 @@ class ThreadConnection(threading.local):
             if held.pid != os.getpid():
                 held = self.held = None  # a forked child: the parent's socket is not ours
             elif time.monotonic() - held.used > IDLE_CHECK:
-                # Idle: the server may have closed it; the pool's checkout checks that.
-                self.held = None
-                held.give_back()
-                held = None
+                _reconnect_if_closed(held.conn)
         if held is None:
             held = self.held = _Held(self.pool, self.pool.get_connection())
+            # It may have waited in the pool since a thread that ended gave it back.
+            _reconnect_if_closed(held.conn)
         return held
 
     def _drop(self) -> None:
@@ -116,6 +124,22 @@ class ThreadConnection(threading.local):
                 held.conn.disconnect()
             finally:
                 held.give_back()
+
+
+def _reconnect_if_closed(conn: Any) -> None:  # noqa: ANN401 - a redis-py Connection
+    """Disconnect an idle connection the server closed meanwhile; the next send reconnects.
+
+    The server may have restarted, or a proxy dropped the idle connection. Nothing can
+    be pending on a connection between commands, so data or end-of-file means it is
+    dead. (redis-py 8's asyncio pool misses such a close when RESP3 maintenance
+    notifications are on, its default; lockkit checks for itself on both sides.)
+    """
+    try:
+        closed = conn.can_read(timeout=0)
+    except (OSError, _errors().ConnectionError):
+        closed = True
+    if closed:
+        conn.disconnect()
 
 
 def pack_command(args: tuple[str | bytes | int, ...]) -> bytes:
@@ -129,6 +153,11 @@ def pack_command(args: tuple[str | bytes | int, ...]) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _sha_of(script: Script | AsyncScript) -> str:
+    """The SHA1 that ``EVALSHA`` names the script by."""
+    return hashlib.sha1(script.text.encode(), usedforsecurity=False).hexdigest()
 
 
 def _errors() -> Any:  # noqa: ANN401 - redis.exceptions
@@ -147,11 +176,7 @@ class Script:
 
     text: str = attrs.field(repr=False)
     connection: ThreadConnection = attrs.field(repr=False, eq=False)
-    sha: str = attrs.field(init=False)
-
-    @sha.default
-    def _sha(self) -> str:
-        return hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+    sha: str = attrs.field(init=False, default=attrs.Factory(_sha_of, takes_self=True))
 
     def __call__(self, keys: list[str] | tuple[str, ...], args: list[Any]) -> Any:  # noqa: ANN401
         """Run the script with ``KEYS`` and ``ARGV``; returns the raw reply."""
@@ -160,3 +185,89 @@ class Script:
         except _errors().NoScriptError:
             self.connection.execute("SCRIPT", "LOAD", self.text)
             return self.connection.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+class LoopConnections:
+    """The connections of one event loop, kept out of the pool between commands.
+
+    The asyncio counterpart of `ThreadConnection`: tasks of a loop run commands side by
+    side, so it keeps a stack of idle connections rather than one. The most recently
+    used is taken first; one idle longer than `IDLE_CHECK` is checked first. A command
+    interrupted before its reply was read (the loop shutting down) closes its
+    connection: a late reply must never reach the next command.
+    """
+
+    def __init__(self, pool: Any) -> None:  # noqa: ANN401 - a redis.asyncio ConnectionPool
+        """Args: pool: the loop's ``redis.asyncio`` connection pool."""
+        self.pool = pool
+        self.idle: list[tuple[Any, float]] = []
+
+    async def execute(self, *args: str | bytes | int) -> Any:  # noqa: ANN401 - a raw reply
+        """Send one command and read its reply (see `ThreadConnection.execute`)."""
+        packed = pack_command(args)
+        conn = await self._take()
+        try:
+            try:
+                await conn.send_packed_command([packed])
+            except (OSError, _errors().ConnectionError):
+                # Nothing reached the server whole: safe to send again on a fresh one.
+                await self._discard(conn)
+                conn = await self.pool.get_connection()
+                await conn.send_packed_command([packed])
+            reply = await conn.read_response()
+        except _errors().ResponseError:
+            self.idle.append((conn, time.monotonic()))
+            raise
+        except BaseException:
+            # Shielded: a second cancellation must not leave the socket open for reuse.
+            await asyncio.shield(self._discard(conn))
+            raise
+        self.idle.append((conn, time.monotonic()))
+        return reply
+
+    async def _take(self) -> Any:  # noqa: ANN401 - a redis.asyncio Connection
+        if not self.idle:
+            return await self.pool.get_connection()
+        conn, used = self.idle.pop()
+        if time.monotonic() - used > IDLE_CHECK:
+            # As `_reconnect_if_closed`, on the loop's stream.
+            try:
+                closed = await conn.can_read()
+            except (OSError, _errors().ConnectionError):
+                closed = True
+            if closed:
+                await conn.disconnect()
+        return conn
+
+    async def _discard(self, conn: Any) -> None:  # noqa: ANN401
+        try:
+            await conn.disconnect(nowait=True)
+        finally:
+            await self.pool.release(conn)
+
+    async def close(self) -> None:
+        """Give every idle connection back to the pool (which the caller then closes)."""
+        idle, self.idle = self.idle, []
+        for conn, _ in idle:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+
+@attrs.frozen
+class AsyncScript:
+    """A Lua script run by ``EVALSHA`` on a connection of the loop's `LoopConnections`.
+
+    Called like redis-py's asyncio ``Script``: ``await script(keys=..., args=...)``.
+    """
+
+    text: str = attrs.field(repr=False)
+    connections: LoopConnections = attrs.field(repr=False, eq=False)
+    sha: str = attrs.field(init=False, default=attrs.Factory(_sha_of, takes_self=True))
+
+    async def __call__(self, keys: list[str] | tuple[str, ...], args: list[Any]) -> Any:  # noqa: ANN401
+        """Run the script with ``KEYS`` and ``ARGV``; returns the raw reply."""
+        try:
+            return await self.connections.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except _errors().NoScriptError:
+            await self.connections.execute("SCRIPT", "LOAD", self.text)
+            return await self.connections.execute("EVALSHA", self.sha, len(keys), *keys, *args)

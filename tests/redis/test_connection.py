@@ -9,6 +9,7 @@ differently: a command whose reply was lost is not sent again.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -164,3 +165,107 @@ def test_forked_child_uses_a_connection_of_its_own(redis_url: str) -> None:
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_interrupted_read_never_reaches_the_next_command(redis_url: str) -> None:
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    backend = RedisBackend.from_url(f"{redis_url}?socket_timeout=0.1")
+    connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
+    empty = f"empty-{uuid.uuid4().hex}"
+    # The server answers BLPOP after 0.5 s, long after the client gave up on it: that
+    # late reply must not be read as the answer to the next command.
+    with pytest.raises(RedisTimeout):
+        connection.execute("BLPOP", empty, "0.5")
+    assert connection.execute("ECHO", "after") == b"after"
+
+
+def _async_pair(backend: RedisBackend, name: str) -> Any:
+    async def pair() -> Lease:
+        lease = await backend.try_acquire_async(name, Owner.current(), 30.0)
+        assert lease is not None, f"{name} was not free"
+        assert await backend.release_async(lease)
+        return lease
+
+    return pair()
+
+
+def test_async_script_runs_again_after_the_server_forgot_it(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    name = f"flushed-async-{uuid.uuid4().hex}"
+
+    async def main() -> tuple[Lease, Lease]:
+        first = await _async_pair(backend, name)
+        _client(backend).script_flush()
+        return first, await _async_pair(backend, name)
+
+    first, second = asyncio.run(main())
+    assert first.fencing_token is not None
+    assert second.fencing_token == first.fencing_token + 1
+
+
+def test_async_connection_closed_by_the_server(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    name = f"killed-async-{uuid.uuid4().hex}"
+
+    idle_check = _redis_conn.IDLE_CHECK
+
+    async def main() -> None:
+        await _async_pair(backend, name)
+        # Busy (not idle): the reply is lost, which is reported, not run again...
+        monkeypatch.setattr(_redis_conn, "IDLE_CHECK", 3600.0)
+        assert _client(backend).client_kill_filter(_type="normal", skipme=True) >= 1
+        with pytest.raises(BackendUnavailable, match="cannot reach Redis"):
+            await backend.try_acquire_async(name, Owner.current(), 30.0)
+        # ...and then the lock is free on a fresh connection.
+        await _async_pair(backend, name)
+        # Idle: the pool's check finds the closed connection and replaces it. Really
+        # idle: the loop must run to see the server's close (the check reads it).
+        monkeypatch.setattr(_redis_conn, "IDLE_CHECK", idle_check)
+        assert _client(backend).client_kill_filter(_type="normal", skipme=True) >= 1
+        await asyncio.sleep(idle_check * 2)
+        await _async_pair(backend, name)
+
+    asyncio.run(main())
+
+
+def test_async_interrupted_read_never_reaches_the_next_command(redis_url: str) -> None:
+    from lockkit.backends._redis_async import for_backend
+
+    backend = RedisBackend.from_url(redis_url)
+    empty = f"empty-async-{uuid.uuid4().hex}"
+
+    async def main() -> tuple[bytes, Any]:
+        await _async_pair(backend, f"warm-{empty}")  # the loop's side exists now
+        loop = asyncio.get_running_loop()
+        connections = for_backend(backend)._loops[loop].connections  # noqa: SLF001
+        # Cancelled while the server still holds the BLPOP (it answers after 0.5 s).
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connections.execute("BLPOP", empty, "0.5"), 0.1)
+        echoed = await connections.execute("ECHO", "after")
+        return echoed, connections
+
+    echoed, connections = asyncio.run(main())
+    assert echoed == b"after"
+    assert connections.idle == []  # given back to the pool when the loop shut down
+
+
+def test_async_tasks_share_the_loop_connections(redis_url: str) -> None:
+    from lockkit.backends._redis_async import for_backend
+
+    backend = RedisBackend.from_url(redis_url)
+
+    async def main() -> tuple[int, int]:
+        names = [f"tasks-{i}-{uuid.uuid4().hex}" for i in range(8)]
+        for _ in range(5):
+            await asyncio.gather(*(_async_pair(backend, name) for name in names))
+        side = for_backend(backend)._loops[asyncio.get_running_loop()]  # noqa: SLF001
+        pool = side.client.connection_pool
+        return len(side.connections.idle), len(pool._in_use_connections)  # noqa: SLF001
+
+    idle, in_use = asyncio.run(main())
+    # Eight tasks at once need at most eight connections, all idle between commands.
+    assert 1 <= idle <= 8
+    assert in_use == idle
