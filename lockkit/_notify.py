@@ -101,6 +101,9 @@ class _Watcher:
         self.poller.register(fd, select.POLLIN)
         # Watched directories, most recent last; few, but bounded all the same.
         self.watches: dict[int, None] = {}
+        # The last wait: its watch descriptor and (directory, file, mask, attempt).
+        self.last_wd = -1
+        self.last: tuple[str, str, int, int] | None = None
 
     def watch(self, directory: str, mask: int) -> int:
         # IN_MASK_ADD keeps the events other waits of this thread asked for (a
@@ -167,11 +170,21 @@ def wait_for_event(
     mask: int,
     still_busy: Callable[[], bool],
     timeout: float,
+    *,
+    attempt: int = 0,
 ) -> bool | None:
     """Wait up to ``timeout`` seconds for an event on ``filename`` inside ``directory``.
 
     ``still_busy`` is checked *after* the watch is armed: a release that happened between
     the caller's failed attempt and the watch would otherwise be missed.
+
+    ``attempt`` numbers the waits of one acquisition (1, 2, ...; 0 = unknown). When
+    this thread's previous wait was this acquisition's previous one, its watch has
+    stayed armed since, across the failed attempt in between: any release since then
+    left an event in the queue, so the watch is neither re-added nor drained, and
+    ``still_busy`` is not asked. Under contention that saves a waiter four or five
+    system calls per wake-up, most of a woken waiter's work when another process took
+    the lock first.
 
     Returns:
         ``True`` when an event for the file arrived or the lock was already free,
@@ -184,12 +197,19 @@ def wait_for_event(
     watcher = _watcher(libc)
     if watcher is None:
         return None
-    wd = watcher.watch(directory, mask)
-    if wd < 0:
-        return None
-    # Events from earlier waits are history: the re-check below covers them.
-    watcher.drain()
-    if not still_busy():
+    armed = attempt > 1 and watcher.last == (directory, filename, mask, attempt - 1)
+    watcher.last = None  # set again below, once this wait's watch is armed
+    if armed:
+        wd = watcher.last_wd
+    else:
+        wd = watcher.watch(directory, mask)
+        if wd < 0:
+            return None
+        # Events from earlier waits are history: the re-check below covers them.
+        watcher.drain()
+    watcher.last_wd = wd
+    watcher.last = (directory, filename, mask, attempt)
+    if not armed and not still_busy():
         return True
     wanted = os.fsencode(filename)
     deadline = time.monotonic() + timeout

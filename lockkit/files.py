@@ -73,6 +73,7 @@ def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
         _notify.IN_DELETE | _notify.IN_MOVED_FROM,
         lambda: os.path.lexists(path),
         bound,
+        attempt=attempt,
     )
     if woken is None:
         time.sleep(_notify.poll_delay(remaining, attempt))

@@ -190,7 +190,12 @@ class FilelockBackend(LocalIOBackend):
         bound = _notify.wait_bound(remaining, attempt)
         directory, filename = os.path.split(name)
         woken = _notify.wait_for_event(
-            directory, filename, _notify.IN_CLOSE_WRITE, lambda: self._busy(name), bound
+            directory,
+            filename,
+            _notify.IN_CLOSE_WRITE,
+            lambda: self._busy(name),
+            bound,
+            attempt=attempt,
         )
         if woken is None:
             return super().wait(name, deadline, attempt)
