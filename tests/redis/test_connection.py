@@ -1,10 +1,11 @@
-"""The connection each thread keeps to Redis for lock scripts (`_redis_conn`).
+"""The connections each thread (and event loop) keeps to Redis for lock scripts.
 
-It replaces redis-py's per-command pool checkout and retries, so these tests pin what
-those gave: scripts load again after the server forgot them, a connection the server
-closed is replaced, a thread's connection goes back to the pool when the thread ends,
-and a forked child never talks on its parent's socket. They also pin what lockkit does
-differently: a command whose reply was lost is not sent again.
+`lockkit.backends._redis_conn` replaces redis-py's per-command pool checkout, so these
+tests pin what a checkout gave: scripts load again after the server forgot them, a
+connection the server closed is replaced, a thread's connection goes back to the pool
+when the thread ends, a forked child never talks on its parent's socket, and a late
+reply never reaches the next command. They also pin that a command whose reply was
+lost is not sent again.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_connection_closed_by_the_server_is_replaced_after_idle(
     _pair(backend, name)
     killed = _client(backend).client_kill_filter(_type="normal", skipme=True)
     assert killed >= 1
-    # Every connection counts as idle: the pool checks it (and reconnects) before use.
+    # Every connection counts as idle: it is checked (and reconnected) before use.
     monkeypatch.setattr(_redis_conn, "IDLE_CHECK", -1.0)
     lease = _pair(backend, name)
     assert lease.fencing_token is not None
@@ -221,7 +222,7 @@ def test_async_connection_closed_by_the_server(
             await backend.try_acquire_async(name, Owner.current(), 30.0)
         # ...and then the lock is free on a fresh connection.
         await _async_pair(backend, name)
-        # Idle: the pool's check finds the closed connection and replaces it. Really
+        # Idle: the idle check finds the closed connection and reconnects it. Really
         # idle: the loop must run to see the server's close (the check reads it).
         monkeypatch.setattr(_redis_conn, "IDLE_CHECK", idle_check)
         assert _client(backend).client_kill_filter(_type="normal", skipme=True) >= 1
