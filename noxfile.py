@@ -23,7 +23,7 @@ PYTHONS = [
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "plugins"]
+nox.options.sessions = ["lint", "typecheck", "tests", "redis_oldest", "plugins"]
 
 
 def _in_ci() -> bool:
@@ -68,6 +68,23 @@ def tests(session: nox.Session, extras: str) -> None:
     session.install(target, "--group", "tests")
     full = (session.python, extras) == FULL_SUITE
     session.run("pytest", *(session.posargs or ([] if full else QUICK[extras])))
+
+
+@nox.session(python=PYTHONS[0])
+def redis_oldest(session: nox.Session) -> None:
+    """The Redis tests against the oldest redis-py the ``redis`` extra allows.
+
+    lockkit drives redis-py's connections directly (``lockkit.backends._redis_conn``),
+    whose API moved between releases; the floor is read from pyproject.toml, so this
+    session follows it.
+    """
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    floor = next(req for req in extras["redis"] if req.startswith("redis>="))
+    session.install(".[redis]", "--group", "tests")
+    session.install(floor.replace(">=", "=="))
+    session.run("pytest", "-m", "redis", *session.posargs)
 
 
 @nox.session

@@ -52,9 +52,14 @@ class _Held:
         self.used = time.monotonic()
 
     def give_back(self) -> None:
-        """Return the connection to the pool (in its own process only)."""
-        if self.pid == os.getpid():
-            self.pool.release(self.conn)
+        """Return the connection to the pool, once, and in its own process only.
+
+        Once: the pool may hand it to another thread right away, and a second release
+        would mark it free while that thread uses it (two threads on one socket).
+        """
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            self.pool.release(conn)
 
     def __del__(self) -> None:
         """The thread ended (its locals are dropped): the connection goes back to the pool."""
@@ -119,7 +124,7 @@ class ThreadConnection(threading.local):
 
     def _drop(self) -> None:
         held, self.held = self.held, None
-        if held is not None:
+        if held is not None and held.conn is not None:
             try:
                 held.conn.disconnect()
             finally:
@@ -140,6 +145,18 @@ def _reconnect_if_closed(conn: Any) -> None:  # noqa: ANN401 - a redis-py Connec
         closed = True
     if closed:
         conn.disconnect()
+
+
+async def _reconnect_if_closed_async(conn: Any) -> None:  # noqa: ANN401 - an asyncio Connection
+    """`_reconnect_if_closed` on the event loop's stream."""
+    # redis-py 8 has `can_read`; before it, `can_read_destructive` (deprecated in 8).
+    can_read = getattr(conn, "can_read", None) or conn.can_read_destructive
+    try:
+        closed = await can_read()
+    except (OSError, _errors().ConnectionError):
+        closed = True
+    if closed:
+        await conn.disconnect()
 
 
 def pack_command(args: tuple[str | bytes | int, ...]) -> bytes:
@@ -205,22 +222,26 @@ class LoopConnections:
     async def execute(self, *args: str | bytes | int) -> Any:  # noqa: ANN401 - a raw reply
         """Send one command and read its reply (see `ThreadConnection.execute`)."""
         packed = pack_command(args)
-        conn = await self._take()
+        conn: Any = await self._take()
         try:
             try:
                 await conn.send_packed_command([packed])
             except (OSError, _errors().ConnectionError):
                 # Nothing reached the server whole: safe to send again on a fresh one.
-                await self._discard(conn)
+                # (Given back once only: the pool may hand it out again at once.)
+                stale, conn = conn, None
+                await self._discard(stale)
                 conn = await self.pool.get_connection()
                 await conn.send_packed_command([packed])
             reply = await conn.read_response()
         except _errors().ResponseError:
-            self.idle.append((conn, time.monotonic()))
+            if conn is not None:
+                self.idle.append((conn, time.monotonic()))
             raise
         except BaseException:
-            # Shielded: a second cancellation must not leave the socket open for reuse.
-            await asyncio.shield(self._discard(conn))
+            if conn is not None:
+                # Shielded: a second cancellation must not leave the socket for reuse.
+                await asyncio.shield(self._discard(conn))
             raise
         self.idle.append((conn, time.monotonic()))
         return reply
@@ -230,13 +251,11 @@ class LoopConnections:
             return await self.pool.get_connection()
         conn, used = self.idle.pop()
         if time.monotonic() - used > IDLE_CHECK:
-            # As `_reconnect_if_closed`, on the loop's stream.
             try:
-                closed = await conn.can_read()
-            except (OSError, _errors().ConnectionError):
-                closed = True
-            if closed:
-                await conn.disconnect()
+                await _reconnect_if_closed_async(conn)
+            except BaseException:
+                await asyncio.shield(self._discard(conn))  # not lost if cancelled here
+                raise
         return conn
 
     async def _discard(self, conn: Any) -> None:  # noqa: ANN401

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from lockkit.backends import _redis_conn
 from lockkit.backends._redis_conn import pack_command
 from lockkit.backends.redis import RedisBackend
 from lockkit.errors import BackendUnavailable
+from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from lockkit._info import Lease
@@ -101,6 +103,48 @@ def test_reply_lost_is_not_sent_again(redis_url: str, monkeypatch: pytest.Monkey
     second = _pair(backend, name)
     assert first.fencing_token is not None
     assert second.fencing_token == first.fencing_token + 1
+
+
+def test_failed_send_is_sent_again_on_a_connection_of_its_own(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
+    assert connection.execute("ECHO", "before") == b"before"
+    held = connection.held
+    assert held is not None
+    # Our side of the socket stops writing: the next send fails with EPIPE, so the
+    # command reached nobody and is sent again on a fresh connection.
+    held.conn._sock.shutdown(socket.SHUT_WR)  # noqa: SLF001
+    assert connection.execute("ECHO", "again") == b"again"
+    del held
+    gc.collect()  # the dropped connection's holder is gone: it was given back once
+    mine = connection.held
+    assert mine is not None
+    pool = _client(backend).connection_pool
+    # Given back twice, the pool would count the thread's connection as free too, and
+    # hand it to the next caller: two users on one socket.
+    assert mine.conn not in pool._available_connections  # noqa: SLF001
+    other = pool.get_connection()
+    try:
+        assert other is not mine.conn
+    finally:
+        pool.release(other)
+
+
+def test_async_server_down_is_unavailable_then_back(redis_server: RedisServer) -> None:
+    backend = RedisBackend.from_url(f"{redis_server.url}?socket_connect_timeout=0.5")
+    name = f"down-async-{uuid.uuid4().hex}"
+
+    async def main() -> None:
+        await _async_pair(backend, name)
+        redis_server.kill()
+        await asyncio.sleep(_redis_conn.IDLE_CHECK * 2)  # idle: the close is noticed
+        for _ in range(2):  # the second attempt starts from an empty stack
+            with pytest.raises(BackendUnavailable, match="cannot reach Redis"):
+                await backend.try_acquire_async(name, Owner.current(), 30.0)
+        redis_server.start()
+        await _async_pair(backend, name)
+
+    asyncio.run(main())
 
 
 def test_thread_connections_go_back_to_the_pool(redis_url: str) -> None:
