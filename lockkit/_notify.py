@@ -45,6 +45,15 @@ _IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _IN_ONLYDIR = 0x01000000
 _IN_Q_OVERFLOW = 0x00004000
+# The watched directory itself went away (deleted, renamed, unmounted) or the watch was
+# removed: its events stop, so a waiter must not rely on it any more.
+_IN_DELETE_SELF = 0x00000400
+_IN_MOVE_SELF = 0x00000800
+_IN_UNMOUNT = 0x00002000
+_IN_IGNORED = 0x00008000
+_WATCH_GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
+# What `_scan` found in a buffer of events.
+_NOTHING, _FOR_FILE, _LOST = 0, 1, 2
 _EVENT = struct.Struct("iIII")
 
 _libc: ctypes.CDLL | None = None
@@ -88,7 +97,8 @@ class _Watcher:
     Creating an inotify instance per wait looked free, but closing one waits for a
     kernel RCU grace period (8-11 ms measured here), which landed right on the
     hand-off path. The instance now lives as long as its thread; a watch is (re)added
-    on every wait (cheap, and it follows a directory that was replaced), stale events
+    on the first wait of an acquisition (cheap, and it follows a directory that was
+    replaced) and kept for the next ones unless its directory went away, stale events
     are drained before the lock is re-checked, and the descriptor is closed when the
     thread ends, off anyone's critical path.
     """
@@ -110,7 +120,9 @@ class _Watcher:
         # directory may hold excl and filelock locks).
         wd = int(
             self.libc.inotify_add_watch(
-                self.fd, os.fsencode(directory), mask | _IN_ONLYDIR | _IN_MASK_ADD
+                self.fd,
+                os.fsencode(directory),
+                mask | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR | _IN_MASK_ADD,
             )
         )
         if wd >= 0:
@@ -211,7 +223,11 @@ def wait_for_event(
     watcher.last = (directory, filename, mask, attempt)
     if not armed and not still_busy():
         return True
-    wanted = os.fsencode(filename)
+    return _poll_for(watcher, wd, os.fsencode(filename), mask, timeout)
+
+
+def _poll_for(watcher: _Watcher, wd: int, wanted: bytes, mask: int, timeout: float) -> bool:
+    """Read events until one for ``wanted`` comes (``True``) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         if not watcher.poller.poll(max(1, int(remaining * 1000))):
@@ -221,21 +237,35 @@ def wait_for_event(
         except BlockingIOError:
             continue
         # Events for other files, or other directories this thread watches, are ignored.
-        if _has_event_in(buffer, wd, wanted, mask):
+        found = _scan(buffer, wd, wanted, mask)
+        if found == _LOST:
+            # The directory was deleted or replaced: the next wait must watch the path
+            # again, and the lock be re-checked now.
+            watcher.last = None
+        if found:
             return True
     return False
 
 
-def _has_event_in(buffer: bytes, wd: int, wanted: bytes, mask: int) -> bool:
+def _scan(buffer: bytes, wd: int, wanted: bytes, mask: int) -> int:
+    """What ``buffer`` holds: an event for ``wanted``, the end of watch ``wd``, or neither.
+
+    Returns:
+        `_FOR_FILE`, `_LOST` or `_NOTHING`.
+    """
+    found = _NOTHING
     offset = 0
     while offset + _EVENT.size <= len(buffer):
         event_wd, event_mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
         start = offset + _EVENT.size
-        if event_mask & _IN_Q_OVERFLOW:
-            return True  # events were dropped: ours may be among them, so re-check
+        # Dropped events (ours may be among them) or a dead watch: re-check the lock,
+        # and arm afresh next time. Looked for in the whole buffer: a directory removed
+        # right after a release shows both.
+        if event_mask & _IN_Q_OVERFLOW or (event_wd == wd and event_mask & _WATCH_GONE):
+            return _LOST
         if event_wd == wd and event_mask & mask:
             name = buffer[start : start + length].rstrip(b"\0")
             if name == wanted:
-                return True
+                found = _FOR_FILE
         offset = start + length
-    return False
+    return found

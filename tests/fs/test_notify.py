@@ -77,3 +77,30 @@ def test_wait_for_another_file_rearms(tmp_path: pathlib.Path) -> None:
     # attempt=2 but for another file: not a continuation, so the lock is re-checked
     # (b.lock is held) and a.lock's event does not wake it.
     assert _wait(second, 0.05, attempt=2) is False
+
+
+@pytest.mark.parametrize("how", ["renamed", "removed"])
+def test_replaced_directory_is_watched_again(tmp_path: pathlib.Path, how: str) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    lock = directory / "held.lock"
+    lock.write_bytes(b"holder 1")
+    assert _wait(lock, 0.01, attempt=1) is False
+    # The directory is replaced while the acquisition goes on (a deployment swapping
+    # it, a cleanup removing it): the watch on the old one would never fire again.
+    if how == "renamed":
+        directory.rename(tmp_path / "sessions.old")
+    else:
+        lock.unlink()
+        directory.rmdir()
+    directory.mkdir()
+    lock.write_bytes(b"holder 2")
+    # The armed wait hears that its directory went away, and wakes to re-check...
+    assert _wait(lock, 10.0, attempt=2) is True
+    # ...and the next wait watches the new directory: its release wakes it.
+    releaser = threading.Thread(target=os.unlink, args=(lock,))
+    releaser.start()
+    try:
+        assert _wait(lock, 10.0, attempt=3) is True
+    finally:
+        releaser.join(timeout=10)
