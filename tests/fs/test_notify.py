@@ -30,6 +30,16 @@ def _wait(path: pathlib.Path, timeout: float, attempt: int) -> bool | None:
     )
 
 
+def _wait_through_release(path: pathlib.Path, attempt: int) -> bool | None:
+    """Wait while another thread releases ``path`` (removes it), before or during the wait."""
+    releaser = threading.Thread(target=os.unlink, args=(path,))
+    releaser.start()
+    try:
+        return _wait(path, 10.0, attempt=attempt)
+    finally:
+        releaser.join(timeout=10)
+
+
 def test_release_between_two_waits_wakes_the_second(tmp_path: pathlib.Path) -> None:
     lock = tmp_path / "held.lock"
     lock.write_bytes(b"holder 1")
@@ -47,12 +57,7 @@ def test_release_during_a_wait_wakes_it(tmp_path: pathlib.Path) -> None:
     assert _wait(lock, 0.01, attempt=1) is False
     # The watch has stayed armed since the first wait, so the release may land before
     # or during the second: either way that wait must return for it.
-    releaser = threading.Thread(target=os.unlink, args=(lock,))
-    releaser.start()
-    try:
-        assert _wait(lock, 10.0, attempt=2) is True
-    finally:
-        releaser.join(timeout=10)
+    assert _wait_through_release(lock, attempt=2) is True
     assert not lock.exists()
 
 
@@ -98,9 +103,4 @@ def test_replaced_directory_is_watched_again(tmp_path: pathlib.Path, how: str) -
     # The armed wait hears that its directory went away, and wakes to re-check...
     assert _wait(lock, 10.0, attempt=2) is True
     # ...and the next wait watches the new directory: its release wakes it.
-    releaser = threading.Thread(target=os.unlink, args=(lock,))
-    releaser.start()
-    try:
-        assert _wait(lock, 10.0, attempt=3) is True
-    finally:
-        releaser.join(timeout=10)
+    assert _wait_through_release(lock, attempt=3) is True
