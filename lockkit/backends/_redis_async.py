@@ -287,9 +287,9 @@ class AsyncRedis:
             # Woken by a release and beaten to it: keep our place at the front. Tasks
             # queue plain entries (the channel): they are woken, never granted the lock.
             args = queued_args(payload, ttl_ms, wait.channel, woken=wait.woken, queued=wait.channel)
-            command = side.acquire(keys=list(keys), args=args)
+            command = side.acquire(keys=keys, args=args)
         else:
-            command = side.acquire_fast(keys=list(keys[:2]), args=[payload, ttl_ms])
+            command = side.acquire_fast(keys=keys[:2], args=[payload, ttl_ms])
         attempt = asyncio.ensure_future(command)
         if wait is not None and queued:
             wait.inflight = attempt
@@ -336,13 +336,13 @@ class AsyncRedis:
         result = attempt.result()
         if result is None or (isinstance(result, list) and not isinstance(result[0], int)):
             return  # busy: the first attempt's script answers with the holder instead
-        _keep(asyncio.ensure_future(side.release(keys=list(keys), args=[payload, name])))
+        _keep(asyncio.ensure_future(side.release(keys=keys, args=[payload, name])))
 
     async def release(self, backend: RedisBackend, lease: Lease) -> bool:
         """Compare-and-delete, handing off to the first queued waiter; never abandoned."""
         side = await self._side(backend)
         redis = _import_redis()
-        keys = list(backend._keys(lease.name))  # noqa: SLF001
+        keys = backend._keys(lease.name)  # noqa: SLF001
         try:
             released = await _shielded(side.release(keys=keys, args=[lease.handle, lease.name]))
         except (redis.ConnectionError, redis.TimeoutError):
@@ -368,7 +368,7 @@ class AsyncRedis:
             return False
         side = await self._side(backend)
         redis = _import_redis()
-        keys = list(backend._keys(name))  # noqa: SLF001
+        keys = backend._keys(name)  # noqa: SLF001
         try:
             broken = await _shielded(side.break_(keys=keys, args=[expected.owner.token, name]))
         except (redis.ConnectionError, redis.TimeoutError):
@@ -398,7 +398,7 @@ class AsyncRedis:
                 # meanwhile, `stop_waiting` finds it and removes the queue entry.
                 side.by_channel[wait.channel.encode()] = wait
                 side.by_task[task] = wait
-                keys = list(backend._keys(name))  # noqa: SLF001
+                keys = backend._keys(name)  # noqa: SLF001
                 enqueue = asyncio.ensure_future(
                     side.enqueue(keys=keys, args=[wait.channel, _QUEUE_TTL_MS])
                 )
@@ -456,7 +456,7 @@ class AsyncRedis:
             # An attempt abandoned by cancellation may still re-queue us: let it land
             # first, or the leave could run before it and miss the entry.
             await asyncio.wait([wait.inflight])
-        keys = list(backend._keys(wait.name))  # noqa: SLF001
+        keys = backend._keys(wait.name)  # noqa: SLF001
         woken = "1" if wait.woken or wait.signalled else "0"
         with contextlib.suppress(redis.RedisError, OSError):
             await side.leave(keys=keys, args=[wait.channel, wait.name, woken, ""])
