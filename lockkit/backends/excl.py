@@ -43,7 +43,7 @@ class ExclBackend(FileBackend):
     ) -> Lease | None:
         """Create the lock file exclusively; ``None`` if it exists."""
         del shared  # the core never asks: the capability is off
-        expires = None if ttl is None else expiry(ttl)
+        expires = expiry(ttl)
         held = create_held(name, encode_payload(owner, self.name, expires))
         if held is None:
             return None

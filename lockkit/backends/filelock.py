@@ -104,7 +104,7 @@ class FilelockBackend(LocalIOBackend):
                 os.close(wfd)
                 os.close(fd)
                 return None
-            expires = None if ttl is None else expiry(ttl)
+            expires = expiry(ttl)
             if not shared:
                 payload = encode_payload(owner, self.name, expires)
                 os.pwrite(wfd, payload, 0)

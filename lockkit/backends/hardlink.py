@@ -68,7 +68,7 @@ class HardlinkBackend(FileBackend):
     ) -> Lease | None:
         """Link a complete temp file to the lock path; ``None`` if the lock exists."""
         del shared
-        expires = None if ttl is None else expiry(ttl)
+        expires = expiry(ttl)
         payload = encode_payload(owner, self.name, expires)
         split = self._split.get(name)
         if split is None:
