@@ -30,9 +30,25 @@ from lockkit.errors import BackendUnavailable
 from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from lockkit._info import Lease
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def make_backend() -> Iterator[Callable[[str], RedisBackend]]:
+    """Backends for a URL, closed after the test: their sockets are not left to the GC."""
+    made: list[RedisBackend] = []
+
+    def make(url: str) -> RedisBackend:
+        made.append(RedisBackend.from_url(url))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        backend.close()
 
 
 def _pair(backend: RedisBackend, name: str) -> Lease:
@@ -64,8 +80,10 @@ def test_pack_command_matches_redis_py(args: tuple[str | bytes | int, ...]) -> N
     assert pack_command(args) == expected
 
 
-def test_script_runs_again_after_the_server_forgot_it(redis_url: str) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def test_script_runs_again_after_the_server_forgot_it(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(redis_url)
     name = f"flushed-{uuid.uuid4().hex}"
     first = _pair(backend, name)
     _client(backend).script_flush()
@@ -75,9 +93,9 @@ def test_script_runs_again_after_the_server_forgot_it(redis_url: str) -> None:
 
 
 def test_connection_closed_by_the_server_is_replaced_after_idle(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, make_backend: Callable[[str], RedisBackend]
 ) -> None:
-    backend = RedisBackend.from_url(redis_url)
+    backend = make_backend(redis_url)
     name = f"killed-idle-{uuid.uuid4().hex}"
     _pair(backend, name)
     killed = _client(backend).client_kill_filter(_type="normal", skipme=True)
@@ -88,8 +106,10 @@ def test_connection_closed_by_the_server_is_replaced_after_idle(
     assert lease.fencing_token is not None
 
 
-def test_reply_lost_is_not_sent_again(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def test_reply_lost_is_not_sent_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(redis_url)
     name = f"killed-busy-{uuid.uuid4().hex}"
     first = _pair(backend, name)
     monkeypatch.setattr(_redis_conn, "IDLE_CHECK", 3600.0)  # the connection counts as busy
@@ -105,8 +125,10 @@ def test_reply_lost_is_not_sent_again(redis_url: str, monkeypatch: pytest.Monkey
     assert second.fencing_token == first.fencing_token + 1
 
 
-def test_failed_send_is_sent_again_on_a_connection_of_its_own(redis_url: str) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def test_failed_send_is_sent_again_on_a_connection_of_its_own(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(redis_url)
     connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
     assert connection.execute("ECHO", "before") == b"before"
     held = connection.held
@@ -115,8 +137,7 @@ def test_failed_send_is_sent_again_on_a_connection_of_its_own(redis_url: str) ->
     # command reached nobody and is sent again on a fresh connection.
     held.conn._sock.shutdown(socket.SHUT_WR)  # noqa: SLF001
     assert connection.execute("ECHO", "again") == b"again"
-    del held
-    gc.collect()  # the dropped connection's holder is gone: it was given back once
+    del held  # the dropped connection's holder is gone: it was given back once
     mine = connection.held
     assert mine is not None
     pool = _client(backend).connection_pool
@@ -130,8 +151,10 @@ def test_failed_send_is_sent_again_on_a_connection_of_its_own(redis_url: str) ->
         pool.release(other)
 
 
-def test_async_server_down_is_unavailable_then_back(redis_server: RedisServer) -> None:
-    backend = RedisBackend.from_url(f"{redis_server.url}?socket_connect_timeout=0.5")
+def test_async_server_down_is_unavailable_then_back(
+    redis_server: RedisServer, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(f"{redis_server.url}?socket_connect_timeout=0.5")
     name = f"down-async-{uuid.uuid4().hex}"
 
     async def main() -> None:
@@ -147,8 +170,10 @@ def test_async_server_down_is_unavailable_then_back(redis_server: RedisServer) -
     asyncio.run(main())
 
 
-def test_thread_connections_go_back_to_the_pool(redis_url: str) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def test_thread_connections_go_back_to_the_pool(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(redis_url)
     pool = _client(backend).connection_pool
     start = threading.Barrier(8)
     errors: list[BaseException] = []
@@ -212,10 +237,12 @@ def test_forked_child_uses_a_connection_of_its_own(redis_url: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_interrupted_read_never_reaches_the_next_command(redis_url: str) -> None:
+def test_interrupted_read_never_reaches_the_next_command(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
     from redis.exceptions import TimeoutError as RedisTimeout
 
-    backend = RedisBackend.from_url(f"{redis_url}?socket_timeout=0.1")
+    backend = make_backend(f"{redis_url}?socket_timeout=0.1")
     connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
     empty = f"empty-{uuid.uuid4().hex}"
     # The server answers BLPOP after 0.5 s, long after the client gave up on it: that
@@ -235,8 +262,10 @@ def _async_pair(backend: RedisBackend, name: str) -> Any:
     return pair()
 
 
-def test_async_script_runs_again_after_the_server_forgot_it(redis_url: str) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def test_async_script_runs_again_after_the_server_forgot_it(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
+    backend = make_backend(redis_url)
     name = f"flushed-async-{uuid.uuid4().hex}"
 
     async def main() -> tuple[Lease, Lease]:
@@ -250,9 +279,9 @@ def test_async_script_runs_again_after_the_server_forgot_it(redis_url: str) -> N
 
 
 def test_async_connection_closed_by_the_server(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, make_backend: Callable[[str], RedisBackend]
 ) -> None:
-    backend = RedisBackend.from_url(redis_url)
+    backend = make_backend(redis_url)
     name = f"killed-async-{uuid.uuid4().hex}"
 
     idle_check = _redis_conn.IDLE_CHECK
@@ -276,10 +305,12 @@ def test_async_connection_closed_by_the_server(
     asyncio.run(main())
 
 
-def test_async_interrupted_read_never_reaches_the_next_command(redis_url: str) -> None:
+def test_async_interrupted_read_never_reaches_the_next_command(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
     from lockkit.backends._redis_async import for_backend
 
-    backend = RedisBackend.from_url(redis_url)
+    backend = make_backend(redis_url)
     empty = f"empty-async-{uuid.uuid4().hex}"
 
     async def main() -> tuple[bytes, Any]:
@@ -297,10 +328,12 @@ def test_async_interrupted_read_never_reaches_the_next_command(redis_url: str) -
     assert connections.idle == []  # given back to the pool when the loop shut down
 
 
-def test_async_tasks_share_the_loop_connections(redis_url: str) -> None:
+def test_async_tasks_share_the_loop_connections(
+    redis_url: str, make_backend: Callable[[str], RedisBackend]
+) -> None:
     from lockkit.backends._redis_async import for_backend
 
-    backend = RedisBackend.from_url(redis_url)
+    backend = make_backend(redis_url)
 
     async def main() -> tuple[int, int]:
         names = [f"tasks-{i}-{uuid.uuid4().hex}" for i in range(8)]
