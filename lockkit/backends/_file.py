@@ -22,7 +22,7 @@ import attrs
 
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._stale import judge
-from lockkit.errors import InvalidLockName
+from lockkit.errors import BackendUnavailable, InvalidLockName
 from lockkit.spec import Backend, Capabilities
 
 if TYPE_CHECKING:
@@ -53,6 +53,10 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC
 _VANISHED = frozenset({errno.ENOENT, errno.ESTALE})
+# Through an SMB client, removing a file that any descriptor (of any client) has open
+# fails with EBUSY (the server's sharing violation), and so does opening a file whose
+# removal is pending.
+_BUSY = frozenset({errno.EBUSY})
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 
 
@@ -292,9 +296,18 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
         InvalidLockName: A symlink sits at the lock path.
     """
     try:
-        fd = open_nofollow(path, READ_FLAGS)
+        opened: int | None = open_nofollow(path, READ_FLAGS)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno not in _BUSY:
+            raise
+        # An SMB server refuses to open a file whose removal is pending; the removal
+        # completes within moments, so look again until it has.
+        opened = _open_when_not_busy(path)
+    if opened is None:
+        return None
+    fd = opened
     try:
         st = os.fstat(fd)
         chunks = []
@@ -314,6 +327,83 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
     finally:
         os.close(fd)
     return b"".join(chunks), st
+
+
+def _open_when_not_busy(path: str) -> int | None:
+    """Open ``path`` for reading once it stops answering EBUSY; ``None`` once it is gone.
+
+    Raises:
+        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
+    """
+    for delay in _busy_delays(path, "open"):
+        time.sleep(delay)
+        try:
+            return open_nofollow(path, READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno not in _BUSY:
+                raise
+    raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
+
+
+BUSY_WAIT = 10.0
+"""Seconds a removal (or a read) retries a lock file a share reports busy (EBUSY).
+
+Through an SMB client a file cannot be removed while any descriptor, on any client,
+has it open: a waiter reading the holder's payload blocks the holder's release for the
+few milliseconds of its read. Retried with backoff from 1 ms to 50 ms.
+"""
+
+
+def _busy_delays(path: str, what: str) -> Iterator[float]:
+    """Backoff delays for retrying a busy ``path``; raises once `BUSY_WAIT` has passed."""
+    deadline = time.monotonic() + BUSY_WAIT
+    delay = 0.001
+    while time.monotonic() < deadline:
+        yield delay
+        delay = min(delay * 2, 0.05)
+    raise BackendUnavailable(
+        f"cannot {what} lock file {path!r}: the filesystem has reported it busy (EBUSY) "
+        f"for {BUSY_WAIT:g} s; another client keeps it open (on SMB shares an open file "
+        "cannot be removed). Find the process that keeps it open"
+    )
+
+
+def unlink_lock_file(path: str) -> bool:
+    """Remove ``path``; ``False`` when it was already gone.
+
+    Retries while the filesystem reports the file busy (EBUSY, see `BUSY_WAIT`).
+
+    Raises:
+        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
+    """
+    return _remove_when_not_busy(path, os.unlink)
+
+
+def _remove_when_not_busy(path: str, remove: Callable[[str], None]) -> bool:
+    """``remove(path)``, retried while busy; ``False`` when ``path`` was already gone."""
+    try:
+        remove(path)
+    except OSError as exc:
+        if exc.errno in _VANISHED:
+            return False
+        if exc.errno not in _BUSY:
+            raise
+    else:
+        return True
+    for delay in _busy_delays(path, "remove"):
+        time.sleep(delay)
+        try:
+            remove(path)
+        except OSError as exc:
+            if exc.errno in _VANISHED:
+                return False
+            if exc.errno not in _BUSY:
+                raise
+        else:
+            return True
+    raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
 
 
 def inspect_file(path: str, backend: str) -> LockInfo | None:
@@ -374,11 +464,7 @@ def remove_if_ours(lease: Lease) -> bool:
     owner = decode_payload(data).owner
     if owner is None or owner.token != lease.token:
         return False
-    try:
-        os.unlink(lease.name)  # noqa: PTH108
-    except FileNotFoundError:
-        return False
-    return True
+    return unlink_lock_file(lease.name)
 
 
 LOCAL_FSTYPES = frozenset({
@@ -389,9 +475,25 @@ LOCAL_FSTYPES = frozenset({
 """Kernel filesystems on local storage: a lock-file system call there takes microseconds
 and cannot hang waiting for a server, so asyncio callers make it on the event loop."""
 
-_INLINE_IO: dict[str, bool] = {}
+_FSTYPES: dict[str, str] = {}
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+
+def fstype_of(directory: str) -> str:
+    """The type of the filesystem ``directory`` is on (``""`` if unknown), cached."""
+    fstype = _FSTYPES.get(directory)
+    if fstype is None:
+        from lockkit._fsinfo import filesystem_of  # noqa: PLC0415 - once per directory
+
+        try:
+            fstype = filesystem_of(directory).fstype
+        except OSError:
+            fstype = ""
+        if len(_FSTYPES) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _FSTYPES.clear()
+        _FSTYPES[directory] = fstype
+    return fstype
 
 
 def inline_io(directory: str) -> bool:
@@ -404,18 +506,7 @@ def inline_io(directory: str) -> bool:
     while a server is unreachable, so it goes to a worker thread. Decided once per
     directory, from ``/proc/self/mountinfo``.
     """
-    verdict = _INLINE_IO.get(directory)
-    if verdict is None:
-        from lockkit._fsinfo import filesystem_of  # noqa: PLC0415 - asyncio callers only
-
-        try:
-            verdict = filesystem_of(directory).fstype in LOCAL_FSTYPES
-        except OSError:
-            verdict = False
-        if len(_INLINE_IO) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
-            _INLINE_IO.clear()
-        _INLINE_IO[directory] = verdict
-    return verdict
+    return fstype_of(directory) in LOCAL_FSTYPES
 
 
 async def run_file_io(path: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
@@ -475,12 +566,29 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
         fd = open_nofollow(path, CREATE_FLAGS)
     except FileExistsError:
         return None
+    except OSError as exc:
+        if exc.errno in _BUSY:
+            return None  # SMB: an existing file whose removal is pending
+        if exc.errno != errno.EPERM:
+            raise
+        # An SFTP server answers an exclusive create of an existing file with a generic
+        # failure, which sshfs reports as EPERM: busy if the file is there.
+        if os.path.lexists(path):
+            return None
+        try:
+            fd = open_nofollow(path, CREATE_FLAGS)
+        except FileExistsError:
+            return None
+        except OSError as again:
+            if again.errno == errno.EPERM and os.path.lexists(path):
+                return None
+            raise
     try:
         write_all(fd, payload)
     except BaseException:
         os.close(fd)
         # The file is ours and incomplete: remove it rather than leave a lock no one holds.
-        os.unlink(path)  # noqa: PTH108
+        unlink_lock_file(path)
         raise
     return HeldFile(fd)
 
@@ -505,11 +613,7 @@ def remove_held(lease: Lease) -> bool:
     # Closed before the unlink: Windows cannot remove a file that is open.
     held.close()
     if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
-        try:
-            os.unlink(name)  # noqa: PTH108
-        except FileNotFoundError:
-            return False
-        return True
+        return unlink_lock_file(name)
     return remove_if_ours(lease)
 
 
@@ -559,6 +663,20 @@ class FileBackend(LocalIOBackend):
     def normalize_name(self, name: str | os.PathLike[str]) -> str:
         """Require a file path whose directory exists; return it absolute."""
         return lock_path(name)
+
+    @staticmethod
+    def keep_open(held: HeldFile, directory: str) -> HeldFile | None:
+        """What a lease keeps of the lock file it created in ``directory``.
+
+        The open descriptor on local filesystems (it makes release exact and cheap, see
+        `HeldFile`); nothing on shares and FUSE mounts: through an SMB client a file
+        that any descriptor holds open cannot be removed by anyone (EBUSY), so a holder
+        that kept it open would stop a breaker from clearing its expired lock.
+        """
+        if inline_io(directory):
+            return held
+        held.close()
+        return None
 
     def release(self, lease: Lease) -> bool:
         """Remove the lock file if it is still this lease's.
@@ -638,11 +756,7 @@ class FileBackend(LocalIOBackend):
                 return False
             if _token(current) != _token(expected):
                 return False
-            try:
-                os.unlink(name)  # noqa: PTH108
-            except FileNotFoundError:
-                return False
-            return True
+            return unlink_lock_file(name)
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
@@ -730,8 +844,7 @@ def _clear_stale_breaker(path: str) -> bool:
         return True
     if current.identity != info.identity:
         return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # noqa: PTH108
+    unlink_lock_file(path)
     return True
 
 

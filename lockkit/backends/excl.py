@@ -14,7 +14,13 @@ import tempfile
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
-from lockkit.backends._file import FileBackend, create_exclusive, create_held, encode_payload
+from lockkit.backends._file import (
+    FileBackend,
+    create_exclusive,
+    create_held,
+    encode_payload,
+    unlink_lock_file,
+)
 from lockkit.spec import Support, hookimpl
 
 if TYPE_CHECKING:
@@ -47,7 +53,8 @@ class ExclBackend(FileBackend):
         held = create_held(name, encode_payload(owner, self.name, expires))
         if held is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
+        handle = self.keep_open(held, os.path.dirname(name))  # noqa: PTH120
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
 
     @classmethod
     def probe(cls, location: str) -> Support:
@@ -62,7 +69,7 @@ class ExclBackend(FileBackend):
         except OSError as exc:
             return Support(ok=False, reason=f"O_EXCL create failed: {_errname(exc)}")
         finally:
-            os.unlink(probe)  # noqa: PTH108
+            unlink_lock_file(probe)
         if again is not None:
             return Support(ok=False, reason="O_EXCL create of an existing file succeeded")
         return Support(ok=True, preference=50, reason="O_CREAT|O_EXCL is exclusive")

@@ -20,7 +20,14 @@ import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
-from lockkit.backends._file import FileBackend, create_held, encode_payload
+from lockkit.backends._file import (
+    FileBackend,
+    create_held,
+    decode_payload,
+    encode_payload,
+    read_lock_file,
+    unlink_lock_file,
+)
 from lockkit.backends.excl import ExclBackend, _errname, expiry
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, hookimpl
@@ -81,31 +88,55 @@ class HardlinkBackend(FileBackend):
         if held is None:  # token collision: practically impossible, but never clobber
             return None
         try:
-            os.link(temp, name)
-        except FileExistsError:
-            linked = self._linked(temp)
-        except OSError as exc:
-            if exc.errno not in LINK_UNSUPPORTED:
-                # NFS may report an error for a link() whose reply was lost; the link
-                # count of the temp file tells the truth.
-                if not self._linked(temp):
-                    held.close()
-                    _unlink_quietly(temp)
-                    raise
-                linked = True
-            else:
-                held.close()
-                _unlink_quietly(temp)
-                self._fall_back(directory, exc)
-                return self._acquire_excl(name, owner, expires, payload, ttl)
-        else:
-            linked = True
-        _unlink_quietly(temp)
+            linked = self._link(temp, name, owner.token)
+        except _LinkRefused as refused:
+            held.close()
+            unlink_lock_file(temp)
+            self._fall_back(directory, refused.error)
+            return self._acquire_excl(name, owner, expires, payload, ttl)
+        except BaseException:
+            held.close()
+            unlink_lock_file(temp)
+            raise
         if not linked:
             held.close()
+            unlink_lock_file(temp)
             return None
-        # The descriptor has the lock's inode open (the temp was its other name).
-        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
+        handle = self.keep_open(held, directory)
+        unlink_lock_file(temp)
+        # The descriptor (if kept) has the lock's inode open: the temp was its other name.
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
+
+    def _link(self, temp: str, name: str, token: str) -> bool:
+        """Link ``temp`` to ``name``; whether the lock file at ``name`` is now ours.
+
+        Raises:
+            _LinkRefused: This filesystem cannot make hard links here.
+            OSError: Linking failed for another reason and the lock is not ours.
+        """
+        for attempt in range(2):
+            try:
+                os.link(temp, name)
+            except FileExistsError:
+                # NFS: a retransmitted link() whose first reply was lost fails with
+                # EEXIST although it linked; the temp file's link count tells.
+                return _link_count(temp) == 2  # noqa: PLR2004 - the recipe's magic number
+            except OSError as exc:
+                if _link_count(temp) == 2 or _holds(name, token):  # noqa: PLR2004
+                    return True  # NFS: an error for a link() whose reply was lost
+                if os.path.lexists(name):
+                    # SFTP servers report an existing target as a generic failure,
+                    # which sshfs turns into EPERM: the lock is someone else's.
+                    return False
+                if exc.errno not in LINK_UNSUPPORTED:
+                    raise
+                if attempt:
+                    raise _LinkRefused(exc) from None
+                # Refused with no lock file there: once more, in case a lock file that
+                # caused the error was removed in between (then the link succeeds).
+            else:
+                return True
+        raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _split_name(self, name: str) -> tuple[str, str]:
         """The directory of lock ``name`` and the start of its temp files' paths, cached."""
@@ -127,14 +158,8 @@ class HardlinkBackend(FileBackend):
         held = create_held(name, payload)
         if held is None:
             return None
-        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=held)
-
-    @staticmethod
-    def _linked(temp: str) -> bool:
-        try:
-            return os.lstat(temp).st_nlink == 2  # noqa: PLR2004 - the recipe's magic number
-        except OSError:
-            return False
+        handle = self.keep_open(held, os.path.dirname(name))  # noqa: PTH120
+        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
 
     def _fall_back(self, directory: str, exc: OSError) -> None:
         try:
@@ -175,21 +200,43 @@ class HardlinkBackend(FileBackend):
             return Support(ok=True, preference=10, reason=reason)
         else:
             count = os.lstat(source).st_nlink
-            _unlink_quietly(target)
+            unlink_lock_file(target)
             if count != 2:  # noqa: PLR2004
-                reason = f"link() succeeded but st_nlink is {count}, not 2"
+                reason = (
+                    f"link() works but st_nlink stays {count} (not reported here); "
+                    "the backend checks the lock file's token instead"
+                )
                 return Support(ok=True, preference=10, reason=reason)
         finally:
-            _unlink_quietly(source)
+            unlink_lock_file(source)
         return Support(ok=True, preference=60, reason="link() works and st_nlink reaches 2")
 
 
-def _unlink_quietly(path: str) -> None:
-    # try/except rather than contextlib.suppress: this runs on every acquisition.
-    try:  # noqa: SIM105
-        os.unlink(path)  # noqa: PTH108
-    except FileNotFoundError:
-        pass
+class _LinkRefused(Exception):
+    """``link()`` is refused by the filesystem (one of `LINK_UNSUPPORTED`)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _link_count(path: str) -> int:
+    try:
+        return os.lstat(path).st_nlink
+    except OSError:
+        return 0
+
+
+def _holds(name: str, token: str) -> bool:
+    """Whether the lock file at ``name`` carries ``token``."""
+    try:
+        found = read_lock_file(name)
+    except OSError:
+        return False
+    if found is None:
+        return False
+    owner = decode_payload(found[0]).owner
+    return owner is not None and owner.token == token
 
 
 @hookimpl
