@@ -233,8 +233,21 @@ class _LockCore:
             # Retry the create; never unlink on this path.
             return True
         verdict = judge(info, stale_after=self.stale)
-        if not verdict.stale or not (yield Break(info)):
+        if not verdict.stale:
             return False
+        if not (yield Break(info)):
+            # Another breaker was first, or what we read was out of date: a share's
+            # client caches attributes, and the breaker's own re-read found another
+            # version of the lock. Read it once more, and break that if it is stale.
+            fresh = yield _INSPECT
+            if fresh is None:
+                return True  # gone: free
+            if fresh.identity == info.identity:
+                return False
+            verdict = judge(fresh, stale_after=self.stale)
+            if not verdict.stale or not (yield Break(fresh)):
+                return False
+            info = fresh
         log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)
         if self._registry.has_event_hooks:
             self._registry.stale_broken(self._name, self._backend.name, info, verdict.reason)
