@@ -372,6 +372,7 @@ def _config_report() -> tuple[dict[str, Any], list[str]]:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from lockkit._autodetect import sharing_notes  # noqa: PLC0415
     from lockkit._fsinfo import filesystem_of  # noqa: PLC0415
     from lockkit._registry import get_registry  # noqa: PLC0415
     from lockkit._select import select  # noqa: PLC0415
@@ -420,24 +421,37 @@ def _doctor(args: argparse.Namespace) -> int:
         spec = chosen.url if chosen and chosen.backend == name and chosen.url else name
         server = spec != name
         result = _check_backend(registry.get(name), spec, directory, args, probe=not server)
+        result["server"] = server
         results[name] = result
         report["backends"].append(result)
         lines.extend(_describe_check(result))
     lines.extend(f"problem: {problem}" for problem in report["problems"])
+    report["sharing"] = sharing_notes(fs.fstype)
+    lines.extend(f"sharing: {note}" for note in report["sharing"])
     report["platform"], platform_lines = _platform_report()
     lines.extend(["", *platform_lines])
-    if args.backend:
-        report["ok"] = all(results[name]["works"] for name in names)
-    else:
-        report["ok"] = chosen is not None and results[chosen.backend]["works"]
-    if report["ok"]:
-        which = ", ".join(args.backend) if args.backend else chosen.backend if chosen else ""
-        verdict = f"locks work here with {which}"
-    else:
-        verdict = "locks do NOT work here"
+    report["ok"], verdict = _doctor_verdict(args, chosen, results, fs.fstype)
     lines.extend(["", f"verdict: {verdict}"])
     _emit(args, report, lines)
     return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _doctor_verdict(
+    args: argparse.Namespace,
+    chosen: Selection | None,
+    results: dict[str, dict[str, Any]],
+    fstype: str,
+) -> tuple[bool, str]:
+    """Whether locks work here (with the named backends, else the chosen one), and why."""
+    from lockkit._autodetect import CLIENT_SIDE_EXCL  # noqa: PLC0415
+
+    checked = list(args.backend) if args.backend else [chosen.backend] if chosen else []
+    if not checked or not all(results[name]["works"] for name in checked):
+        return False, "locks do NOT work here"
+    verdict = f"locks work here with {', '.join(checked)}"
+    if fstype in CLIENT_SIDE_EXCL and not all(results[name]["server"] for name in checked):
+        verdict += " (among this client's processes only: see the sharing note)"
+    return True, verdict
 
 
 def _platform_report() -> tuple[dict[str, Any], list[str]]:
