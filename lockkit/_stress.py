@@ -9,6 +9,7 @@ together behind a barrier, and are always reaped.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import threading
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
@@ -36,6 +38,9 @@ class StressResult:
         seconds: Wall time from the barrier to the last process finishing.
         warnings: Per process, the lockkit warnings it emitted (e.g. a hardlink fallback).
         errors: Per failed process, its error text.
+        timeouts: Acquisitions that timed out (each skips its increment).
+        handoffs: Seconds from a release to the next acquisition, where the two were
+            made through different lock paths (clients of one share); empty with one.
     """
 
     backend: str
@@ -44,6 +49,8 @@ class StressResult:
     seconds: float
     warnings: tuple[tuple[str, ...], ...]
     errors: tuple[str, ...] = ()
+    timeouts: int = 0
+    handoffs: tuple[float, ...] = ()
 
     @property
     def lost(self) -> int:
@@ -62,37 +69,75 @@ def _read_counter(path: str) -> int:
     return int(data) if data.strip() else 0
 
 
+# What a worker reports: pid, warnings, error, timeouts, (acquired, released) moments.
+_Report = tuple[int, tuple[str, ...], str, int, tuple[tuple[float, float], ...]]
+
+
 def increment_worker(  # noqa: PLR0917 - multiprocessing passes args positionally
     lock_path: str,
     counter_path: str,
     backend: str,
     increments: int,
     barrier: Barrier,
-    results: Queue[tuple[int, tuple[str, ...], str]],
+    results: Queue[_Report],
+    acquire_timeout: float = 120.0,
 ) -> None:
-    """Child process body: ``increments`` read-modify-write cycles under the lock."""
+    """Child process body: ``increments`` read-modify-write cycles under the lock.
+
+    Records when each acquisition and release happened (``time.monotonic``, one clock
+    for every process of the machine), for hand-off latencies.
+    """
     from lockkit import Lock  # noqa: PLC0415 - imported in the child
-    from lockkit.errors import LockkitWarning  # noqa: PLC0415
+    from lockkit.errors import LockkitWarning, LockTimeout  # noqa: PLC0415
 
     seen: list[str] = []
     error = ""
+    timeouts = 0
+    moments: list[tuple[float, float]] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", LockkitWarning)
-            lock = Lock(lock_path, backend=backend, timeout=120)
+            lock = Lock(lock_path, backend=backend, timeout=acquire_timeout)
             barrier.wait()
             for _ in range(increments):
-                with lock:
+                try:
+                    lock.acquire()
+                except LockTimeout:
+                    timeouts += 1
+                    continue
+                acquired = time.monotonic()
+                try:
                     # Deliberately racy read-modify-write: only the lock keeps it exact.
                     value = _read_counter(counter_path)
                     with open(counter_path, "wb") as handle:  # noqa: PTH123
                         handle.write(str(value + 1).encode())
+                finally:
+                    released = time.monotonic()
+                    lock.release()
+                moments.append((acquired, released))
             seen = [str(w.message) for w in caught if issubclass(w.category, LockkitWarning)]
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails loudly
         error = f"{type(exc).__name__}: {exc}"
         # Do not leave the others (and the parent) waiting at the barrier for us.
         barrier.abort()
-    results.put((os.getpid(), tuple(seen), error))
+    results.put((os.getpid(), tuple(seen), error, timeouts, tuple(moments)))
+
+
+def _handoffs(reports: list[tuple[int, tuple[tuple[float, float], ...]]]) -> tuple[float, ...]:
+    """Release-to-acquisition gaps where the lock passed from one client to another.
+
+    ``reports`` pairs each process's client number with its (acquired, released)
+    moments. Holdings never overlap (the lock excludes), so sorted by acquisition each
+    one follows the previous release.
+    """
+    held = sorted(
+        (acquired, released, client)
+        for client, moments in reports
+        for acquired, released in moments
+    )
+    return tuple(
+        after[0] - before[1] for before, after in itertools.pairwise(held) if before[2] != after[2]
+    )
 
 
 def run_increments(
@@ -103,31 +148,46 @@ def run_increments(
     increments: int = 100,
     timeout: float = 300.0,
     name: str = "lockkit-stress",
+    lock_dirs: Sequence[str] = (),
+    acquire_timeout: float = 120.0,
 ) -> StressResult:
     """Run the increment check in ``directory`` and report what happened.
 
     Creates ``<name>.lock`` (while held) and ``<name>.count`` in ``directory``; the
-    counter file is removed afterwards.
+    counter file is removed afterwards. With ``lock_dirs`` (one directory seen through
+    several clients of a share, say), the lock lives there instead, the processes are
+    dealt round-robin over them, and ``directory`` keeps only the counter.
     """
     ctx = multiprocessing.get_context("spawn")
-    lock_path = os.path.join(directory, f"{name}.lock")  # noqa: PTH118
+    lock_name = f"{name}.lock"
+    lock_paths = [os.path.join(d, lock_name) for d in lock_dirs or (directory,)]  # noqa: PTH118
     counter_path = os.path.join(directory, f"{name}.count")  # noqa: PTH118
     with open(counter_path, "wb") as handle:  # noqa: PTH123
         handle.write(b"0")
     barrier = ctx.Barrier(processes + 1)
-    results: Queue[tuple[int, tuple[str, ...], str]] = ctx.Queue()
+    results: Queue[_Report] = ctx.Queue()
     children = [
         ctx.Process(
             target=increment_worker,
-            args=(lock_path, counter_path, backend, increments, barrier, results),
+            args=(
+                lock_paths[index % len(lock_paths)],
+                counter_path,
+                backend,
+                increments,
+                barrier,
+                results,
+                acquire_timeout,
+            ),
             daemon=True,
         )
-        for _ in range(processes)
+        for index in range(processes)
     ]
-    collected: list[tuple[int, tuple[str, ...], str]] = []
+    client_of = {}
+    collected: list[_Report] = []
     try:
-        for child in children:
+        for index, child in enumerate(children):
             child.start()
+            client_of[child.pid] = index % len(lock_paths)
         with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=timeout)
         start = time.monotonic()
@@ -152,6 +212,8 @@ def run_increments(
         expected=processes * increments,
         final=final,
         seconds=seconds,
-        warnings=tuple(seen for _, seen, _ in collected),
-        errors=tuple(error for _, _, error in collected if error),
+        warnings=tuple(report[1] for report in collected),
+        errors=tuple(report[2] for report in collected if report[2]),
+        timeouts=sum(report[3] for report in collected),
+        handoffs=_handoffs([(client_of.get(report[0], 0), report[4]) for report in collected]),
     )
