@@ -13,7 +13,7 @@ import pytest
 from lockkit._autodetect import forget as forget_detections
 from lockkit._registry import reset_registry
 
-pytest_plugins = ["tests.mounts", "tests.redis_server"]
+pytest_plugins = ["tests.mounts", "tests.redis_server", "tests.shares"]
 
 
 _SELECTION_ENV = (
