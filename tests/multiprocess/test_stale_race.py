@@ -66,23 +66,39 @@ def racer(  # noqa: PLR0917 - multiprocessing passes args positionally
     os.close(log)
 
 
-def _race(directory: pathlib.Path, backend: str, trials: int) -> None:
+def race(
+    directory: pathlib.Path,
+    backend: str,
+    trials: int,
+    *,
+    clients: tuple[pathlib.Path, ...] = (),
+    processes: int = PROCESSES,
+) -> None:
+    """Run the race in ``directory``, or through ``clients`` (one share, several mounts).
+
+    With clients, the processes are dealt round-robin over them, the stale lock is
+    planted through the first, and the log stays in ``directory`` (local disk).
+    """
     ctx = multiprocessing.get_context("spawn")
-    path = str(directory / "race.lock")
+    paths = [str(client / "race.lock") for client in clients or (directory,)]
     log_path = str(directory / "race.log")
     pathlib.Path(log_path).touch()
-    start = ctx.Barrier(PROCESSES, action=functools.partial(plant_stale_lock, path, _dead_pid()))
-    done = ctx.Barrier(PROCESSES)
+    plant = functools.partial(plant_stale_lock, paths[0], _dead_pid())
+    start = ctx.Barrier(processes, action=plant)
+    done = ctx.Barrier(processes)
     children = [
-        ctx.Process(target=racer, args=(path, log_path, backend, trials, start, done))
-        for _ in range(PROCESSES)
+        ctx.Process(
+            target=racer,
+            args=(paths[index % len(paths)], log_path, backend, trials, start, done),
+        )
+        for index in range(processes)
     ]
     try:
         for child in children:
             child.start()
         for child in children:
             child.join(timeout=900)
-        assert [child.exitcode for child in children] == [0] * PROCESSES
+        assert [child.exitcode for child in children] == [0] * processes
     finally:
         for child in children:
             if child.is_alive():
@@ -110,10 +126,10 @@ def _race(directory: pathlib.Path, backend: str, trials: int) -> None:
 @pytest.mark.fs
 @pytest.mark.parametrize("backend", ["excl", "hardlink"])
 def test_stale_break_race_has_one_winner(local_dir: pathlib.Path, backend: str) -> None:
-    _race(local_dir, backend, TRIALS)
+    race(local_dir, backend, TRIALS)
 
 
 @pytest.mark.realfs
 @pytest.mark.parametrize("backend", ["excl", "hardlink"])
 def test_stale_break_race_without_hard_links(realfs_dir: pathlib.Path, backend: str) -> None:
-    _race(realfs_dir, backend, TRIALS)
+    race(realfs_dir, backend, TRIALS)
