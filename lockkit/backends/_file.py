@@ -304,7 +304,7 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
             raise
         # An SMB server refuses to open a file whose removal is pending; the removal
         # completes within moments, so look again until it has.
-        opened = _open_when_not_busy(path)
+        opened = _retry_while_busy(path, "open", _open_for_reading)
     if opened is None:
         return None
     fd = opened
@@ -329,24 +329,6 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
     return b"".join(chunks), st
 
 
-def _open_when_not_busy(path: str) -> int | None:
-    """Open ``path`` for reading once it stops answering EBUSY; ``None`` once it is gone.
-
-    Raises:
-        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
-    """
-    for delay in _busy_delays(path, "open"):
-        time.sleep(delay)
-        try:
-            return open_nofollow(path, READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno not in _BUSY:
-                raise
-    raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
-
-
 BUSY_WAIT = 10.0
 """Seconds a removal (or a read) retries a lock file a share reports busy (EBUSY).
 
@@ -356,53 +338,95 @@ few milliseconds of its read. Retried with backoff from 1 ms to 50 ms.
 """
 
 
-def _busy_delays(path: str, what: str) -> Iterator[float]:
-    """Backoff delays for retrying a busy ``path``; raises once `BUSY_WAIT` has passed."""
-    deadline = time.monotonic() + BUSY_WAIT
+def _busy_delays(path: str, what: str, patience: float = BUSY_WAIT) -> Iterator[float]:
+    """Backoff delays for retrying a busy ``path``; raises once ``patience`` has passed."""
+    deadline = time.monotonic() + patience
     delay = 0.001
     while time.monotonic() < deadline:
         yield delay
         delay = min(delay * 2, 0.05)
     raise BackendUnavailable(
-        f"cannot {what} lock file {path!r}: the filesystem has reported it busy (EBUSY) "
-        f"for {BUSY_WAIT:g} s; another client keeps it open (on SMB shares an open file "
-        "cannot be removed). Find the process that keeps it open"
+        f"cannot {what} {path!r}: the filesystem has reported it busy (EBUSY) for "
+        f"{patience:g} s. On SMB shares a file cannot be removed while any process on any "
+        "client has it open, nor opened while its removal is pending: find the process "
+        "that keeps it open"
     )
 
 
-def unlink_lock_file(path: str) -> bool:
-    """Remove ``path``; ``False`` when it was already gone.
+def unlink_lock_file(
+    path: str, still_ours: Callable[[], bool] | None = None, *, patience: float = BUSY_WAIT
+) -> bool:
+    """Remove ``path``; ``False`` when it was gone, or stopped being the file to remove.
 
-    Retries while the filesystem reports the file busy (EBUSY, see `BUSY_WAIT`).
+    While the filesystem reports the file busy (EBUSY: an SMB client cannot remove a file
+    that any descriptor has open), removal is retried with backoff for up to
+    ``patience`` seconds. A lock file can be replaced between two attempts (broken and
+    taken, or renewed), so before each retry ``still_ours()`` must confirm that the file
+    at ``path`` is still the one to remove; without it, ``path`` must be a name only this
+    process uses (a temp file).
 
     Raises:
-        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
+        BackendUnavailable: Still busy after ``patience`` seconds.
     """
-    return _remove_when_not_busy(path, os.unlink)
+    removed = _try_unlink(path)
+    if removed is not None or patience <= 0:
+        return bool(removed)
+    for delay in _busy_delays(path, "remove", patience):
+        time.sleep(delay)
+        if still_ours is not None and not still_ours():
+            return False
+        removed = _try_unlink(path)
+        if removed is not None:
+            return removed
+    raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
 
 
-def _remove_when_not_busy(path: str, remove: Callable[[str], None]) -> bool:
-    """``remove(path)``, retried while busy; ``False`` when ``path`` was already gone."""
+def _try_unlink(path: str) -> bool | None:
+    """Unlink ``path``: ``True`` if removed, ``False`` if gone, ``None`` if busy."""
     try:
-        remove(path)
+        os.unlink(path)  # noqa: PTH108
     except OSError as exc:
         if exc.errno in _VANISHED:
             return False
         if exc.errno not in _BUSY:
             raise
-    else:
-        return True
-    for delay in _busy_delays(path, "remove"):
+        return None
+    return True
+
+
+def carries_token(path: str, token: str) -> bool:
+    """Whether the lock file at ``path`` exists and carries ``token``."""
+    found = read_lock_file(path)
+    if found is None:
+        return False
+    owner = decode_payload(found[0]).owner
+    return owner is not None and owner.token == token
+
+
+def _open_for_reading(path: str) -> int:
+    return open_nofollow(path, READ_FLAGS)
+
+
+def _retry_while_busy(path: str, what: str, call: Callable[[str], _T]) -> _T | None:
+    """``call(path)`` again, with backoff, while it fails with EBUSY.
+
+    The caller has made the first attempt (so the fast path pays for no retry loop).
+
+    Returns:
+        What ``call`` returned, or ``None`` once ``path`` is gone.
+
+    Raises:
+        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
+    """
+    for delay in _busy_delays(path, what):
         time.sleep(delay)
         try:
-            remove(path)
+            return call(path)
         except OSError as exc:
             if exc.errno in _VANISHED:
-                return False
+                return None
             if exc.errno not in _BUSY:
                 raise
-        else:
-            return True
     raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
 
 
@@ -455,16 +479,13 @@ def remove_if_ours(lease: Lease) -> bool:
 
     Ownership is the random 128-bit token in the payload, unique to one acquisition.
     Not the inode: ext4 reuses inode numbers at once, and FUSE filesystems may change
-    them under a file that stays put.
+    them under a file that stays put. A removal retried because the file was busy
+    checks the token again first.
     """
-    found = read_lock_file(lease.name)
-    if found is None:
+    name, token = lease.name, lease.token
+    if not carries_token(name, token):
         return False
-    data, _ = found
-    owner = decode_payload(data).owner
-    if owner is None or owner.token != lease.token:
-        return False
-    return unlink_lock_file(lease.name)
+    return unlink_lock_file(name, lambda: carries_token(name, token))
 
 
 LOCAL_FSTYPES = frozenset({
@@ -586,11 +607,21 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
     try:
         write_all(fd, payload)
     except BaseException:
+        # The file is ours and incomplete: remove it rather than leave a lock no one holds
+        # (retried only while it is still the file we created).
+        mine = os.fstat(fd)
         os.close(fd)
-        # The file is ours and incomplete: remove it rather than leave a lock no one holds.
-        unlink_lock_file(path)
+        unlink_lock_file(path, lambda: _same_file(path, mine))
         raise
     return HeldFile(fd)
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        there = os.lstat(path)
+    except OSError:
+        return False
+    return (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino)
 
 
 def remove_held(lease: Lease) -> bool:
@@ -613,7 +644,7 @@ def remove_held(lease: Lease) -> bool:
     # Closed before the unlink: Windows cannot remove a file that is open.
     held.close()
     if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
-        return unlink_lock_file(name)
+        return unlink_lock_file(name, lambda: carries_token(name, lease.token))
     return remove_if_ours(lease)
 
 
@@ -754,9 +785,14 @@ class FileBackend(LocalIOBackend):
             current = inspect_file(name, self.name)
             if current is None or current.identity != expected.identity:
                 return False
-            if _token(current) != _token(expected):
+            if _token(current) != _token(expected) or current.expires != expected.expires:
+                # The expiry too: a client that reports mtimes in whole seconds (SFTP)
+                # can show a renewed lock with the expired version's identity.
                 return False
-            return unlink_lock_file(name)
+            # Busy (an SMB reader has it open): not broken now. The caller reads the lock
+            # again; retrying here would hold the breaker and could remove a file that
+            # was renewed meanwhile.
+            return unlink_lock_file(name, patience=0)
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
@@ -844,8 +880,8 @@ def _clear_stale_breaker(path: str) -> bool:
         return True
     if current.identity != info.identity:
         return False
-    unlink_lock_file(path)
-    return True
+    unlink_lock_file(path, patience=0)
+    return not os.path.lexists(path)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, ClassVar
 from lockkit._info import Lease, Owner
 from lockkit.backends._file import (
     FileBackend,
+    carries_token,
     create_held,
-    decode_payload,
     encode_payload,
-    read_lock_file,
     unlink_lock_file,
 )
 from lockkit.backends.excl import ExclBackend, _errname, expiry
@@ -103,7 +102,11 @@ class HardlinkBackend(FileBackend):
             unlink_lock_file(temp)
             return None
         handle = self.keep_open(held, directory)
-        unlink_lock_file(temp)
+        try:
+            unlink_lock_file(temp)
+        except OSError as exc:
+            # The lock is won: a temp file that stays busy must not orphan it.
+            log.warning("lockkit: could not remove temp file %s: %s", temp, exc)
         # The descriptor (if kept) has the lock's inode open: the temp was its other name.
         return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
 
@@ -119,10 +122,11 @@ class HardlinkBackend(FileBackend):
                 os.link(temp, name)
             except FileExistsError:
                 # NFS: a retransmitted link() whose first reply was lost fails with
-                # EEXIST although it linked; the temp file's link count tells.
-                return _link_count(temp) == 2  # noqa: PLR2004 - the recipe's magic number
+                # EEXIST although it linked; the temp file's link count tells, or (where
+                # the count is not reported) the token, if an earlier attempt erred.
+                return _link_count(temp) == 2 or (attempt > 0 and carries_token(name, token))  # noqa: PLR2004
             except OSError as exc:
-                if _link_count(temp) == 2 or _holds(name, token):  # noqa: PLR2004
+                if _link_count(temp) == 2 or carries_token(name, token):  # noqa: PLR2004
                     return True  # NFS: an error for a link() whose reply was lost
                 if os.path.lexists(name):
                     # SFTP servers report an existing target as a generic failure,
@@ -225,18 +229,6 @@ def _link_count(path: str) -> int:
         return os.lstat(path).st_nlink
     except OSError:
         return 0
-
-
-def _holds(name: str, token: str) -> bool:
-    """Whether the lock file at ``name`` carries ``token``."""
-    try:
-        found = read_lock_file(name)
-    except OSError:
-        return False
-    if found is None:
-        return False
-    owner = decode_payload(found[0]).owner
-    return owner is not None and owner.token == token
 
 
 @hookimpl
