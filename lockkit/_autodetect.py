@@ -17,14 +17,18 @@ The verdict and its evidence are cached per device (``st_dev``) for the process.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import warnings
 
 import attrs
 
 from lockkit._fsinfo import filesystem_of
-from lockkit.errors import BackendUnavailable
+from lockkit.errors import BackendUnavailable, LockkitWarning
 from lockkit.spec import Support
+
+log = logging.getLogger("lockkit")
 
 __all__ = ["Detection", "detect", "forget", "may_be_shared", "sharing_notes"]
 
@@ -110,7 +114,15 @@ def detect(directory: str) -> Detection:
         return cached
     detection = _probe(directory)
     with _GUARD:
-        return _CACHE.setdefault(device, detection)
+        first = device not in _CACHE
+        detection = _CACHE.setdefault(device, detection)
+    if first and detection.fstype in CLIENT_SIDE_EXCL:
+        # Once per device and process, like hardlink's fallback: the choice works for
+        # this client's processes, and other hosts' must not rely on it.
+        message = f"locks in {directory}: {sharing_notes(detection.fstype)[-1]}"
+        log.warning("%s", message)
+        warnings.warn(message, LockkitWarning, stacklevel=4)
+    return detection
 
 
 def forget() -> None:

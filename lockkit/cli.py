@@ -399,7 +399,10 @@ def _doctor(args: argparse.Namespace) -> int:
     ]
     chosen: Selection | None = None
     try:
-        selected = select(os.path.join(directory, "lockkit-doctor.lock"))  # noqa: PTH118
+        with warnings.catch_warnings():
+            # What auto-detection warns about is printed as a sharing note below.
+            warnings.simplefilter("ignore", LockkitWarning)
+            selected = select(os.path.join(directory, "lockkit-doctor.lock"))  # noqa: PTH118
     except LockError as exc:
         lines.append(f"chosen      NONE: {exc}")
         report["chosen_error"] = str(exc)
