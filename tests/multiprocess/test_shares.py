@@ -137,7 +137,14 @@ def test_increments_across_clients(share: ShareDir, tmp_path: pathlib.Path, back
     assert result.timeouts == 0
     assert result.lost == 0
     assert result.final == CLIENTS * PER_CLIENT * INCREMENTS
-    # link() works through sshfs and is refused through smbnetfs: only there a fallback.
+    # link() works through sshfs and is refused through smbnetfs: only there a fallback;
+    # and only there the automatic choice warns that other hosts are not excluded.
+    for seen in result.warnings:
+        fallback = [w for w in seen if "falls back to O_CREAT|O_EXCL" in w]
+        one_client = [w for w in seen if "exclusive only among this client's" in w]
+        assert len(fallback) == (backend == "hardlink" and _client_side_excl(share))
+        assert len(one_client) == (backend == "auto" and _client_side_excl(share))
+        assert len(seen) == len(fallback) + len(one_client)
     assert _wait_until_empty(share.server) == []
 
 
