@@ -39,8 +39,9 @@ class StressResult:
         warnings: Per process, the lockkit warnings it emitted (e.g. a hardlink fallback).
         errors: Per failed process, its error text.
         timeouts: Acquisitions that timed out (each skips its increment).
-        handoffs: Seconds from a release to the next acquisition, where the two were
-            made through different lock paths (clients of one share); empty with one.
+        handoffs: Seconds from a release to the next acquisition by another process.
+        cross_client: The subset of ``handoffs`` where the two processes locked through
+            different lock paths (clients of one share); empty with one.
     """
 
     backend: str
@@ -51,6 +52,7 @@ class StressResult:
     errors: tuple[str, ...] = ()
     timeouts: int = 0
     handoffs: tuple[float, ...] = ()
+    cross_client: tuple[float, ...] = ()
 
     @property
     def lost(self) -> int:
@@ -126,20 +128,24 @@ def increment_worker(  # noqa: PLR0917 - multiprocessing passes args positionall
     results.put((os.getpid(), tuple(seen), error, timeouts, tuple(moments)))
 
 
-def _handoffs(reports: list[tuple[int, tuple[tuple[float, float], ...]]]) -> tuple[float, ...]:
-    """Release-to-acquisition gaps where the lock passed from one client to another.
+def _handoffs(
+    reports: list[tuple[int, int, tuple[tuple[float, float], ...]]],
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Release-to-acquisition gaps between processes, and those between clients.
 
-    ``reports`` pairs each process's client number with its (acquired, released)
+    ``reports`` gives each process's pid, client number and (acquired, released)
     moments. Holdings never overlap (the lock excludes), so sorted by acquisition each
     one follows the previous release.
     """
     held = sorted(
-        (acquired, released, client)
-        for client, moments in reports
+        (acquired, released, pid, client)
+        for pid, client, moments in reports
         for acquired, released in moments
     )
-    return tuple(
-        after[0] - before[1] for before, after in itertools.pairwise(held) if before[2] != after[2]
+    pairs = [(before, after) for before, after in itertools.pairwise(held) if before[2] != after[2]]
+    return (
+        tuple(after[0] - before[1] for before, after in pairs),
+        tuple(after[0] - before[1] for before, after in pairs if before[3] != after[3]),
     )
 
 
@@ -210,6 +216,9 @@ def run_increments(
         results.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(counter_path)  # noqa: PTH108
+    handoffs, cross_client = _handoffs(
+        [(report[0], client_of.get(report[0], 0), report[4]) for report in collected]
+    )
     return StressResult(
         backend=backend,
         expected=processes * increments,
@@ -218,5 +227,6 @@ def run_increments(
         warnings=tuple(report[1] for report in collected),
         errors=tuple(report[2] for report in collected if report[2]),
         timeouts=sum(report[3] for report in collected),
-        handoffs=_handoffs([(client_of.get(report[0], 0), report[4]) for report in collected]),
+        handoffs=handoffs,
+        cross_client=cross_client,
     )

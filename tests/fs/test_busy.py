@@ -3,8 +3,8 @@
 The real answers are tested on real shares (`tests/multiprocess/test_shares.py`);
 these tests supplement them with interleavings a share produces only by chance: a
 lock file replaced while its removal waited out an EBUSY, a break that meets a busy
-file, and a create refused with EPERM. ``os.unlink`` and ``os.open`` are patched in
-``lockkit.backends._file`` only, to answer as smbnetfs and sshfs do.
+file, and a create refused with EPERM. ``os.unlink`` and ``os.open`` are patched for the
+length of a test to answer as smbnetfs and sshfs do.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _busy_once(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -
             raise OSError(errno.EBUSY, "Device or resource busy", path)
         _real_unlink(path)
 
-    monkeypatch.setattr(_file.os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)
     return calls
 
 
@@ -61,7 +61,8 @@ def test_a_release_retried_after_ebusy_spares_a_lock_that_replaced_ours(
 ) -> None:
     path = tmp_path / "a.lock"
     lease = _file.remove_if_ours  # the path every share release takes
-    lock = lockkit.Lock(path, backend=backend)
+    lost: list[lockkit.Lock] = []
+    lock = lockkit.Lock(path, backend=backend, on_lost=lost.append)
     lock.acquire()
     held = lock.lease
     assert held is not None
@@ -71,7 +72,8 @@ def test_a_release_retried_after_ebusy_spares_a_lock_that_replaced_ours(
     assert len(calls) == 1
     assert json.loads(path.read_bytes())["token"] == NEWER
     monkeypatch.undo()
-    assert lock.release() is None  # reported lost, the newer file untouched
+    lock.release()
+    assert lost == [lock]  # reported lost, and the newer file untouched:
     assert json.loads(path.read_bytes())["token"] == NEWER
 
 
@@ -126,7 +128,7 @@ def test_a_file_that_stays_busy_is_a_clear_error(
     def unlink(target: str) -> None:
         raise OSError(errno.EBUSY, "Device or resource busy", target)
 
-    monkeypatch.setattr(_file.os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)
     with pytest.raises(BackendUnavailable, match=r"busy \(EBUSY\) for 0\.05 s.*SMB"):
         _file.unlink_lock_file(str(path), patience=0.05)
 
@@ -140,7 +142,7 @@ def _eperm_when(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             raise OSError(errno.EPERM, "Operation not permitted", path)
         return _real_open(path, flags, mode)
 
-    monkeypatch.setattr(_file.os, "open", open_)
+    monkeypatch.setattr(os, "open", open_)
     return calls
 
 
