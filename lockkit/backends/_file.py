@@ -782,17 +782,29 @@ class FileBackend(LocalIOBackend):
         with breaker(name) as held:
             if not held:
                 return False
-            current = inspect_file(name, self.name)
-            if current is None or current.identity != expected.identity:
+            if not self._still_as_seen(name, expected):
                 return False
-            if _token(current) != _token(expected) or current.expires != expected.expires:
-                # The expiry too: a client that reports mtimes in whole seconds (SFTP)
-                # can show a renewed lock with the expired version's identity.
-                return False
-            # Busy (an SMB reader has it open): not broken now. The caller reads the lock
-            # again; retrying here would hold the breaker and could remove a file that
-            # was renewed meanwhile.
-            return unlink_lock_file(name, patience=0)
+            # On SMB every waiter reading the lock makes its removal fail (EBUSY) for a
+            # moment: retry, briefly (we hold the breaker), and only while the file is
+            # still exactly what was judged stale.
+            try:
+                return unlink_lock_file(
+                    name, lambda: self._still_as_seen(name, expected), patience=BREAK_BUSY_WAIT
+                )
+            except BackendUnavailable:
+                return False  # still busy: not broken now; the caller reads it again
+
+    def _still_as_seen(self, name: str, expected: LockInfo) -> bool:
+        """Whether the lock file is still the very version ``expected`` describes."""
+        current = inspect_file(name, self.name)
+        return (
+            current is not None
+            and current.identity == expected.identity
+            and _token(current) == _token(expected)
+            # The expiry too: a client that reports mtimes in whole seconds (SFTP) can
+            # show a renewed lock with the expired version's identity.
+            and current.expires == expected.expires
+        )
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Sleep until the lock file is removed (inotify), bounded for remote releases."""
@@ -837,6 +849,9 @@ BREAKER_MAX_AGE = 30.0
 """A breaker is held for milliseconds; one older than this was left by a crash."""
 BREAKER_WAIT = 5.0
 """How long a release of an expiring lease waits for a busy breaker."""
+BREAK_BUSY_WAIT = 2.0
+"""How long a break retries a lock file a share reports busy (while holding the breaker,
+so well under `BREAKER_WAIT`)."""
 RELEASE_MARGIN = 1.0
 """Seconds before expiry from which a release goes through the breaker."""
 
@@ -880,8 +895,16 @@ def _clear_stale_breaker(path: str) -> bool:
         return True
     if current.identity != info.identity:
         return False
-    unlink_lock_file(path, patience=0)
-    return not os.path.lexists(path)
+
+    def unchanged() -> bool:
+        again = inspect_file(path, "breaker")
+        return again is not None and again.identity == info.identity
+
+    try:
+        unlink_lock_file(path, unchanged, patience=BREAK_BUSY_WAIT)
+    except BackendUnavailable:
+        return False
+    return True
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -20,7 +20,7 @@ import attrs
 import pytest
 
 import lockkit
-from lockkit._info import Owner
+from lockkit._info import LockInfo, Owner
 from lockkit.backends import _file
 from lockkit.errors import BackendUnavailable
 
@@ -31,7 +31,7 @@ _real_unlink = os.unlink
 _real_open = os.open
 
 
-def _busy_once(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> list[str]:
+def _busy_once(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object]) -> list[str]:
     """The next unlink answers EBUSY after running ``meanwhile``; later ones are real."""
     calls: list[str] = []
 
@@ -91,19 +91,41 @@ def test_a_release_waits_out_a_reader(
     assert not path.exists()
 
 
-def test_a_break_that_meets_a_busy_file_gives_up_at_once(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "a.lock"
+def _stale_lock(path: pathlib.Path) -> tuple[lockkit.Lock, LockInfo]:
     path.write_text(json.dumps({"pid": 2**22 + 1, "token": "stale", "host": "elsewhere"}))
     lock = lockkit.Lock(path, backend="excl")
     stale = lock.inspect()
     assert stale is not None
+    return lock, stale
+
+
+def test_a_break_waits_out_a_reader(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.lock"
+    lock, stale = _stale_lock(path)
     calls = _busy_once(monkeypatch, lambda: None)
-    assert not lock.backend.break_lock(lock.name, stale)
-    assert calls.count(str(path)) == 1  # no retry while holding the breaker
-    assert path.exists()
+    assert lock.backend.break_lock(lock.name, stale)
+    assert calls.count(str(path)) == 2
+    assert not path.exists()
     assert not os.path.lexists(str(path) + _file.BREAKER_SUFFIX)
+
+
+def test_a_break_retried_after_ebusy_spares_a_lock_renewed_meanwhile(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.lock"
+    lock, stale = _stale_lock(path)
+    renewed = {
+        "pid": 2**22 + 1,
+        "token": "stale",
+        "host": "elsewhere",
+        "expires": "2999-01-01T00:00:00Z",
+    }
+    calls = _busy_once(monkeypatch, lambda: path.write_text(json.dumps(renewed)))
+    assert not lock.backend.break_lock(lock.name, stale)
+    assert calls.count(str(path)) == 1  # the retry saw the renewal and let it be
+    assert json.loads(path.read_text()) == renewed
 
 
 def test_a_break_refuses_a_renewed_lock_with_the_same_identity(tmp_path: pathlib.Path) -> None:
