@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import stat
+import threading
 import time
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
@@ -517,6 +518,22 @@ def fstype_of(directory: str) -> str:
     return fstype
 
 
+_SHARED: dict[str, bool] = {}
+
+
+def on_share(directory: str) -> bool:
+    """Whether other hosts may reach ``directory`` (a network or FUSE filesystem), cached."""
+    shared = _SHARED.get(directory)
+    if shared is None:
+        from lockkit._autodetect import may_be_shared  # noqa: PLC0415 - once per directory
+
+        shared = may_be_shared(fstype_of(directory))
+        if len(_SHARED) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _SHARED.clear()
+        _SHARED[directory] = shared
+    return shared
+
+
 def inline_io(directory: str) -> bool:
     """Whether lock-file system calls in ``directory`` may run on an asyncio event loop.
 
@@ -695,6 +712,40 @@ class FileBackend(LocalIOBackend):
         """Require a file path whose directory exists; return it absolute."""
         return lock_path(name)
 
+    def try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+    ) -> Lease | None:
+        """One `attempt`; on a share, stepping aside while another process has the turn.
+
+        See `lockkit.backends._turn`: on filesystems other hosts may reach, a waiter
+        that has waited a while claims the lock's next turn, and the others let it
+        have the lock. A successful attempt gives back this process's turn.
+        """
+        del shared  # the core never asks: the capability is off
+        directory = os.path.dirname(name)  # noqa: PTH120
+        if not on_share(directory):
+            return self.attempt(name, directory, owner, ttl)
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
+        turn = _turn.look(name, owner)
+        if turn is not None and not turn.mine:
+            return None
+        lease = self.attempt(name, directory, owner, ttl)
+        if lease is not None and turn is not None:
+            _turn.give_back(name, owner)
+        return lease
+
+    def attempt(self, name: str, directory: str, owner: Owner, ttl: float | None) -> Lease | None:
+        """Take the lock with this backend's primitive, once; ``None`` when it is held.
+
+        Args:
+            name: The lock path (absolute, checked by `normalize_name`).
+            directory: Its directory.
+            owner: Who takes it.
+            ttl: Seconds the lock lives unless renewed, or ``None``.
+        """
+        raise NotImplementedError
+
     @staticmethod
     def keep_open(held: HeldFile, directory: str) -> HeldFile | None:
         """What a lease keeps of the lock file it created in ``directory``.
@@ -807,10 +858,47 @@ class FileBackend(LocalIOBackend):
         )
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Sleep until the lock file is removed (inotify), bounded for remote releases."""
+        """Sleep until the lock file is removed (inotify), bounded for remote releases.
+
+        On a share, while another process has the turn, sleep until its turn ends
+        instead; after `TURN_AFTER` waits that no release ended, claim the next turn
+        (see `try_acquire`).
+        """
         from lockkit.files import wait_for_removal  # noqa: PLC0415 - files imports us
 
-        return wait_for_removal(name, deadline, attempt)
+        if not on_share(os.path.dirname(name)):  # noqa: PTH120
+            return wait_for_removal(name, deadline, attempt)
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
+        me = Owner.current()
+        turn = _turn.look(name, me)
+        if turn is not None and not turn.mine:
+            until = min(deadline, time.monotonic() + turn.left)
+            wait_for_removal(name + _turn.TURN_SUFFIX, until, attempt)
+            return False
+        waiter = threading.get_ident()
+        if (turn is not None and turn.mine) or _turn.due(name, waiter):
+            _turn.claim(name, me, turn)
+            # The others step aside now: look again soon.
+            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
+        woken = wait_for_removal(name, deadline, attempt)
+        _turn.waited(name, waiter, noticed=woken)
+        return woken
+
+    def stop_waiting(self, name: str) -> None:
+        """Give back this thread's turn of a lock on a share, if it still has it."""
+        if on_share(os.path.dirname(name)):  # noqa: PTH120
+            self._end_turn(name, threading.get_ident())
+
+    @staticmethod
+    def _end_turn(name: str, waiter: int) -> None:
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
+        _turn.forget(name, waiter)
+        me = Owner.current()
+        turn = _turn.look(name, me)
+        if turn is not None and turn.mine:
+            _turn.give_back(name, me)
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
@@ -830,9 +918,37 @@ class FileBackend(LocalIOBackend):
         """
         from lockkit._notify_async import wait_for_removal  # noqa: PLC0415 - asyncio only
 
-        return await wait_for_removal(
-            name, deadline, attempt, lambda: run_file_io(name, os.path.lexists, name)
-        )
+        exists = lambda: run_file_io(name, os.path.lexists, name)  # noqa: E731
+        if not on_share(os.path.dirname(name)):  # noqa: PTH120
+            return await wait_for_removal(name, deadline, attempt, exists)
+        import asyncio  # noqa: PLC0415 - already imported by the running event loop
+
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
+        me = Owner.current()
+        turn = await run_file_io(name, _turn.look, name, me)
+        if turn is not None and not turn.mine:
+            until = min(deadline, time.monotonic() + turn.left)
+            marker = name + _turn.TURN_SUFFIX
+            await wait_for_removal(
+                marker, until, attempt, lambda: run_file_io(name, os.path.lexists, marker)
+            )
+            return False
+        waiter = id(asyncio.current_task())
+        if (turn is not None and turn.mine) or _turn.due(name, waiter):
+            await run_file_io(name, _turn.claim, name, me, turn)
+            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
+        woken = await wait_for_removal(name, deadline, attempt, exists)
+        _turn.waited(name, waiter, noticed=woken)
+        return woken
+
+    async def stop_waiting_async(self, name: str) -> None:
+        """`stop_waiting` without blocking the event loop."""
+        if on_share(os.path.dirname(name)):  # noqa: PTH120
+            import asyncio  # noqa: PLC0415 - already imported by the running event loop
+
+            waiter = id(asyncio.current_task())
+            await run_file_io(name, self._end_turn, name, waiter)
 
 
 def _token(info: LockInfo) -> str:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from lockkit.spec import Backend
 
-__all__ = ["ExclBackend", "lockkit_register_backends"]
+__all__ = ["ExclBackend", "create_lease", "lockkit_register_backends"]
 
 
 def expiry(ttl: float | None) -> dt.datetime | None:
@@ -38,23 +38,30 @@ def expiry(ttl: float | None) -> dt.datetime | None:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
 
 
+def create_lease(
+    backend: FileBackend, name: str, directory: str, owner: Owner, ttl: float | None
+) -> Lease | None:
+    """Create lock file ``name`` with ``O_CREAT|O_EXCL`` for ``backend``; ``None`` if held.
+
+    ``excl``'s attempt, and ``hardlink``'s where ``link()`` is refused.
+    """
+    expires = expiry(ttl)
+    held = create_held(name, encode_payload(owner, backend.name, expires))
+    if held is None:
+        return None
+    handle = backend.keep_open(held, directory)
+    return Lease(name, backend.name, owner, expires=expires, ttl=ttl, handle=handle)
+
+
 class ExclBackend(FileBackend):
     """Lock files created atomically with ``O_CREAT|O_EXCL|O_NOFOLLOW``."""
 
     name: ClassVar[str] = "excl"
     description: ClassVar[str] = "lock file created with O_CREAT|O_EXCL; works on almost any fs"
 
-    def try_acquire(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
+    def attempt(self, name: str, directory: str, owner: Owner, ttl: float | None) -> Lease | None:
         """Create the lock file exclusively; ``None`` if it exists."""
-        del shared  # the core never asks: the capability is off
-        expires = expiry(ttl)
-        held = create_held(name, encode_payload(owner, self.name, expires))
-        if held is None:
-            return None
-        handle = self.keep_open(held, os.path.dirname(name))  # noqa: PTH120
-        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
+        return create_lease(self, name, directory, owner, ttl)
 
     @classmethod
     def probe(cls, location: str) -> Support:

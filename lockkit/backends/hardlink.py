@@ -27,12 +27,11 @@ from lockkit.backends._file import (
     encode_payload,
     unlink_lock_file,
 )
-from lockkit.backends.excl import ExclBackend, _errname, expiry
+from lockkit.backends.excl import ExclBackend, _errname, create_lease, expiry
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, hookimpl
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Iterable
 
     from lockkit.spec import Backend
@@ -64,24 +63,19 @@ class HardlinkBackend(FileBackend):
         self._no_link_dirs: set[str] = set()
         self._warned: set[int] = set()
         self._guard = threading.Lock()
-        # Per lock path: its directory and its temp files' prefix (split once, not per
-        # attempt). Filled by any thread; a dict set is atomic, and a race only repeats
-        # the split.
-        self._split: dict[str, tuple[str, str]] = {}
+        # Per lock path: its temp files' prefix (made once, not per attempt). Filled by
+        # any thread; a dict set is atomic, and a race only repeats the work.
+        self._temp_prefix: dict[str, str] = {}
 
-    def try_acquire(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
+    def attempt(self, name: str, directory: str, owner: Owner, ttl: float | None) -> Lease | None:
         """Link a complete temp file to the lock path; ``None`` if the lock exists."""
-        del shared
+        if directory in self._no_link_dirs:
+            return create_lease(self, name, directory, owner, ttl)
         expires = expiry(ttl)
         payload = encode_payload(owner, self.name, expires)
-        split = self._split.get(name)
-        if split is None:
-            split = self._split_name(name)
-        directory, temp_prefix = split
-        if directory in self._no_link_dirs:
-            return self._acquire_excl(name, owner, expires, payload, ttl)
+        temp_prefix = self._temp_prefix.get(name)
+        if temp_prefix is None:
+            temp_prefix = self._make_temp_prefix(name, directory)
         temp = f"{temp_prefix}{owner.token}.tmp"
         held = create_held(temp, payload)
         if held is None:  # token collision: practically impossible, but never clobber
@@ -92,7 +86,7 @@ class HardlinkBackend(FileBackend):
             held.close()
             unlink_lock_file(temp)
             self._fall_back(directory, refused.error)
-            return self._acquire_excl(name, owner, expires, payload, ttl)
+            return create_lease(self, name, directory, owner, ttl)
         except BaseException:
             held.close()
             unlink_lock_file(temp)
@@ -142,28 +136,13 @@ class HardlinkBackend(FileBackend):
                 return True
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    def _split_name(self, name: str) -> tuple[str, str]:
-        """The directory of lock ``name`` and the start of its temp files' paths, cached."""
-        directory, base = os.path.split(name)
-        split = (directory, os.path.join(directory, f".{base}."))  # noqa: PTH118
-        if len(self._split) >= _MAX_SPLIT:
-            self._split.clear()
-        self._split[name] = split
-        return split
-
-    def _acquire_excl(
-        self,
-        name: str,
-        owner: Owner,
-        expires: dt.datetime | None,
-        payload: bytes,
-        ttl: float | None,
-    ) -> Lease | None:
-        held = create_held(name, payload)
-        if held is None:
-            return None
-        handle = self.keep_open(held, os.path.dirname(name))  # noqa: PTH120
-        return Lease(name, self.name, owner, expires=expires, ttl=ttl, handle=handle)
+    def _make_temp_prefix(self, name: str, directory: str) -> str:
+        """The start of lock ``name``'s temp files' paths, cached."""
+        prefix = os.path.join(directory, f".{os.path.basename(name)}.")  # noqa: PTH118, PTH119
+        if len(self._temp_prefix) >= _MAX_SPLIT:
+            self._temp_prefix.clear()
+        self._temp_prefix[name] = prefix
+        return prefix
 
     def _fall_back(self, directory: str, exc: OSError) -> None:
         try:
