@@ -14,6 +14,7 @@ only the lock crosses the share. What the world answers there (measured, issue 1
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import multiprocessing
 import os
@@ -250,4 +251,51 @@ def test_a_waiter_on_the_other_client_is_not_starved(sftp_share: Share) -> None:
                 hammer.join()
     print(f"B's waits: p50 {statistics.median(waits):.3f} s, max {max(waits):.3f} s")
     assert max(waits) < 3.0
+    assert _wait_until_empty(sftp_share.server_dir / sub) == []
+
+
+def test_an_asyncio_waiter_on_the_other_client_claims_a_turn_and_gives_it_back(
+    sftp_share: Share,
+) -> None:
+    sub = f"async-{os.getpid()}"
+    (sftp_share.clients[0] / sub).mkdir()
+    a, b = (client / sub / "w.lock" for client in sftp_share.clients)
+    turn = sftp_share.server_dir / sub / "w.lock.turn"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(a), "excl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    async def wait_for_it() -> float:
+        lock = lockkit.AsyncLock(b, backend="excl", timeout=30)
+
+        async def take() -> float:
+            async with lock:
+                return time.monotonic()
+
+        waiting = asyncio.create_task(take())
+        # The holder's client would have woken it; this one only polls, so after two
+        # waits it claims the next turn, which the server shows.
+        deadline = time.monotonic() + 10
+        while not turn.exists():
+            assert time.monotonic() < deadline, "no turn was claimed"
+            await asyncio.sleep(0.01)
+        assert holder.stdin is not None
+        holder.stdin.close()  # the holder releases and exits
+        released = time.monotonic()
+        return await waiting - released
+
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        took = asyncio.run(wait_for_it())
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert took < 1.0
     assert _wait_until_empty(sftp_share.server_dir / sub) == []
