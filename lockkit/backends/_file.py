@@ -15,7 +15,6 @@ import errno
 import json
 import os
 import stat
-import threading
 import time
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
@@ -52,7 +51,9 @@ MAX_PAYLOAD = 64 * 1024
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: opening a FIFO planted at a lock path must not wait for a writer (it is
+# refused below instead); for regular files it changes nothing.
+READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _VANISHED = frozenset({errno.ENOENT, errno.ESTALE})
 # Through an SMB client, removing a file that any descriptor (of any client) has open
 # fails with EBUSY (the server's sharing violation), and so does opening a file whose
@@ -311,6 +312,8 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
     fd = opened
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_a_file(path, st)
         chunks = []
         remaining = MAX_PAYLOAD + 1
         while remaining > 0:
@@ -402,6 +405,20 @@ def carries_token(path: str, token: str) -> bool:
         return False
     owner = decode_payload(found[0]).owner
     return owner is not None and owner.token == token
+
+
+def _not_a_file(path: str, st: os.stat_result) -> InvalidLockName:
+    kind = (
+        "a FIFO" if stat.S_ISFIFO(st.st_mode)
+        else "a socket" if stat.S_ISSOCK(st.st_mode)
+        else "a directory" if stat.S_ISDIR(st.st_mode)
+        else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+        else "not a regular file"
+    )  # fmt: skip
+    return InvalidLockName(
+        f"{path!r} is {kind}, not a lock file: lockkit reads and removes only regular files "
+        "it can prove are a lock's own. Remove it, or choose another lock path"
+    )
 
 
 def _open_for_reading(path: str) -> int:
@@ -702,8 +719,8 @@ class FileBackend(LocalIOBackend):
     """Shared behaviour of backends whose lock is the existence of a file.
 
     A lock is held while the file exists; releasing removes it. Subclasses implement
-    ``try_acquire`` with their primitive; naming, release, refresh, inspection,
-    race-free breaking and waiting are common.
+    `attempt` with their primitive; naming, turns on shares, release, refresh,
+    inspection, race-free breaking and waiting are common.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(across_hosts=True, ttl=True, notify=True)
@@ -727,12 +744,13 @@ class FileBackend(LocalIOBackend):
             return self.attempt(name, directory, owner, ttl)
         from lockkit.backends import _turn  # noqa: PLC0415 - shares only
 
-        turn = _turn.look(name, owner)
+        turn = _turn.look(name)
         if turn is not None and not turn.mine:
             return None
         lease = self.attempt(name, directory, owner, ttl)
         if lease is not None and turn is not None:
-            _turn.give_back(name, owner)
+            # No waiting once the lock is won: `stop_waiting` retries a busy turn file.
+            _turn.give_back(name)
         return lease
 
     def attempt(self, name: str, directory: str, owner: Owner, ttl: float | None) -> Lease | None:
@@ -870,35 +888,26 @@ class FileBackend(LocalIOBackend):
             return wait_for_removal(name, deadline, attempt)
         from lockkit.backends import _turn  # noqa: PLC0415 - shares only
 
-        me = Owner.current()
-        turn = _turn.look(name, me)
+        turn = _turn.look(name)
         if turn is not None and not turn.mine:
             until = min(deadline, time.monotonic() + turn.left)
             wait_for_removal(name + _turn.TURN_SUFFIX, until, attempt)
             return False
-        waiter = threading.get_ident()
-        if (turn is not None and turn.mine) or _turn.due(name, waiter):
-            _turn.claim(name, me, turn)
+        if _turn.due(name):
+            _turn.claim(name, _turn.claim_token(name), turn)
             # The others step aside now: look again soon.
             deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
         woken = wait_for_removal(name, deadline, attempt)
-        _turn.waited(name, waiter, noticed=woken)
+        _turn.waited(name, noticed=woken)
         return woken
 
     def stop_waiting(self, name: str) -> None:
-        """Give back this thread's turn of a lock on a share, if it still has it."""
+        """Give back this waiter's turn of a lock on a share, if it still has it."""
         if on_share(os.path.dirname(name)):  # noqa: PTH120
-            self._end_turn(name, threading.get_ident())
+            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
 
-    @staticmethod
-    def _end_turn(name: str, waiter: int) -> None:
-        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
-
-        _turn.forget(name, waiter)
-        me = Owner.current()
-        turn = _turn.look(name, me)
-        if turn is not None and turn.mine:
-            _turn.give_back(name, me)
+            _turn.give_back(name, patience=_turn.TURN_TTL)
+            _turn.forget(name)
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
@@ -921,12 +930,11 @@ class FileBackend(LocalIOBackend):
         exists = lambda: run_file_io(name, os.path.lexists, name)  # noqa: E731
         if not on_share(os.path.dirname(name)):  # noqa: PTH120
             return await wait_for_removal(name, deadline, attempt, exists)
-        import asyncio  # noqa: PLC0415 - already imported by the running event loop
-
         from lockkit.backends import _turn  # noqa: PLC0415 - shares only
 
-        me = Owner.current()
-        turn = await run_file_io(name, _turn.look, name, me)
+        # Worker threads run with a copy of this task's context, so the turn state is
+        # read there but set here (`claim_token`, `waited`, `forget`).
+        turn = await run_file_io(name, _turn.look, name)
         if turn is not None and not turn.mine:
             until = min(deadline, time.monotonic() + turn.left)
             marker = name + _turn.TURN_SUFFIX
@@ -934,21 +942,20 @@ class FileBackend(LocalIOBackend):
                 marker, until, attempt, lambda: run_file_io(name, os.path.lexists, marker)
             )
             return False
-        waiter = id(asyncio.current_task())
-        if (turn is not None and turn.mine) or _turn.due(name, waiter):
-            await run_file_io(name, _turn.claim, name, me, turn)
+        if _turn.due(name):
+            await run_file_io(name, _turn.claim, name, _turn.claim_token(name), turn)
             deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
         woken = await wait_for_removal(name, deadline, attempt, exists)
-        _turn.waited(name, waiter, noticed=woken)
+        _turn.waited(name, noticed=woken)
         return woken
 
     async def stop_waiting_async(self, name: str) -> None:
         """`stop_waiting` without blocking the event loop."""
         if on_share(os.path.dirname(name)):  # noqa: PTH120
-            import asyncio  # noqa: PLC0415 - already imported by the running event loop
+            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
 
-            waiter = id(asyncio.current_task())
-            await run_file_io(name, self._end_turn, name, waiter)
+            await run_file_io(name, _turn.give_back, name, patience=_turn.TURN_TTL)
+            _turn.forget(name)
 
 
 def _token(info: LockInfo) -> str:

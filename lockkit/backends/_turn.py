@@ -6,18 +6,27 @@ poll, and under steady contention they lose nearly every race to the woken ones.
 run of six processes on two sshfs mounts, 1 hand-off in 259 went from one client to the
 other: the second client waited until the first had finished.
 
-So a waiter that has waited a while on a filesystem other hosts may share claims the
-lock's next **turn**: it creates ``<lock>.turn`` holding its payload with an expiry
-`TURN_TTL` ahead, and renews it at each of its waits. While a live turn belongs to
-another process, attempts on that filesystem step aside (report busy without creating
-the lock file), so the lock falls to the claimant at its next poll; the claimant's
-successful attempt removes the turn.
+So a waiter whose waits have ended `TURN_AFTER` times without seeing a release, on a
+filesystem other hosts may share, claims the lock's next **turn**: it creates
+``<lock>.turn`` holding a payload (backend ``"turn"``, a claim token of its own, an
+expiry `TURN_TTL` ahead) and renews it while it waits. While a live turn belongs to
+another waiter (another process, or another thread or task of this one), attempts on
+that filesystem step aside (report busy without creating the lock file), so the lock
+falls to the claimant at its next poll; the claimant gives the turn back once it has the
+lock, or when it stops waiting.
+
+What a waiter knows of its own turn (its claim token, how many of its waits saw no
+release) lives in a context variable: per thread, and per asyncio task, whose worker
+threads run with a copy of it.
 
 A turn never decides who holds the lock (the lock file does): it only decides who tries.
 A turn that is stale, forged, unreadable or unknown to the program (an older lockkit,
-OpenClaw) can therefore delay an acquisition by at most `TURN_TTL`, never grant a lock
-twice. An expiry further ahead than `TURN_TTL` means nothing (a planted file cannot
-hold everyone off for long).
+OpenClaw) can therefore delay an acquisition, never grant a lock twice. Only a regular
+file with a ``"turn"`` payload is a turn: anything else at that name (another lock's
+file, a FIFO, a directory) is never read past its type, never removed, and only disables
+turns for that lock. An expiry more than ``2 * TURN_TTL`` ahead means nothing. Turns
+assume the hosts' clocks agree to well within `TURN_TTL`; where they do not, turns stop
+working (fairness is lost), and locking stays correct.
 """
 
 from __future__ import annotations
@@ -25,20 +34,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
+import types
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import attrs
 
+from lockkit._info import Owner
 from lockkit.backends._file import (
     decode_payload,
     encode_payload,
+    file_identity,
     read_lock_file,
     unlink_lock_file,
 )
 from lockkit.errors import LockError
 
 if TYPE_CHECKING:
-    from lockkit._info import Owner
+    from collections.abc import Mapping
 
 __all__ = [
     "TURN_AFTER",
@@ -47,6 +61,7 @@ __all__ = [
     "TURN_TTL",
     "Turn",
     "claim",
+    "claim_token",
     "due",
     "forget",
     "give_back",
@@ -57,14 +72,16 @@ __all__ = [
 TURN_SUFFIX = ".turn"
 """The turn of lock file ``x.lock`` is ``x.lock.turn``."""
 TURN_TTL = 1.0
-"""Seconds a turn lives unless its claimant renews it (at every wait, 0.2 s apart)."""
+"""Seconds a turn lives unless its claimant renews it."""
 TURN_AFTER = 2
-"""Waits that no release ended (about 30 ms of them) after which a waiter claims the
-next turn. Waits that a release ended (inotify saw it: the holder is on this client)
-do not count, so contention among one client's processes never brings turns in."""
+"""Waits that ended without seeing a release (a timeout: about 30 ms of them) after which
+a waiter claims the next turn. A wait that inotify ended (a release on this client) does
+not count; a local waiter whose holder keeps the lock past a wait's bound does."""
 TURN_POLL = 0.02
 """Seconds between the attempts of a waiter that holds the turn (the others step aside,
 so the lock stays free until it looks)."""
+TURN_BACKEND = "turn"
+"""The ``backend`` field of a turn's payload: what tells a turn from any other file."""
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -74,36 +91,61 @@ _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 _REWRITE = os.O_RDWR | _NOFOLLOW | _CLOEXEC
 
 
-def _same_process(a: Owner, b: Owner) -> bool:
-    return (a.pid, a.boot_id, a.pid_ns, a.start_time, a.host) == (
-        b.pid,
-        b.boot_id,
-        b.pid_ns,
-        b.start_time,
-        b.host,
-    )
+@attrs.frozen
+class _Waiting:
+    unnoticed: int = 0  # waits that ended without seeing a release
+    token: str = ""  # the claim token of this waiter's turn, once it claimed one
 
 
-# Per waiting thread or task and lock: its waits that saw no release. Set and read by
-# that waiter only (dict operations are atomic), dropped by `forget`.
-_UNNOTICED: dict[tuple[str, int], int] = {}
+_NOT_WAITING = _Waiting()
+_EMPTY: Mapping[str, _Waiting] = types.MappingProxyType({})
+# Per lock name: what this waiter (thread or task) knows. Replaced, never mutated: a
+# task's context shares its parent's mapping until it sets its own.
+_STATE: ContextVar[Mapping[str, _Waiting]] = ContextVar("lockkit_turns", default=_EMPTY)
 
 
-def due(name: str, waiter: int) -> bool:
-    """Whether ``waiter`` (a thread or task id) has waited long enough to claim a turn."""
-    return _UNNOTICED.get((name, waiter), 0) >= TURN_AFTER
+def _get(name: str) -> _Waiting:
+    return _STATE.get().get(name, _NOT_WAITING)
 
 
-def waited(name: str, waiter: int, *, noticed: bool) -> None:
-    """Count one wait of ``waiter`` for lock ``name``; ``noticed`` if a release ended it."""
+def _put(name: str, waiting: _Waiting | None) -> None:
+    state = dict(_STATE.get())
+    if waiting is None:
+        state.pop(name, None)
+    else:
+        state[name] = waiting
+    _STATE.set(types.MappingProxyType(state))
+
+
+def waited(name: str, *, noticed: bool) -> None:
+    """Count one wait of this waiter for lock ``name``; ``noticed`` if a release ended it."""
     if not noticed:
-        key = (name, waiter)
-        _UNNOTICED[key] = _UNNOTICED.get(key, 0) + 1
+        waiting = _get(name)
+        _put(name, attrs.evolve(waiting, unnoticed=waiting.unnoticed + 1))
 
 
-def forget(name: str, waiter: int) -> None:
-    """Drop what `waited` counted for ``waiter``: its acquisition is over."""
-    _UNNOTICED.pop((name, waiter), None)
+def due(name: str) -> bool:
+    """Whether this waiter holds, or has waited long enough to claim, the next turn."""
+    waiting = _get(name)
+    return bool(waiting.token) or waiting.unnoticed >= TURN_AFTER
+
+
+def claim_token(name: str) -> str:
+    """This waiter's claim token for lock ``name``, made on first use.
+
+    Call it in the waiter's own thread or task (not in a worker thread: what it sets
+    would stay in the worker's copy of the context).
+    """
+    waiting = _get(name)
+    if not waiting.token:
+        waiting = attrs.evolve(waiting, token=secrets.token_hex(16))
+        _put(name, waiting)
+    return waiting.token
+
+
+def forget(name: str) -> None:
+    """Drop what this waiter knows of lock ``name``: its acquisition is over."""
+    _put(name, None)
 
 
 @attrs.frozen
@@ -111,47 +153,66 @@ class Turn:
     """A live turn of a lock.
 
     Attributes:
-        mine: Whether this process holds it.
+        mine: Whether this waiter (thread or task) holds it.
         left: Seconds until it expires unless renewed.
+        identity: The turn file's version, as `file_identity` gives it.
     """
 
     mine: bool
     left: float
+    identity: tuple[int, int]
 
 
-def look(name: str, me: Owner) -> Turn | None:
-    """The live turn of lock ``name``, if there is a believable one."""
+def _read(name: str) -> tuple[Owner | None, dt.datetime | None, tuple[int, int]] | None:
+    """The turn file's claimant, expiry and version, if a turn file is there."""
     try:
         found = read_lock_file(name + TURN_SUFFIX)
     except (OSError, LockError):
-        return None  # unreadable, a symlink, busy: no turn anyone can rely on
+        return None  # unreadable, busy, not a regular file: no turn anyone can rely on
     if found is None:
         return None
     payload = decode_payload(found[0])
-    if payload.owner is None or payload.expires is None:
+    if payload.backend != TURN_BACKEND:
+        return None  # another lock's file, or garbage: none of our business
+    return payload.owner, payload.expires, file_identity(found[1])
+
+
+def _left(expires: dt.datetime | None) -> float:
+    if expires is None:
+        return 0.0
+    left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+    return left if 0 < left <= 2 * TURN_TTL else 0.0  # expired or from the future: 0
+
+
+def look(name: str) -> Turn | None:
+    """The live turn of lock ``name``, if there is a believable one."""
+    found = _read(name)
+    if found is None:
         return None
-    left = (payload.expires - dt.datetime.now(dt.UTC)).total_seconds()
-    if not 0 < left <= 2 * TURN_TTL:  # expired, or from the future: meaningless
+    owner, expires, identity = found
+    left = _left(expires)
+    if owner is None or not left:
         return None
-    return Turn(mine=_same_process(payload.owner, me), left=left)
+    token = _get(name).token
+    return Turn(mine=bool(token) and owner.token == token, left=left, identity=identity)
 
 
-def claim(name: str, me: Owner, turn: Turn | None) -> None:
-    """Claim (or renew) the next turn of lock ``name`` for this process, if it is free.
+def claim(name: str, token: str, turn: Turn | None) -> None:
+    """Claim (or renew) the next turn of lock ``name`` with this waiter's ``token``.
 
-    ``turn`` is what `look` just found. Failures are ignored: a turn is a courtesy, and
-    a waiter without one still polls.
+    ``turn`` is what `look` just found; a turn of another waiter is left alone. A dead
+    turn file (expired, or from the future) is replaced; anything that is not a turn
+    file is never touched. Failures are ignored: a turn is a courtesy, and a waiter
+    without one still polls.
     """
-    if turn is not None and not turn.mine:
-        return
+    if turn is not None and (not turn.mine or turn.left > TURN_TTL / 2):
+        return  # someone else's; or ours, with time enough left not to renew it yet
     path = name + TURN_SUFFIX
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=TURN_TTL)
-    payload = encode_payload(me, "turn", expires)
+    payload = encode_payload(attrs.evolve(Owner.current(), token=token), TURN_BACKEND, expires)
     try:
         if turn is None:
-            # Absent, expired or unbelievable: replace it. Two claimants racing here
-            # can both believe they hold the turn; each then only tries, as before.
-            unlink_lock_file(path, patience=0)
+            _remove_dead_turn(name)
             fd = os.open(path, _CREATE, 0o644)
         else:
             fd = os.open(path, _REWRITE)
@@ -167,17 +228,35 @@ def claim(name: str, me: Owner, turn: Turn | None) -> None:
         os.close(fd)
 
 
-def give_back(name: str, me: Owner) -> None:
-    """Remove the turn of lock ``name`` (the caller found it is its own).
+def _remove_dead_turn(name: str) -> None:
+    """Remove the turn file of lock ``name`` if it is a turn that has expired."""
+    found = _read(name)
+    if found is None:
+        return
+    owner, expires, identity = found
+    if owner is not None and _left(expires):
+        return  # live: not ours to remove
 
-    Retried while the share reports it busy (other waiters read it), for as long as
-    it is still this process's: a turn left behind would hold everyone else off for
-    the rest of its `TURN_TTL`.
+    def unchanged() -> bool:
+        again = _read(name)
+        return again is not None and again[2] == identity
+
+    if unchanged():
+        with contextlib.suppress(OSError):
+            unlink_lock_file(name + TURN_SUFFIX, unchanged, patience=0)
+
+
+def give_back(name: str, *, patience: float = 0.0) -> None:
+    """Remove this waiter's turn of lock ``name``, if it has one.
+
+    Retried while a share reports the file busy (other waiters read it), for up to
+    ``patience`` seconds and for as long as it is still this waiter's turn.
     """
 
     def still_mine() -> bool:
-        turn = look(name, me)
+        turn = look(name)
         return turn is not None and turn.mine
 
-    with contextlib.suppress(OSError):
-        unlink_lock_file(name + TURN_SUFFIX, still_mine, patience=TURN_TTL)
+    if still_mine():
+        with contextlib.suppress(OSError):
+            unlink_lock_file(name + TURN_SUFFIX, still_mine, patience=patience)
