@@ -44,7 +44,7 @@ LINK_UNSUPPORTED = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 )
 """Errors from ``link()`` that mean "this filesystem cannot do hard links here"."""
-_MAX_SPLIT = 1024
+_MAX_PREFIXES = 1024
 
 
 class HardlinkBackend(FileBackend):
@@ -139,7 +139,7 @@ class HardlinkBackend(FileBackend):
     def _make_temp_prefix(self, name: str, directory: str) -> str:
         """The start of lock ``name``'s temp files' paths, cached."""
         prefix = os.path.join(directory, f".{os.path.basename(name)}.")  # noqa: PTH118, PTH119
-        if len(self._temp_prefix) >= _MAX_SPLIT:
+        if len(self._temp_prefix) >= _MAX_PREFIXES:
             self._temp_prefix.clear()
         self._temp_prefix[name] = prefix
         return prefix
