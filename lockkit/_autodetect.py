@@ -24,18 +24,20 @@ import warnings
 
 import attrs
 
-from lockkit._fsinfo import filesystem_of
+from lockkit._fsinfo import NETWORK_FILESYSTEMS, filesystem_of, may_be_shared
 from lockkit.errors import BackendUnavailable, LockkitWarning
 from lockkit.spec import Support
 
 log = logging.getLogger("lockkit")
 
-__all__ = ["Detection", "detect", "forget", "may_be_shared", "sharing_notes"]
-
-# Filesystems whose locks other machines may share: a note for doctor and the reason.
-NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb2", "smb3", "smbfs", "9p", "virtiofs", "ceph", "glusterfs"}
-)
+__all__ = [
+    "NETWORK_FILESYSTEMS",
+    "Detection",
+    "detect",
+    "forget",
+    "may_be_shared",
+    "sharing_notes",
+]
 
 CLIENT_SIDE_EXCL = frozenset({"fuse.smbnetfs"})
 """Filesystems whose ``O_CREAT|O_EXCL`` excludes only the processes of one client.
@@ -45,16 +47,6 @@ exclusive create had two winners (the client looks the name up, then creates the
 without the server's exclusive disposition). Within one client the kernel serialises
 creates in a directory, so processes of that client still exclude each other.
 """
-
-
-def may_be_shared(fstype: str) -> bool:
-    """Whether other hosts may reach a filesystem of this type: network or FUSE.
-
-    A FUSE filesystem (``fuse.sshfs``, ``fuse.smbnetfs``...) is served by a program
-    that may itself be a network client; ``fuseblk`` (exFAT, NTFS on a local block
-    device) is not counted.
-    """
-    return fstype in NETWORK_FILESYSTEMS or fstype == "fuse" or fstype.startswith("fuse.")
 
 
 def sharing_notes(fstype: str) -> list[str]:

@@ -10,10 +10,26 @@ import os
 
 import attrs
 
-__all__ = ["MOUNT_TABLE", "FsInfo", "filesystem_of"]
+__all__ = ["MOUNT_TABLE", "NETWORK_FILESYSTEMS", "FsInfo", "filesystem_of", "may_be_shared"]
 
 MOUNT_TABLE = "/proc/self/mountinfo"
 """Linux's table of mounted filesystems, with their types."""
+
+
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb2", "smb3", "smbfs", "9p", "virtiofs", "ceph", "glusterfs"}
+)
+"""Kernel network filesystems: other machines may share the locks on them."""
+
+
+def may_be_shared(fstype: str) -> bool:
+    """Whether other hosts may reach a filesystem of this type: network or FUSE.
+
+    A FUSE filesystem (``fuse.sshfs``, ``fuse.smbnetfs``...) is served by a program
+    that may itself be a network client; ``fuseblk`` (exFAT, NTFS on a local block
+    device) is not counted.
+    """
+    return fstype in NETWORK_FILESYSTEMS or fstype == "fuse" or fstype.startswith("fuse.")
 
 
 @attrs.frozen

@@ -375,14 +375,14 @@ def unlink_lock_file(
     removed = _try_unlink(path)
     if removed is not None or patience <= 0:
         return bool(removed)
-    for delay in _busy_delays(path, "remove", patience):
-        time.sleep(delay)
-        if still_ours is not None and not still_ours():
-            return False
-        removed = _try_unlink(path)
-        if removed is not None:
-            return removed
-    raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
+    return bool(
+        _retry_while_busy(path, "remove", _unlink, patience=patience, still_ours=still_ours)
+    )
+
+
+def _unlink(path: str) -> bool:
+    os.unlink(path)  # noqa: PTH108
+    return True
 
 
 def _try_unlink(path: str) -> bool | None:
@@ -425,19 +425,30 @@ def _open_for_reading(path: str) -> int:
     return open_nofollow(path, READ_FLAGS)
 
 
-def _retry_while_busy(path: str, what: str, call: Callable[[str], _T]) -> _T | None:
+def _retry_while_busy(
+    path: str,
+    what: str,
+    call: Callable[[str], _T],
+    *,
+    patience: float = BUSY_WAIT,
+    still_ours: Callable[[], bool] | None = None,
+) -> _T | None:
     """``call(path)`` again, with backoff, while it fails with EBUSY.
 
     The caller has made the first attempt (so the fast path pays for no retry loop).
+    Before each retry, ``still_ours()`` (if given) must confirm that ``path`` is still
+    the file to act on.
 
     Returns:
-        What ``call`` returned, or ``None`` once ``path`` is gone.
+        What ``call`` returned, or ``None`` once ``path`` is gone or no longer ours.
 
     Raises:
-        BackendUnavailable: Still busy after `BUSY_WAIT` seconds.
+        BackendUnavailable: Still busy after ``patience`` seconds.
     """
-    for delay in _busy_delays(path, what):
+    for delay in _busy_delays(path, what, patience):
         time.sleep(delay)
+        if still_ours is not None and not still_ours():
+            return None
         try:
             return call(path)
         except OSError as exc:
@@ -514,41 +525,36 @@ LOCAL_FSTYPES = frozenset({
 """Kernel filesystems on local storage: a lock-file system call there takes microseconds
 and cannot hang waiting for a server, so asyncio callers make it on the event loop."""
 
-_FSTYPES: dict[str, str] = {}
+_FS_FACTS: dict[str, tuple[str, bool]] = {}
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-def fstype_of(directory: str) -> str:
-    """The type of the filesystem ``directory`` is on (``""`` if unknown), cached."""
-    fstype = _FSTYPES.get(directory)
-    if fstype is None:
-        from lockkit._fsinfo import filesystem_of  # noqa: PLC0415 - once per directory
+def _fs_facts(directory: str) -> tuple[str, bool]:
+    """The type of ``directory``'s filesystem and whether other hosts may reach it, cached."""
+    facts = _FS_FACTS.get(directory)
+    if facts is None:
+        from lockkit._fsinfo import filesystem_of, may_be_shared  # noqa: PLC0415 - once per dir
 
         try:
             fstype = filesystem_of(directory).fstype
         except OSError:
             fstype = ""
-        if len(_FSTYPES) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
-            _FSTYPES.clear()
-        _FSTYPES[directory] = fstype
-    return fstype
+        facts = (fstype, may_be_shared(fstype))
+        if len(_FS_FACTS) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _FS_FACTS.clear()
+        _FS_FACTS[directory] = facts
+    return facts
 
 
-_SHARED: dict[str, bool] = {}
+def fstype_of(directory: str) -> str:
+    """The type of the filesystem ``directory`` is on (``""`` if unknown), cached."""
+    return _fs_facts(directory)[0]
 
 
 def on_share(directory: str) -> bool:
     """Whether other hosts may reach ``directory`` (a network or FUSE filesystem), cached."""
-    shared = _SHARED.get(directory)
-    if shared is None:
-        from lockkit._autodetect import may_be_shared  # noqa: PLC0415 - once per directory
-
-        shared = may_be_shared(fstype_of(directory))
-        if len(_SHARED) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
-            _SHARED.clear()
-        _SHARED[directory] = shared
-    return shared
+    return _fs_facts(directory)[1]
 
 
 def inline_io(directory: str) -> bool:

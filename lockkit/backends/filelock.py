@@ -268,12 +268,13 @@ class FilelockBackend(LocalIOBackend):
                 os.close(other)
             os.close(fd)
             os.unlink(path)  # noqa: PTH108
-        from lockkit._autodetect import may_be_shared  # noqa: PLC0415 - probe path only
-        from lockkit.backends._file import fstype_of  # noqa: PLC0415
+        from lockkit.backends._file import fstype_of, on_share  # noqa: PLC0415 - probe only
 
-        fstype = fstype_of(location)
-        if may_be_shared(fstype):
-            reason = f"flock() excludes this client's processes only ({fstype}): not other hosts'"
+        if on_share(location):
+            reason = (
+                f"flock() excludes this client's processes only ({fstype_of(location)}): "
+                "not other hosts'"
+            )
         else:
             reason = "flock() excludes (within this host's kernel)"
         return Support(ok=True, preference=40, reason=reason)
