@@ -14,9 +14,10 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+from lockkit import _fork
 from lockkit._heartbeat import renewer
 from lockkit._info import Owner
-from lockkit._lock import Break, Inspect, TryAcquire, Wait, _LockCore
+from lockkit._lock import Break, Inspect, TryAcquire, Wait, _LockCore, effective_timeout
 from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class AsyncLock(_LockCore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._holder: asyncio.Task[Any] | None = None
 
+    def _forget_users(self) -> None:
+        self._guard = asyncio.Lock()
+        self._loop = None
+        self._holder = None
+
     async def is_held(self) -> bool:
         """Whether this object holds the lock *and* the backend still agrees.
 
@@ -145,10 +151,12 @@ class AsyncLock(_LockCore):
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("AsyncLock.acquire must be awaited inside an asyncio task")
+        if self._generation != _fork.generation:
+            self._inherited()  # a child of a fork takes its own lock, not the parent's
         if self._holder is task:
             self._count += 1
             return AsyncAcquireResult(self)
-        timeout = _effective_timeout(timeout, self.timeout, blocking=blocking)
+        timeout = effective_timeout(timeout, self.timeout, blocking=blocking)
         deadline = time.monotonic() + timeout
         guard = self._guard_for(asyncio.get_running_loop())
         # Serialise tasks sharing this object: the second waits here like a contender,
@@ -273,9 +281,14 @@ class AsyncLock(_LockCore):
         Args:
             force: Release completely, whatever the nesting depth.
 
+        In a forked child, releasing a lock the parent holds only forgets it here: the
+        lock stays the parent's (see `lockkit.Lock.release`).
+
         Raises:
             LockNotHeld: This object does not hold the lock in this task.
         """
+        if self._generation != _fork.generation and self._inherited():
+            return
         if self._holder is not asyncio.current_task() or self._lease is None:
             raise LockNotHeld(f"lock {self._name!r} is not held by this task")
         self._count = 0 if force else self._count - 1
@@ -347,17 +360,6 @@ class AsyncAcquireResult:
     ) -> None:
         """Release the acquisition this object stands for."""
         await self.lock.release()
-
-
-def _effective_timeout(timeout: float | None, default: float | None, *, blocking: bool) -> float:
-    """The seconds an acquisition waits, as `Lock.acquire` computes them (inline there)."""
-    if timeout is None:
-        timeout = default
-    if not blocking:
-        timeout = 0.0
-    if timeout is None or timeout < 0:
-        timeout = math.inf
-    return timeout
 
 
 def _release_in_background(backend: Backend, lease: Lease) -> None:

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
+from lockkit import _fork
 from lockkit._heartbeat import renewer
 from lockkit._info import Owner
+from lockkit._numbers import check
 from lockkit._stale import judge
 from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout, UnknownBackend
 
@@ -108,8 +110,7 @@ class _LockCore:
         from lockkit._select import Selection, auto, parse_spec, select  # noqa: PLC0415
         from lockkit._settings import load_settings  # noqa: PLC0415
 
-        if ttl is not None and not ttl > 0:
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        timeout, ttl, stale = _checked(timeout, ttl, stale)
         self._registry: Registry = get_registry()
         settings = load_settings()
         raw = os.fspath(name)
@@ -148,6 +149,8 @@ class _LockCore:
         self._lease: Lease | None = None
         self._lost = False
         self._acquired_at = 0.0
+        # The fork this object's state belongs to (see `lockkit._fork`).
+        self._generation = _fork.generation
 
     @property
     def selection(self) -> Selection:
@@ -168,17 +171,41 @@ class _LockCore:
     def locked(self) -> bool:
         """Whether this object has acquired the lock and not released it (any thread or task).
 
-        It does not check the backend: see `is_held` for that.
+        It does not check the backend: see `is_held` for that. In a forked child, a lock
+        the parent held is not locked: the parent holds it, not the child.
         """
-        return self._lease is not None
+        return self._lease is not None and self._generation == _fork.generation
 
     @property
     def lease(self) -> Lease | None:
-        """The current lease, or ``None`` when not held."""
-        return self._lease
+        """The current lease, or ``None`` when not held (or held by the parent of a fork)."""
+        return self._lease if self._generation == _fork.generation else None
+
+    def _inherited(self) -> bool:
+        """Forget state copied from the parent of a fork; ``True`` if there was a lease.
+
+        The parent still holds its lock, so the lease is dropped without a word to the
+        backend: no release, no renewal, no event. Guards are replaced because a parent
+        thread may have held them at the moment of the fork.
+        """
+        if self._generation == _fork.generation:
+            return False
+        had_lease = self._lease is not None
+        self._generation = _fork.generation
+        self._lease = None
+        self._lost = False
+        self._count = 0
+        self._state = threading.Lock()
+        self._forget_users()
+        return had_lease
+
+    def _forget_users(self) -> None:
+        """Forget the holding thread or task and replace the guard (after a fork)."""
+        raise NotImplementedError
 
     def _current_lease(self) -> Lease | None:
         """The lease `is_held` should check, or ``None`` when not held or already lost."""
+        self._inherited()
         with self._state:
             if self._lease is None or self._lost:
                 return None
@@ -302,9 +329,12 @@ class _LockCore:
                 log.exception("lockkit: on_lost callback for %s raised", self._name)
 
     def __del__(self) -> None:
-        """Free a lock the program forgot to release, so files and descriptors do not leak."""
+        """Free a lock the program forgot to release, so files and descriptors do not leak.
+
+        Never in a forked child for its parent's lease: that lock is the parent's.
+        """
         lease = getattr(self, "_lease", None)
-        if lease is not None:
+        if lease is not None and getattr(self, "_generation", None) == _fork.generation:
             with contextlib.suppress(Exception):
                 self._backend.release(lease)
 
@@ -375,6 +405,10 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         self._guard = threading.Lock()  # held by the thread that holds the lock
         self._holder: int | None = None  # thread ident of the holder
 
+    def _forget_users(self) -> None:
+        self._guard = threading.Lock()
+        self._holder = None
+
     def is_held(self) -> bool:
         """Whether this object holds the lock *and* the backend still agrees.
 
@@ -405,16 +439,13 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         Raises:
             LockTimeout: The lock stayed busy; carries the holder's `LockInfo`.
         """
+        if self._generation != _fork.generation:
+            self._inherited()  # a child of a fork takes its own lock, not the parent's
         me = _get_ident()
         if self._holder == me:
             self._count += 1
             return AcquireResult(self)
-        if timeout is None:
-            timeout = self.timeout
-        if not blocking:
-            timeout = 0.0
-        if timeout is None or timeout < 0:
-            timeout = math.inf
+        timeout = effective_timeout(timeout, self.timeout, blocking=blocking)
         start = _monotonic()
         deadline = start + timeout
         guard = self._guard
@@ -493,9 +524,15 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         Args:
             force: Release completely, whatever the nesting depth.
 
+        In a forked child, releasing a lock the parent holds only forgets it here (see
+        *Forks* in the docs): the lock stays the parent's, so a ``with`` block the child
+        leaves, or a ``sys.exit`` that unwinds it, leaves the parent's lock alone.
+
         Raises:
             LockNotHeld: This object does not hold the lock in this thread.
         """
+        if self._generation != _fork.generation and self._inherited():
+            return
         if self._holder != _get_ident() or self._lease is None:
             raise LockNotHeld(f"lock {self._name!r} is not held by this thread")
         self._count = 0 if force else self._count - 1
@@ -544,6 +581,32 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
+
+
+def effective_timeout(timeout: float | None, default: float | None, *, blocking: bool) -> float:
+    """The seconds an acquisition waits: ``math.inf`` for ever, ``0.0`` for one attempt.
+
+    Raises:
+        TypeError, ValueError: ``timeout`` is not a number, or NaN.
+    """
+    if not blocking:
+        return 0.0
+    if timeout is None:
+        timeout = default
+        if timeout is None:
+            return math.inf
+    return check("timeout", timeout)
+
+
+def _checked(
+    timeout: float | None, ttl: float | None, stale: float | None
+) -> tuple[float | None, float | None, float | None]:
+    """Validate a lock's numbers (``None`` means "from the settings")."""
+    return (
+        None if timeout is None else check("timeout", timeout),
+        None if ttl is None else check("ttl", ttl),
+        None if stale is None else check("stale", stale),
+    )
 
 
 class AcquireResult:

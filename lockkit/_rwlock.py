@@ -18,12 +18,11 @@ other. One deadline covers both steps.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Literal, Self
 
-from lockkit._lock import Lock
+from lockkit._lock import Lock, effective_timeout
 from lockkit.errors import LockError, LockNotHeld, LockTimeout, SharedLocksUnsupported
 
 if TYPE_CHECKING:
@@ -187,10 +186,7 @@ class ReadWriteLock:
         return self._backend.inspect(self._name)
 
     def _take(self, lock: Lock, gate: Lock, timeout: float | None) -> Lease:
-        if timeout is None:
-            timeout = self.timeout
-        if timeout is None or timeout < 0:
-            timeout = math.inf
+        timeout = effective_timeout(timeout, self.timeout, blocking=True)
         deadline = time.monotonic() + timeout
         try:
             gate.acquire(timeout=timeout)

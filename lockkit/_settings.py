@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from lockkit._numbers import Kind, check, valid_range
 from lockkit._redact import redact_url
 from lockkit.errors import SettingsError
 
@@ -261,7 +262,7 @@ def _openclaw_defaults(
     found: dict[str, Any] = {}
     session = data.get("session")
     write_lock = session.get("writeLock") if isinstance(session, dict) else None
-    names = {"timeout": "acquireTimeoutMs", "stale": "staleMs"}
+    names: dict[Kind, str] = {"timeout": "acquireTimeoutMs", "stale": "staleMs"}
     overrides = {
         "timeout": "OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS",
         "stale": "OPENCLAW_SESSION_WRITE_LOCK_STALE_MS",
@@ -269,23 +270,37 @@ def _openclaw_defaults(
     for ours, theirs in names.items():
         variable = overrides[ours]
         if env.get(variable):
-            try:
-                found[ours] = float(env[variable]) / 1000
-            except ValueError:
-                raise SettingsError(
-                    f"expected milliseconds as a number, got {env[variable]!r}", source=variable
-                ) from None
+            found[ours] = _milliseconds(ours, env[variable], variable, source=variable)
         elif isinstance(write_lock, dict) and theirs in write_lock:
-            value = write_lock[theirs]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise SettingsError(
-                    f"expected a number of milliseconds, got {value!r}",
-                    source=source,
-                    line=locator.line_of(theirs, 0),
-                    key=f"session.writeLock.{theirs}",
-                )
-            found[ours] = value / 1000
+            found[ours] = _milliseconds(
+                ours,
+                write_lock[theirs],
+                f"session.writeLock.{theirs}",
+                source=source,
+                line=locator.line_of(theirs, 0),
+            )
     return found
+
+
+_SECONDS: tuple[Kind, ...] = ("timeout", "ttl", "stale")
+
+
+def _milliseconds(
+    kind: Kind, value: object, setting: str, *, source: str, line: int | None = None
+) -> float:
+    """OpenClaw's milliseconds (a number in its file, text in its env vars) as seconds."""
+    try:
+        number = float(value.strip()) if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            number = None  # refused below, with the message for a non-number
+        return check(kind, number / 1000 if number is not None else None, setting)
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError(
+            f"expected milliseconds ({kind}: {valid_range(kind)}, times 1000), got {value!r}",
+            source=source,
+            line=line,
+            key=setting if line else "",
+        ) from None
 
 
 class _Validator:
@@ -315,7 +330,7 @@ class _Validator:
         for key in ("backend", "url", "root"):
             if key in self.section:
                 values[key] = self.string(key, self.section[key])
-        for key in ("timeout", "ttl", "stale"):
+        for key in _SECONDS:
             if key in self.section:
                 values[key] = self.seconds(key, self.section[key])
         if "root" in values:
@@ -336,12 +351,11 @@ class _Validator:
             raise self.fail(key, f"expected a non-empty string, got {shown}", line)
         return self.substitute(key, value, line)
 
-    def seconds(self, key: str, value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"expected a number of seconds, got {value!r}")
-        if value < 0 or (key == "ttl" and value == 0):
-            raise self.fail(key, f"expected a positive number of seconds, got {value!r}")
-        return float(value)
+    def seconds(self, key: Kind, value: object) -> float:
+        try:
+            return check(key, value, "")
+        except (TypeError, ValueError) as exc:
+            raise self.fail(key, str(exc)) from None
 
     def routes(self, routes: object) -> tuple[Route, ...]:
         if not isinstance(routes, dict):

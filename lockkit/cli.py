@@ -19,6 +19,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from lockkit._numbers import Kind, parse
 from lockkit.errors import LockError, LockkitWarning
 
 if TYPE_CHECKING:
@@ -151,20 +152,18 @@ def _add_run_parser(commands: Any) -> None:  # noqa: ANN401 - argparse's private
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
-    return value
+    return _number("timeout", text)
 
 
 def _ttl(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a ttl of more than 0 seconds, got 0")
-    return value
+    return _number("ttl", text)
+
+
+def _number(kind: Kind, text: str) -> float:
+    try:
+        return parse(kind, text, "")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import attrs
 
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
 from lockkit.backends._file import decode_payload, encode_payload
 from lockkit.backends._redis_conn import Script, ThreadConnection
@@ -395,8 +396,8 @@ class RedisBackend(Backend):
         if "\n" in prefix:
             raise SettingsError(f"invalid Redis key prefix {prefix!r}: it contains a newline")
         self.prefix = prefix
-        self.default_ttl = default_ttl
-        self.poll = poll
+        self.default_ttl = check("ttl", default_ttl, "default_ttl")
+        self.poll = check("poll", poll)
         self.root = root or _default_root()
         self._servers = [self._connect(redis, url) for url in self.urls]
         self.quorum = len(self._servers) // 2 + 1
@@ -462,14 +463,13 @@ class RedisBackend(Backend):
         for key in ("prefix", "root"):
             if key in options:
                 kwargs[key] = options[key]
-        for key, target in (("ttl", "default_ttl"), ("poll", "poll")):
-            if key in options:
-                try:
-                    kwargs[target] = float(options[key])
-                except ValueError:
-                    raise SettingsError(
-                        f"invalid {key} {options[key]!r} in Redis URL {redact_url(url)}"
-                    ) from None
+        try:
+            if "ttl" in options:
+                kwargs["default_ttl"] = parse("ttl", options["ttl"], "ttl=")
+            if "poll" in options:
+                kwargs["poll"] = parse("poll", options["poll"], "poll=")
+        except ValueError as exc:
+            raise SettingsError(f"{exc} in Redis URL {redact_url(url)}") from None
         return cls(urls, **kwargs)
 
     def __repr__(self) -> str:

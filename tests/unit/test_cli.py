@@ -90,7 +90,8 @@ def test_run_command_without_dashdash_says_where_it_goes(
     ("options", "complaint"),
     [
         (["--nonblock", "--timeout", "1"], "not allowed with"),
-        (["--timeout", "-1"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--ttl", "1e308"], "--ttl"),
         (["--timeout", "soon"], "--timeout"),
         (["--ttl", "0"], "--ttl"),
     ],

@@ -95,12 +95,13 @@ BROKEN = {
     "wrong type": (
         "{\n plugins: {entries: {lockkit: {config: {\n  backend: 'excl',\n  ttl: '30',\n}}}}}",
         4,
-        "plugins.entries.lockkit.config.ttl: expected a number of seconds, got '30'",
+        "plugins.entries.lockkit.config.ttl: expected a number of seconds > 0 and <= 31536000 "
+        "(one year), got '30' (str)",
     ),
     "negative": (
-        "{plugins: {entries: {lockkit: {config: {\n timeout: -1}}}}}",
+        "{plugins: {entries: {lockkit: {config: {\n ttl: -1}}}}}",
         2,
-        "expected a positive number",
+        "plugins.entries.lockkit.config.ttl: expected a number of seconds > 0",
     ),
     "missing var": (
         "{plugins: {entries: {lockkit: {config: {\n\n url: '${MISSING_URL}'}}}}}",
@@ -125,7 +126,7 @@ BROKEN = {
     "writeLock type": (
         "{session: {writeLock: {\n acquireTimeoutMs: 'soon'}}}",
         2,
-        "session.writeLock.acquireTimeoutMs: expected a number of milliseconds",
+        "session.writeLock.acquireTimeoutMs: expected milliseconds (timeout: a number of seconds",
     ),
     "top level": ("[1, 2]", 1, "the top level must be an object"),
 }
