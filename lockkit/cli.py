@@ -32,6 +32,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool killed by SIGPIPE
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -216,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the subcommand; errors become a message and an exit status."""
     try:
         handler = {
             "doctor": _doctor,
@@ -224,13 +230,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "break": _break,
             "run": _run,
         }[args.command]
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+    except BrokenPipeError:
+        return _reader_went_away()
     except LockError as exc:
         print(f"lockkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"lockkit: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return status
+
+
+def _reader_went_away() -> int:
+    """Exit quietly when stdout's reader has gone (``lockkit doctor | head -1``).
+
+    What a Unix tool does when SIGPIPE kills it: no message, status 128 + SIGPIPE. Stdout
+    is pointed at /dev/null so the interpreter's final flush does not complain either.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:  # noqa: ANN401

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 import attrs
 
+from lockkit._fsinfo import missing_directory
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._stale import judge
 from lockkit.errors import BackendUnavailable, InvalidLockName
@@ -82,11 +83,9 @@ def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
     if text.endswith(os.sep):
         raise InvalidLockName(f"lock path {text!r} ends with {os.sep!r}; name a file, not a dir")
     path = os.path.abspath(text)  # noqa: PTH100 - plain strings on the hot path
-    parent = os.path.dirname(path)  # noqa: PTH120
-    if not os.path.isdir(parent):  # noqa: PTH112
-        raise InvalidLockName(
-            f"cannot lock {path!r}: its directory {parent!r} does not exist; create it first"
-        )
+    problem = missing_directory(path)
+    if problem is not None:
+        raise InvalidLockName(problem)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

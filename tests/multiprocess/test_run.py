@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -48,17 +49,51 @@ def _node() -> str:
 
 @contextlib.contextmanager
 def _reaped(*processes: subprocess.Popen[str]) -> Iterator[None]:
-    """Kill and reap whatever is still running when the block ends, even on failure."""
+    """Kill and reap whatever is still running when the block ends, even on failure.
+
+    Every process here starts in its own session (`_popen`), so killing its group also
+    kills the command `lockkit run` started, which would otherwise outlive the test.
+    """
     try:
         yield
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
                     stream.close()
+
+
+# Runs argv[2:] with every signal at its default and unblocked, except those named
+# (comma-separated) in argv[1], which are ignored. The suite may run under ``nohup``
+# (SIGHUP ignored) or from a shell's background job (SIGINT and SIGQUIT ignored), and
+# ignored signals are inherited across exec: tests about signals must not depend on
+# that. A launcher rather than ``preexec_fn``, which is unsafe in a threaded process.
+LAUNCH = """
+import os, signal, sys
+for sig in signal.valid_signals():
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+for name in filter(None, sys.argv[1].split(",")):
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_SETMASK, set())
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _launched(argv: list[str], *, ignoring: str = "") -> list[str]:
+    return [sys.executable, "-c", LAUNCH, ignoring, *argv]
+
+
+def _popen(argv: list[str], *, ignoring: str = "", **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a process in its own session with default signal dispositions."""
+    kwargs.setdefault("text", True)
+    return subprocess.Popen(_launched(argv, ignoring=ignoring), start_new_session=True, **kwargs)
 
 
 def _free(path: pathlib.Path, backend: str) -> bool:
@@ -78,7 +113,7 @@ def _argv(path: pathlib.Path, *options: str, command: list[str]) -> list[str]:
 
 def _run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [*LOCKKIT, "run", *args],
+        _launched([*LOCKKIT, "run", *args]),
         capture_output=True,
         text=True,
         timeout=WAIT,
@@ -194,13 +229,12 @@ def test_node_sh_and_python_users_lose_no_update(tmp_path: pathlib.Path, backend
         ],
     ]
     workers = [
-        subprocess.Popen(
+        _popen(
             argv,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
         )
         for argv, env in commands
     ]
@@ -248,11 +282,9 @@ def test_sigkill_of_lockkit_run_leaves_a_lock_the_next_user_reclaims(
     recorder = _StaleRecorder()
     get_registry().register(recorder, name="stale-recorder")
     path = tmp_path / "killed.lock"
-    run = subprocess.Popen(
+    run = _popen(
         _argv(path, "--backend", backend, command=["sh", "-c", "echo $$; exec sleep 60"]),
         stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the cleanup kills the command too
     )
     try:
         assert run.stdout is not None
@@ -333,12 +365,10 @@ while True:
 def test_signals_are_forwarded_to_the_command(tmp_path: pathlib.Path, sig: signal.Signals) -> None:
     path = tmp_path / "signal.lock"
     seen = tmp_path / "seen"
-    run = subprocess.Popen(
+    run = _popen(  # its own session: no controlling terminal, every signal is forwarded
         _argv(path, "--backend", "excl", command=[sys.executable, "-c", SIGNALLED, str(seen)]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # no controlling terminal: every signal is forwarded
     )
     with _reaped(run):
         assert run.stdout is not None
@@ -349,6 +379,38 @@ def test_signals_are_forwarded_to_the_command(tmp_path: pathlib.Path, sig: signa
         assert err == ""
     assert seen.read_text() == sig.name
     assert _free(path, "excl")
+
+
+def test_signal_tests_hold_under_nohup(tmp_path: pathlib.Path) -> None:
+    """The suite run under ``nohup`` (SIGHUP ignored, inherited): still forwarded.
+
+    Before `_popen` reset dispositions, this case hung for 120 s and left the command
+    running.
+    """
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        test_signals_are_forwarded_to_the_command(tmp_path, signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_signal_ignored_by_the_caller_stays_ignored(tmp_path: pathlib.Path) -> None:
+    """``nohup lockkit run ...``: lockkit run does not pass on SIGHUP the caller ignores."""
+    path = tmp_path / "nohup.lock"
+    seen = tmp_path / "seen"
+    run = _popen(
+        _argv(path, "--backend", "excl", command=[sys.executable, "-c", SIGNALLED, str(seen)]),
+        ignoring="SIGHUP",
+        stdout=subprocess.PIPE,
+    )
+    with _reaped(run):
+        assert run.stdout is not None
+        assert run.stdout.readline() == "ready\n"
+        os.kill(run.pid, signal.SIGHUP)  # ignored by lockkit run: not forwarded
+        os.kill(run.pid, signal.SIGUSR1)  # forwarded after it; the command exits on it
+        run.communicate(timeout=WAIT)
+        assert run.returncode == 7
+    assert seen.read_text() == "SIGUSR1"
 
 
 # Exits on SIGUSR1, saying how many SIGINTs came first.
@@ -411,7 +473,7 @@ def test_ctrl_c_at_a_terminal_reaches_the_command_once(tmp_path: pathlib.Path) -
     path = tmp_path / "terminal.lock"
     argv = _argv(path, "--backend", "excl", command=[sys.executable, "-c", COUNTS_INTERRUPTS])
     result = subprocess.run(
-        [sys.executable, "-c", TERMINAL, json.dumps(argv)],
+        _launched([sys.executable, "-c", TERMINAL, json.dumps(argv)]),
         capture_output=True,
         text=True,
         timeout=WAIT,
@@ -503,11 +565,10 @@ WAITS = "import sys; print('ready', flush=True); sys.stdin.readline()"
 
 def test_ttl_is_renewed_while_the_command_runs(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "ttl.lock"
-    run = subprocess.Popen(
+    run = _popen(
         _argv(path, "--backend", "excl", "--ttl", "0.6", command=[sys.executable, "-c", WAITS]),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        text=True,
     )
     with _reaped(run):
         assert run.stdout is not None
