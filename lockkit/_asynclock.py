@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any, Self
 from lockkit import _fork
 from lockkit._heartbeat import renewer
 from lockkit._info import Owner
-from lockkit._lock import Break, Inspect, TryAcquire, Wait, _LockCore, effective_timeout
-from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout
+from lockkit._lock import (
+    Break,
+    Inspect,
+    TryAcquire,
+    Wait,
+    _LockCore,
+    backend_failed,
+    effective_timeout,
+)
+from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
     import os
@@ -173,6 +181,11 @@ class AsyncLock(_LockCore):
                 ) from None
         try:
             lease = await self._acquire_backend(timeout, deadline)
+        except OSError as exc:
+            guard.release()
+            if isinstance(exc, LockError):
+                raise
+            raise backend_failed(exc, "acquiring", self._name, self._backend.name) from exc
         except BaseException:
             guard.release()
             raise
@@ -278,14 +291,16 @@ class AsyncLock(_LockCore):
         A lost lock is released without touching the new holder's lock. The release
         completes even if the task is cancelled while it is in flight.
 
-        Args:
-            force: Release completely, whatever the nesting depth.
-
         In a forked child, releasing a lock the parent holds only forgets it here: the
         lock stays the parent's (see `lockkit.Lock.release`).
 
+        Args:
+            force: Release completely, whatever the nesting depth.
+
         Raises:
             LockNotHeld: This object does not hold the lock in this task.
+            BackendUnavailable: The backend failed to remove the lock (an I/O error). The
+                lock is still held by this object: call `release` again.
         """
         if self._generation != _fork.generation and self._inherited():
             return
@@ -298,11 +313,20 @@ class AsyncLock(_LockCore):
             lease = self._lease
             self._lease = None
             was_lost = self._lost
-        if lease.expires is not None and lease.ttl:
+        renewed = lease.expires is not None and bool(lease.ttl)
+        if renewed:
             renewer().remove(self)  # only renewed leases were added (see `acquire`)
+        try:
+            released = await self._backend.release_async(lease)
+        except OSError as exc:
+            # Not released: the lock is still this object's, so a retry can free it.
+            self._keep(lease, renewed=renewed)
+            if isinstance(exc, LockError):
+                raise
+            raise backend_failed(exc, "releasing", self._name, self._backend.name) from exc
         self._holder = None
         try:
-            if await self._backend.release_async(lease):
+            if released:
                 if self._registry.has_event_hooks:
                     held = time.monotonic() - self._acquired_at
                     self._registry.released(self._name, self._backend.name, lease, held)
@@ -312,8 +336,17 @@ class AsyncLock(_LockCore):
             self._guard.release()
 
     async def inspect(self) -> LockInfo | None:
-        """Ask the backend who holds the lock now (``None`` when free)."""
-        return await self._backend.inspect_async(self._name)
+        """Ask the backend who holds the lock now (``None`` when free).
+
+        Raises:
+            BackendUnavailable: The backend could not be read (an I/O error).
+        """
+        try:
+            return await self._backend.inspect_async(self._name)
+        except LockError:
+            raise
+        except OSError as exc:
+            raise backend_failed(exc, "reading", self._name, self._backend.name) from exc
 
     async def __aenter__(self) -> Self:
         """Acquire with the default timeout."""

@@ -25,7 +25,14 @@ from lockkit._heartbeat import renewer
 from lockkit._info import Owner
 from lockkit._numbers import check
 from lockkit._stale import judge
-from lockkit.errors import InvalidLockName, LockNotHeld, LockTimeout, UnknownBackend
+from lockkit.errors import (
+    BackendUnavailable,
+    InvalidLockName,
+    LockError,
+    LockNotHeld,
+    LockTimeout,
+    UnknownBackend,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -312,6 +319,14 @@ class _LockCore:
         self._mark_lost(lease)
         return None
 
+    def _keep(self, lease: Lease, *, renewed: bool) -> None:
+        """Hold ``lease`` again after a release that failed (the guard was never let go)."""
+        with self._state:
+            self._lease = lease
+        self._count = 1
+        if renewed:
+            renewer().add(self, time.monotonic())
+
     def _mark_lost(self, lease: Lease, *, releasing: bool = False) -> None:
         with self._state:
             # A renewal that raced with release and re-acquisition must not mark the
@@ -438,6 +453,8 @@ class Lock(_LockCore, contextlib.ContextDecorator):
 
         Raises:
             LockTimeout: The lock stayed busy; carries the holder's `LockInfo`.
+            BackendUnavailable: The backend failed (an I/O error: a full disk, a
+                read-only filesystem, a permission denied, a server gone).
         """
         if self._generation != _fork.generation:
             self._inherited()  # a child of a fork takes its own lock, not the parent's
@@ -454,8 +471,8 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         if not guard.acquire(False):  # noqa: FBT003 - positional: cheaper than a keyword
             self._wait_for_guard(timeout)
             start = _monotonic()  # `lockkit_acquired` reports the wait for the backend
+        backend = self._backend
         try:
-            backend = self._backend
             ttl = self.ttl if backend.capabilities.ttl else None
             # The uncontended case is one call; the loop and its generator only on failure.
             lease = backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
@@ -464,6 +481,11 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             registry = self._registry
             if registry.has_event_hooks:
                 registry.acquired(self._name, backend.name, lease, _monotonic() - start)
+        except OSError as exc:
+            guard.release()
+            if isinstance(exc, LockError):
+                raise
+            raise backend_failed(exc, "acquiring", self._name, backend.name) from exc
         except BaseException:
             guard.release()
             raise
@@ -521,15 +543,18 @@ class Lock(_LockCore, contextlib.ContextDecorator):
 
         A lost lock is released without touching the new holder's lock.
 
-        Args:
-            force: Release completely, whatever the nesting depth.
-
         In a forked child, releasing a lock the parent holds only forgets it here (see
         *Forks* in the docs): the lock stays the parent's, so a ``with`` block the child
         leaves, or a ``sys.exit`` that unwinds it, leaves the parent's lock alone.
 
+        Args:
+            force: Release completely, whatever the nesting depth.
+
         Raises:
             LockNotHeld: This object does not hold the lock in this thread.
+            BackendUnavailable: The backend failed to remove the lock (an I/O error). The
+                lock is still held by this object: call `release` again, or let the
+                process end (its lock is then stale, and broken by the next user).
         """
         if self._generation != _fork.generation and self._inherited():
             return
@@ -546,11 +571,20 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             was_lost = self._lost
         finally:
             state.release()
-        if lease.expires is not None and lease.ttl:
+        renewed = lease.expires is not None and bool(lease.ttl)
+        if renewed:
             renewer().remove(self)  # only renewed leases were added (see `acquire`)
+        try:
+            released = self._backend.release(lease)
+        except OSError as exc:
+            # Not released: the lock is still this object's, so a retry can free it.
+            self._keep(lease, renewed=renewed)
+            if isinstance(exc, LockError):
+                raise
+            raise backend_failed(exc, "releasing", self._name, self._backend.name) from exc
         self._holder = None
         try:
-            if self._backend.release(lease):
+            if released:
                 if self._registry.has_event_hooks:
                     held = time.monotonic() - self._acquired_at
                     self._registry.released(self._name, self._backend.name, lease, held)
@@ -560,8 +594,17 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             self._guard.release()
 
     def inspect(self) -> LockInfo | None:
-        """Ask the backend who holds the lock now (``None`` when free)."""
-        return self._backend.inspect(self._name)
+        """Ask the backend who holds the lock now (``None`` when free).
+
+        Raises:
+            BackendUnavailable: The backend could not be read (an I/O error).
+        """
+        try:
+            return self._backend.inspect(self._name)
+        except LockError:
+            raise
+        except OSError as exc:
+            raise backend_failed(exc, "reading", self._name, self._backend.name) from exc
 
     def __enter__(self) -> Self:
         """Acquire with the default timeout."""
@@ -581,6 +624,18 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
+
+
+def backend_failed(exc: OSError, doing: str, name: str, backend: str) -> BackendUnavailable:
+    """An I/O error from a backend, as the `LockError` callers are promised.
+
+    It keeps ``errno`` and stays an `OSError`, so ``except OSError`` still catches it.
+    """
+    reason = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
+    return BackendUnavailable(
+        exc.errno, f"{doing} lock {name!r} ({backend}) failed: {reason}{where}"
+    )
 
 
 def effective_timeout(timeout: float | None, default: float | None, *, blocking: bool) -> float:

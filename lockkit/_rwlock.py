@@ -109,6 +109,7 @@ class ReadWriteLock:
         self.ttl = main.ttl
         self.stale = main.stale
         self._local = threading.local()
+        self._main = main  # for inspect(); never acquired
 
     @property
     def name(self) -> str:
@@ -182,8 +183,11 @@ class ReadWriteLock:
         """Ask the backend who holds the main lock now (``None`` when free).
 
         While readers hold it, the answer has ``shared=True``.
+
+        Raises:
+            BackendUnavailable: The backend could not be read (an I/O error).
         """
-        return self._backend.inspect(self._name)
+        return self._main.inspect()
 
     def _take(self, lock: Lock, gate: Lock, timeout: float | None) -> Lease:
         timeout = effective_timeout(timeout, self.timeout, blocking=True)

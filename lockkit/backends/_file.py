@@ -672,6 +672,8 @@ def remove_held(lease: Lease) -> bool:
     """
     held: HeldFile = lease.handle
     name = lease.name
+    if held.fd < 0:
+        return remove_if_ours(lease)  # a retry after a release that failed midway
     try:
         mine = os.fstat(held.fd)
         there = os.lstat(name)

@@ -21,8 +21,10 @@ only with a working lock manager; on SMB it depends on the mount options. Prefer
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import logging
 import os
 import tempfile
 import time
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = ["FilelockBackend", "lockkit_register_backends"]
+
+log = logging.getLogger("lockkit")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -135,9 +139,16 @@ class FilelockBackend(LocalIOBackend):
         fd, wfd = lease.handle
         try:
             unlock_descriptor(fd)
+        except OSError as exc:
+            # Closing drops the flock too (unless a forked child keeps a copy open), and
+            # a retry must never close these numbers again: they may name other files
+            # by then. So this release is final either way.
+            log.warning("lockkit: unlocking %s failed (%s); closing it instead", lease.name, exc)
         finally:
-            os.close(wfd)
-            os.close(fd)
+            with contextlib.suppress(OSError):  # Linux frees the number even on error
+                os.close(wfd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
         return True
 
     def inspect(self, name: str) -> LockInfo | None:

@@ -97,7 +97,10 @@ class HardlinkBackend(FileBackend):
             return None
         handle = self.keep_open(held, directory)
         try:
-            unlink_lock_file(temp)
+            try:
+                unlink_lock_file(temp)
+            except OSError:
+                unlink_lock_file(temp)  # once more: a passing I/O error must not leave it
         except OSError as exc:
             # The lock is won: a temp file that stays busy must not orphan it.
             log.warning("lockkit: could not remove temp file %s: %s", temp, exc)
