@@ -401,19 +401,9 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
     Raises:
         InvalidLockName: A symlink sits at the lock path.
     """
-    try:
-        opened: int | None = open_nofollow(path, READ_FLAGS)
-    except FileNotFoundError:
+    fd = _open_lock_file(path)
+    if fd is None:
         return None
-    except OSError as exc:
-        if exc.errno not in _BUSY:
-            raise
-        # An SMB server refuses to open a file whose removal is pending; the removal
-        # completes within moments, so look again until it has.
-        opened = _retry_while_busy(path, "open", _open_for_reading)
-    if opened is None:
-        return None
-    fd = opened
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -545,6 +535,22 @@ def _not_a_file(path: str, st: os.stat_result) -> InvalidLockName:
         f"{path!r} is {kind}, not a lock file: lockkit reads and removes only regular files "
         "it can prove are a lock's own. Remove it, or choose another lock path"
     )
+
+
+def _open_lock_file(path: str) -> int | None:
+    """Open a lock file for `read_lock_file`; ``None`` when there is none."""
+    try:
+        return open_nofollow(path, READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _NOT_A_FILE:
+            raise not_a_file_error(path) from None  # a socket (ENXIO)
+        if exc.errno not in _BUSY:
+            raise
+    # An SMB server refuses to open a file whose removal is pending; the removal
+    # completes within moments, so look again until it has.
+    return _retry_while_busy(path, "open", _open_for_reading)
 
 
 def _open_for_reading(path: str) -> int:

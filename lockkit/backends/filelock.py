@@ -21,6 +21,7 @@ only with a working lock manager; on SMB it depends on the mount options. Prefer
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -46,7 +47,7 @@ from lockkit.backends._file import (
     run_file_io,
 )
 from lockkit.backends.excl import _errname, expiry
-from lockkit.errors import LockError
+from lockkit.errors import InvalidLockName, LockError
 from lockkit.spec import Backend, Capabilities, Support, hookimpl
 
 if TYPE_CHECKING:
@@ -304,6 +305,13 @@ def _open_own(name: str, flags: int) -> tuple[int, os.stat_result]:
     except OSError as exc:
         if exc.errno in _SPECIAL:
             raise not_a_file_error(name) from None
+        if exc.errno == errno.EACCES:
+            # In a sticky directory the kernel may refuse to open someone else's file
+            # (fs.protected_*): say what is there, if it is not a lock file.
+            with contextlib.suppress(OSError):
+                st = os.lstat(name)
+                if not stat.S_ISREG(st.st_mode):
+                    raise not_a_file_error(name, st) from None
         raise
     try:
         st = os.fstat(fd)
@@ -316,7 +324,41 @@ def _open_own(name: str, flags: int) -> tuple[int, os.stat_result]:
     if st.st_nlink > 1:
         os.close(fd)
         raise linked_file_error(name, st.st_nlink)
+    if flags & (os.O_WRONLY | os.O_CREAT) and not _may_write(name, st):
+        os.close(fd)
+        raise InvalidLockName(
+            f"{name!r} belongs to uid {st.st_uid}, in a sticky directory where anyone can "
+            "create files: it is not provably a lock file of this user's, and lockkit does "
+            "not write into it (as fs.protected_regular refuses it). Remove it, or keep "
+            "locks in a directory only trusted users can write"
+        )
     return fd, st
+
+
+# Per directory: (sticky, owner uid); a directory's mode and owner rarely change.
+_STICKY: dict[str, tuple[bool, int]] = {}
+
+
+def _may_write(name: str, st: os.stat_result) -> bool:
+    """Whether this process may write the payload into lock file ``st`` at ``name``.
+
+    In a sticky directory (``/tmp``), only a file of this process's user, or of the
+    directory's owner, as the kernel's ``fs.protected_regular`` rule has it; elsewhere,
+    whoever could create a file in the directory is trusted by its permissions.
+    """
+    euid = os.geteuid()
+    if st.st_uid == euid:
+        return True
+    directory = os.path.dirname(name)  # noqa: PTH120
+    facts = _STICKY.get(directory)
+    if facts is None:
+        dst = os.stat(directory)  # noqa: PTH116
+        facts = (bool(dst.st_mode & stat.S_ISVTX), dst.st_uid)
+        if len(_STICKY) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _STICKY.clear()
+        _STICKY[directory] = facts
+    sticky, owner = facts
+    return not sticky or st.st_uid == owner
 
 
 def _lock_shared(fd: int) -> bool:
