@@ -13,7 +13,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Lease", "LockInfo", "Owner", "pid_alive", "process_identity", "read_start_time"]
+__all__ = [
+    "MAX_PID",
+    "Lease",
+    "LockInfo",
+    "Owner",
+    "pid_alive",
+    "process_identity",
+    "read_start_time",
+]
 
 
 @attrs.frozen
@@ -60,6 +68,11 @@ def read_start_time(pid: int) -> int | None:
         return None
 
 
+MAX_PID = 2**31 - 1
+"""The largest pid any platform hands out (``pid_t`` is a signed 32-bit integer); a lock
+file naming a larger pid, or one below 1, is malformed."""
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists in this pid namespace and is not a zombie.
 
@@ -68,6 +81,8 @@ def pid_alive(pid: int) -> bool:
     (where ``/proc`` shows it; elsewhere a zombie counts as alive). On Windows, where
     ``os.kill`` would *terminate* the process, the process is asked about instead.
     """
+    if not 0 < pid <= MAX_PID:
+        return False  # no process has such a pid; os.kill would raise OverflowError
     if sys.platform == "win32":
         return _windows_pid_alive(pid)
     try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 import attrs
 
 from lockkit._fsinfo import missing_directory
-from lockkit._info import Lease, LockInfo, Owner
+from lockkit._info import MAX_PID, Lease, LockInfo, Owner, read_start_time
 from lockkit._stale import judge
 from lockkit.errors import BackendUnavailable, InvalidLockName
 from lockkit.spec import Backend, Capabilities
@@ -39,7 +39,9 @@ __all__ = [
     "create_held",
     "decode_payload",
     "encode_payload",
+    "linked_file_error",
     "lock_path",
+    "not_a_file_error",
     "read_lock_file",
     "remove_held",
     "remove_if_ours",
@@ -61,6 +63,65 @@ _VANISHED = frozenset({errno.ENOENT, errno.ESTALE})
 # removal is pending.
 _BUSY = frozenset({errno.EBUSY})
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+_REWRITE_FLAGS = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+# What opening something other than a regular file at a lock path can fail with: a
+# symlink (ELOOP), a directory (EISDIR), a socket or a FIFO without reader (ENXIO).
+_NOT_A_FILE = frozenset({errno.ELOOP, errno.EISDIR, errno.ENXIO})
+
+
+NAME_MAX = 255
+"""The longest file name, in bytes, lockkit creates: Linux's ``NAME_MAX``, and at most 255
+UTF-16 units on exFAT, NTFS and SMB (a name of at most 255 UTF-8 bytes has at most 255
+UTF-16 units). A filesystem whose ``pathconf`` reports less lowers it (`name_max`)."""
+PATH_MAX = 4096
+"""The longest path, in bytes, lockkit creates (Linux's ``PATH_MAX`` with its NUL)."""
+AUX_ROOM = 48
+"""Bytes an auxiliary file's path may add to its lock path (the longest: a ``hardlink``
+temp file, ``.<name>.<32-hex token>.tmp``, adds 38)."""
+_NAME_MAX_OF: dict[str, int] = {}
+
+
+def name_max(directory: str) -> int:
+    """The longest name lockkit creates in ``directory``: `NAME_MAX` or less, cached.
+
+    Less where ``pathconf(PC_NAME_MAX)`` says so (eCryptfs: 143); never more, whatever
+    the filesystem reports (exFAT's driver reports 1530 bytes for its 255 UTF-16 units).
+    """
+    limit = _NAME_MAX_OF.get(directory)
+    if limit is None:
+        try:
+            reported = os.pathconf(directory, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # no pathconf, or no such directory
+            return NAME_MAX
+        limit = NAME_MAX if reported <= 0 else min(NAME_MAX, reported)
+        if len(_NAME_MAX_OF) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _NAME_MAX_OF.clear()
+        _NAME_MAX_OF[directory] = limit
+    return limit
+
+
+def aux_path(name: str, suffix: str, *, prefix: str = "") -> str:
+    """The path of an auxiliary file of lock ``name``: ``prefix + basename + suffix``.
+
+    When that would not fit `name_max`, the basename is shortened to a start cut at a
+    character boundary, ``~`` and 24 hex digits of its SHA-256, so the auxiliary name
+    always fits and every process derives the same one (breakers and turns are found
+    by name). Lock names short enough keep the readable ``x.lock.break``.
+    """
+    directory, base = os.path.split(name)
+    raw = os.fsencode(base)
+    room = len(os.fsencode(prefix)) + len(os.fsencode(suffix))
+    limit = name_max(directory)
+    if len(raw) + room <= limit:
+        return os.path.join(directory, prefix + base + suffix)  # noqa: PTH118
+    import hashlib  # noqa: PLC0415 - long names only
+
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    cut = max(0, limit - room - len(digest) - 1)
+    while 0 < cut < len(raw) and raw[cut] & 0xC0 == 0x80:  # noqa: PLR2004 - UTF-8 continuation
+        cut -= 1
+    short = os.fsdecode(raw[:cut]) + "~" + digest
+    return os.path.join(directory, prefix + short + suffix)  # noqa: PTH118
 
 
 def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
@@ -72,8 +133,10 @@ def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
             directory is accepted and an existing regular file is refused instead.
 
     Raises:
-        InvalidLockName: Empty, contains NUL, names a directory (a file, when
-            ``directory``) or a symlink, or its parent directory does not exist.
+        InvalidLockName: Empty, contains NUL, too long (its name longer than
+            `name_max`, or the path too long to leave room for the lock's auxiliary
+            files under `PATH_MAX`), names a directory (a file, when ``directory``), a
+            symlink, a FIFO, socket or device, or its parent directory does not exist.
     """
     text = os.fspath(name)
     if not text:
@@ -83,6 +146,7 @@ def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
     if text.endswith(os.sep):
         raise InvalidLockName(f"lock path {text!r} ends with {os.sep!r}; name a file, not a dir")
     path = os.path.abspath(text)  # noqa: PTH100 - plain strings on the hot path
+    _check_length(path, os.path.dirname(path))  # noqa: PTH120
     problem = missing_directory(path)
     if problem is not None:
         raise InvalidLockName(problem)
@@ -90,6 +154,16 @@ def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
         st = os.lstat(path)
     except FileNotFoundError:
         return path
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise _too_long(path, f"the system refuses it ({exc.strerror})") from None
+    _check_existing(path, st, directory=directory)
+    return path
+
+
+def _check_existing(path: str, st: os.stat_result, *, directory: bool) -> None:
+    """Refuse what already sits at a lock path unless it can be the lock."""
     if stat.S_ISLNK(st.st_mode):
         raise InvalidLockName(
             f"lock path {path!r} is a symbolic link; lockkit never follows symlinks at the "
@@ -98,7 +172,35 @@ def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
     if stat.S_ISDIR(st.st_mode) != directory:
         what = "not a directory" if directory else "a directory; name a file inside it"
         raise InvalidLockName(f"lock path {path!r} is {what}")
-    return path
+    if not directory and not stat.S_ISREG(st.st_mode):
+        raise _not_a_file(path, st)
+
+
+def _check_length(path: str, parent: str) -> None:
+    """Refuse a lock path whose name or length leaves no room for its own files."""
+    size = len(os.fsencode(path))
+    if size + AUX_ROOM >= PATH_MAX:
+        raise _too_long(
+            path,
+            f"it is {size} bytes long; lock paths may have at most {PATH_MAX - AUX_ROOM - 1} "
+            f"(PATH_MAX {PATH_MAX}, less room for the lock's auxiliary files)",
+        )
+    base = len(os.fsencode(os.path.basename(path)))  # noqa: PTH119
+    if base > _SHORT_NAME:
+        limit = name_max(parent)
+        if base > limit:
+            raise _too_long(
+                path, f"its file name is {base} bytes long; the limit there is {limit} bytes"
+            )
+
+
+# Names this short fit every filesystem lockkit knows: no pathconf for them.
+_SHORT_NAME = 64
+
+
+def _too_long(path: str, why: str) -> InvalidLockName:
+    shown = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]}"  # noqa: PLR2004
+    return InvalidLockName(f"lock path {shown!r} is too long: {why}")
 
 
 def symlink_error(path: str) -> InvalidLockName:
@@ -265,7 +367,9 @@ def decode_payload(data: bytes) -> Payload:
     if not isinstance(obj, dict):
         return Payload(None, problem="lock file JSON is not an object")
     pid = _optional_int(obj.get("pid"))
-    if pid is None or pid <= 0:
+    if pid is None or not 0 < pid <= MAX_PID:
+        # A pid no process can have (os.kill would overflow on it): malformed, and the
+        # malformed-payload rule decides, like for any unreadable lock file.
         return Payload(None, problem="lock file has no valid pid")
     created = _parse_moment(obj.get("createdAt")) or _parse_moment(obj.get("startedAt"))
     start_time = _optional_int(obj.get("startTime"))
@@ -296,19 +400,9 @@ def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
     Raises:
         InvalidLockName: A symlink sits at the lock path.
     """
-    try:
-        opened: int | None = open_nofollow(path, READ_FLAGS)
-    except FileNotFoundError:
+    fd = _open_lock_file(path)
+    if fd is None:
         return None
-    except OSError as exc:
-        if exc.errno not in _BUSY:
-            raise
-        # An SMB server refuses to open a file whose removal is pending; the removal
-        # completes within moments, so look again until it has.
-        opened = _retry_while_busy(path, "open", _open_for_reading)
-    if opened is None:
-        return None
-    fd = opened
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -406,6 +500,28 @@ def carries_token(path: str, token: str) -> bool:
     return owner is not None and owner.token == token
 
 
+def not_a_file_error(path: str, st: os.stat_result | None = None) -> InvalidLockName:
+    """The error for something other than a regular file at a lock file's path."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return InvalidLockName(
+                f"{path!r} is not a regular file, not a lock file: lockkit reads and writes "
+                "only regular files it can prove are a lock's own"
+            )
+    return _not_a_file(path, st)
+
+
+def linked_file_error(path: str, links: int) -> InvalidLockName:
+    """The error for a file with other names (hard links) found where lockkit would write."""
+    return InvalidLockName(
+        f"{path!r} has {links} hard links, so it is not provably the lock's own file: "
+        "another name for it may be anyone's file (a hard link planted at the lock path), "
+        "and lockkit never writes into it. Remove it, or choose another lock path"
+    )
+
+
 def _not_a_file(path: str, st: os.stat_result) -> InvalidLockName:
     kind = (
         "a FIFO" if stat.S_ISFIFO(st.st_mode)
@@ -418,6 +534,22 @@ def _not_a_file(path: str, st: os.stat_result) -> InvalidLockName:
         f"{path!r} is {kind}, not a lock file: lockkit reads and removes only regular files "
         "it can prove are a lock's own. Remove it, or choose another lock path"
     )
+
+
+def _open_lock_file(path: str) -> int | None:
+    """Open a lock file for `read_lock_file`; ``None`` when there is none."""
+    try:
+        return open_nofollow(path, READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _NOT_A_FILE:
+            raise not_a_file_error(path) from None  # a socket (ENXIO)
+        if exc.errno not in _BUSY:
+            raise
+    # An SMB server refuses to open a file whose removal is pending; the removal
+    # completes within moments, so look again until it has.
+    return _retry_while_busy(path, "open", _open_for_reading)
 
 
 def _open_for_reading(path: str) -> int:
@@ -788,19 +920,31 @@ class FileBackend(LocalIOBackend):
     def release(self, lease: Lease) -> bool:
         """Remove the lock file if it is still this lease's.
 
-        A lease whose expiry has (nearly) passed may be judged stale by a waiter at this
-        very moment; its removal then goes through the breaker lock like a break, so
-        the two cannot interleave and remove a newer holder's file.
+        A lease with a TTL is always released under the breaker lock: a waiter may judge
+        it expired and break it at any moment, and a release paused (GC, SIGSTOP) between
+        its ownership check and its unlink must not then remove the next holder's lock.
+        Under the breaker no break can run, so the check and the unlink see one file.
+        A lease without a TTL is only broken once its holder is dead (or, from another
+        machine view, past the ``stale`` setting): it is removed directly.
         """
+        released = self._release(lease, wait=BREAKER_WAIT)
+        return bool(released)
+
+    def _release(self, lease: Lease, *, wait: float) -> bool | None:
+        """`release`, waiting up to ``wait`` for a busy breaker; ``None`` if it stayed busy."""
         remove = remove_held if isinstance(lease.handle, HeldFile) else remove_if_ours
-        if lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN):
-            with breaker(lease.name, wait=BREAKER_WAIT) as held:
-                if not held:
-                    if isinstance(lease.handle, HeldFile):
-                        lease.handle.close()
-                    return False
-                return remove(lease)
-        return remove(lease)
+        if lease.expires is None:
+            return remove(lease)
+        try:
+            with breaker(lease.name, wait=wait) as held:
+                if held:
+                    return remove(lease)
+        except BaseException:
+            _close_handle(lease)
+            raise
+        if wait > 0:
+            _close_handle(lease)  # given up: the lock expires by its TTL
+        return None
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
         """Rewrite the payload with a new expiry if the file is still this lease's.
@@ -811,13 +955,15 @@ class FileBackend(LocalIOBackend):
         token check has already failed or will fail on the next refresh.
         """
         try:
-            fd = os.open(lease.name, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
+            fd = os.open(lease.name, _REWRITE_FLAGS)
         except OSError as exc:
-            if exc.errno in _VANISHED or exc.errno == errno.ELOOP:
-                return False  # gone, or replaced by a symlink: not ours any more
+            if exc.errno in _VANISHED or exc.errno in _NOT_A_FILE:
+                return False  # gone, or replaced by a symlink, FIFO...: not ours any more
             raise  # a passing error: the core retries while the lock may still be ours
         try:
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return False  # replaced by a FIFO or a device: not ours any more
                 data = os.pread(fd, MAX_PAYLOAD + 1, 0)
             except OSError as exc:
                 if exc.errno in _VANISHED:
@@ -848,7 +994,8 @@ class FileBackend(LocalIOBackend):
         so fails the re-check), and removals happen only (a) here, serialised by the
         breaker, or
         (b) by the legitimate holder's release, which removes only its own token and,
-        once its expiry is near, also takes the breaker. So between the re-read and the
+        for a lease with a TTL (the only kind a live holder can lose), also takes the
+        breaker. So between the re-read and the
         unlink nobody can swap the file, and the comparison of token, mtime and size
         rules out the two traps: a fresh lock on an inode number reused at once (ext4;
         it has another token), and a lock renewed since it was judged (another mtime).
@@ -898,7 +1045,7 @@ class FileBackend(LocalIOBackend):
         turn = _turn.look(name)
         if turn is not None and not turn.mine:
             until = min(deadline, time.monotonic() + turn.left)
-            wait_for_removal(name + _turn.TURN_SUFFIX, until, attempt)
+            wait_for_removal(_turn.turn_path(name), until, attempt)
             return False
         if _turn.due(name):
             _turn.claim(name, _turn.claim_token(name), turn)
@@ -918,9 +1065,24 @@ class FileBackend(LocalIOBackend):
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` on the event loop where `inline_io`, unless the breaker is busy.
+
+        A lease with a TTL goes through the breaker lock; the loop tries it once, and
+        only waits for a busy breaker in a worker thread.
+        """
+        if lease.expires is None or not inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
+            return await super().release_async(lease)
+        released = self._release(lease, wait=0.0)
+        if released is not None:
+            return released
+        import asyncio  # noqa: PLC0415 - already imported by the running event loop
+
+        return await asyncio.to_thread(self.release, lease)
+
     def _release_may_block(self, lease: Lease) -> bool:
-        """A lease near its expiry: its release may wait for the breaker lock (`release`)."""
-        return lease.expires is not None and _past(lease.expires, margin=RELEASE_MARGIN)
+        """A lease with a TTL: its release may wait for the breaker lock (`release`)."""
+        return lease.expires is not None
 
     async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
         """`break_lock` on the event loop where `inline_io`, else in a worker thread."""
@@ -944,7 +1106,7 @@ class FileBackend(LocalIOBackend):
         turn = await run_file_io(name, _turn.look, name)
         if turn is not None and not turn.mine:
             until = min(deadline, time.monotonic() + turn.left)
-            marker = name + _turn.TURN_SUFFIX
+            marker = _turn.turn_path(name)
             await wait_for_removal(
                 marker, until, attempt, lambda: run_file_io(name, os.path.lexists, marker)
             )
@@ -965,40 +1127,56 @@ class FileBackend(LocalIOBackend):
             _turn.forget(name)
 
 
+def _close_handle(lease: Lease) -> None:
+    if isinstance(lease.handle, HeldFile):
+        lease.handle.close()
+
+
 def _token(info: LockInfo) -> str:
     return info.owner.token if info.owner is not None else ""
 
 
-def _past(moment: dt.datetime, *, margin: float) -> bool:
-    return dt.datetime.now(dt.UTC) >= moment - dt.timedelta(seconds=margin)
-
-
 BREAKER_SUFFIX = ".break"
-"""The breaker lock of ``x.lock`` is ``x.lock.break``."""
+"""The breaker lock of ``x.lock`` is ``x.lock.break`` (shortened for long names, see
+`aux_path` and `breaker_path`)."""
+BREAKER_BACKEND = "breaker"
+"""The ``backend`` field of a breaker's payload."""
 BREAKER_MAX_AGE = 30.0
-"""A breaker is held for milliseconds; one older than this was left by a crash."""
+"""Seconds of *observed* age after which a breaker that is not provably held is cleared.
+
+A breaker is held for milliseconds. The age is observed, never read from the payload:
+the file's change time (``st_ctime``, which the kernel sets and a user cannot move into
+the future) or, where that is in the future, how long this process has seen that very
+file. So a breaker planted with a payload from the year 2999 delays recovery by at most
+this much."""
 BREAKER_WAIT = 5.0
-"""How long a release of an expiring lease waits for a busy breaker."""
+"""How long a release of a lease with a TTL waits for a busy breaker."""
 BREAK_BUSY_WAIT = 2.0
 """How long a break retries a lock file a share reports busy (while holding the breaker,
 so well under `BREAKER_WAIT`)."""
-RELEASE_MARGIN = 1.0
-"""Seconds before expiry from which a release goes through the breaker."""
+
+
+def breaker_path(name: str) -> str:
+    """The breaker lock's path for lock ``name``; it always fits the name limit."""
+    return aux_path(name, BREAKER_SUFFIX)
 
 
 @contextlib.contextmanager
 def breaker(name: str, *, wait: float = 0.0) -> Iterator[bool]:
     """Hold the short-lived breaker lock of ``name``; yields ``False`` if it stays busy.
 
-    A breaker left behind by a process that crashed while breaking is cleared by the
-    same stale rules as a lock, plus an age limit (`BREAKER_MAX_AGE`).
+    A breaker found in the way is cleared when `breaker_clearable` says so.
+
+    Raises:
+        InvalidLockName: Something other than a regular file (a FIFO, a directory...)
+            sits at the breaker's path: nobody can break or release through it.
     """
-    path = name + BREAKER_SUFFIX
+    path = breaker_path(name)
     owner = Owner.current()
-    payload = encode_payload(owner, "breaker", None)
+    payload = encode_payload(owner, BREAKER_BACKEND, None)
     deadline = time.monotonic() + wait
     delay = 0.0005
-    while (identity := create_exclusive(path, payload)) is None:
+    while (held := create_held(path, payload)) is None:
         if _clear_stale_breaker(path):
             continue  # a crashed breaker's file is gone: try again at once
         if time.monotonic() >= deadline:
@@ -1009,32 +1187,98 @@ def breaker(name: str, *, wait: float = 0.0) -> Iterator[bool]:
     try:
         yield True
     finally:
-        remove_if_ours(Lease(path, "breaker", owner, identity=identity))
+        remove_held(Lease(path, BREAKER_BACKEND, owner, handle=held))
 
 
 def _clear_stale_breaker(path: str) -> bool:
-    """Remove a breaker left by a crashed process; ``True`` if the path is now free."""
-    info = inspect_file(path, "breaker")
-    if info is None:
+    """Remove a breaker nobody provably holds; ``True`` if the path is now free."""
+    found = read_lock_file(path)
+    if found is None:
         return True
-    if not judge(info).stale and (info.age or 0.0) < BREAKER_MAX_AGE:
+    data, st = found
+    if not breaker_clearable(path, decode_payload(data), st):
         return False
-    # Only breakers race here, and only over a breaker judged dead; see break_lock.
-    current = inspect_file(path, "breaker")
-    if current is None:
-        return True
-    if current.identity != info.identity:
-        return False
+    seen = _breaker_identity(st)
 
     def unchanged() -> bool:
-        again = inspect_file(path, "breaker")
-        return again is not None and again.identity == info.identity
+        try:
+            again = os.lstat(path)
+        except OSError:
+            return False
+        return _breaker_identity(again) == seen
 
+    # Only processes clearing a breaker nobody holds race here; see the docs' residual.
+    if not unchanged():
+        return False
     try:
         unlink_lock_file(path, unchanged, patience=BREAK_BUSY_WAIT)
     except BackendUnavailable:
         return False
+    _FIRST_SEEN.pop((path, *seen), None)
     return True
+
+
+def _breaker_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    # The change time tells a new file on a reused inode number from the old one.
+    return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+
+
+def breaker_clearable(path: str, payload: Payload, st: os.stat_result) -> bool:
+    """Whether the breaker file ``st`` (with ``payload``) may be removed by another process.
+
+    - Its holder is on this machine view and dead (or its pid was reused): at once.
+    - Its holder is *provably alive*: this machine view, the pid running with the start
+      time the payload names, a ``breaker`` payload in a file of one link owned by this
+      process's user: never by age. It may be a release paused inside the breaker (a
+      GC pause, SIGSTOP); clearing it would let a break remove the next holder's lock.
+    - Anything else (another host, another user, an unreadable payload, pid 1 from the
+      year 2999): once its observed age (`observed_age`) reaches `BREAKER_MAX_AGE`.
+    """
+    info = lock_info(path, BREAKER_BACKEND, payload, st)
+    verdict = judge(info)
+    if verdict.stale and verdict.rule in {"pid-dead", "pid-reused"}:
+        return True
+    owner = payload.owner
+    if (
+        owner is not None
+        and verdict.rule == "alive"
+        and payload.backend == BREAKER_BACKEND
+        and owner.start_time is not None
+        and read_start_time(owner.pid) == owner.start_time
+        and st.st_nlink == 1
+        and st.st_uid == _euid()
+    ):
+        return False
+    return observed_age(path, st) >= BREAKER_MAX_AGE
+
+
+def _euid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+CLOCK_SKEW = 2.0
+"""Seconds a file's change time may lie ahead of this host's clock (a server's clock)
+before it counts as meaningless."""
+# (path, dev, ino, ctime, mtime, size) -> when this process first saw that breaker file.
+_FIRST_SEEN: dict[tuple[object, ...], float] = {}
+
+
+def observed_age(path: str, st: os.stat_result) -> float:
+    """How long the file ``st`` at ``path`` has existed unchanged, as far as can be seen.
+
+    The larger of its change-time age (where that time is not in the future) and how
+    long this process has seen this very version of it. Never a payload timestamp.
+    """
+    now = time.time()
+    by_ctime = now - st.st_ctime if st.st_ctime <= now + CLOCK_SKEW else 0.0
+    key = (path, *_breaker_identity(st))
+    first = _FIRST_SEEN.get(key)
+    mono = time.monotonic()
+    if first is None:
+        if len(_FIRST_SEEN) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _FIRST_SEEN.clear()
+        _FIRST_SEEN[key] = first = mono
+    return max(by_ctime, mono - first, 0.0)
 
 
 def write_all(fd: int, data: bytes) -> None:

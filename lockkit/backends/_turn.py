@@ -35,6 +35,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
+import stat
 import types
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ import attrs
 
 from lockkit._info import Owner
 from lockkit.backends._file import (
+    aux_path,
     decode_payload,
     encode_payload,
     file_identity,
@@ -66,11 +68,13 @@ __all__ = [
     "forget",
     "give_back",
     "look",
+    "turn_path",
     "waited",
 ]
 
 TURN_SUFFIX = ".turn"
-"""The turn of lock file ``x.lock`` is ``x.lock.turn``."""
+"""The turn of lock file ``x.lock`` is ``x.lock.turn`` (shortened for long names, see
+`turn_path`)."""
 TURN_TTL = 1.0
 """Seconds a turn lives unless its claimant renews it."""
 TURN_AFTER = 2
@@ -88,7 +92,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 # Read-write, not write-only: smbnetfs fails ftruncate() of a write-only descriptor with
 # EIO after 4 s (the lock file's own refresh opens it the same way).
-_REWRITE = os.O_RDWR | _NOFOLLOW | _CLOEXEC
+_REWRITE = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
 @attrs.frozen
@@ -102,6 +106,11 @@ _EMPTY: Mapping[str, _Waiting] = types.MappingProxyType({})
 # Per lock name: what this waiter (thread or task) knows. Replaced, never mutated: a
 # task's context shares its parent's mapping until it sets its own.
 _STATE: ContextVar[Mapping[str, _Waiting]] = ContextVar("lockkit_turns", default=_EMPTY)
+
+
+def turn_path(name: str) -> str:
+    """The turn file's path for lock ``name``; it always fits the name limit."""
+    return aux_path(name, TURN_SUFFIX)
 
 
 def _get(name: str) -> _Waiting:
@@ -166,7 +175,7 @@ class Turn:
 def _read(name: str) -> tuple[Owner | None, dt.datetime | None, tuple[int, int]] | None:
     """The turn file's claimant, expiry and version, if a turn file is there."""
     try:
-        found = read_lock_file(name + TURN_SUFFIX)
+        found = read_lock_file(turn_path(name))
     except (OSError, LockError):
         return None  # unreadable, busy, not a regular file: no turn anyone can rely on
     if found is None:
@@ -207,7 +216,7 @@ def claim(name: str, token: str, turn: Turn | None) -> None:
     """
     if turn is not None and (not turn.mine or turn.left > TURN_TTL / 2):
         return  # someone else's; or ours, with time enough left not to renew it yet
-    path = name + TURN_SUFFIX
+    path = turn_path(name)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=TURN_TTL)
     payload = encode_payload(attrs.evolve(Owner.current(), token=token), TURN_BACKEND, expires)
     try:
@@ -219,9 +228,13 @@ def claim(name: str, token: str, turn: Turn | None) -> None:
     except OSError:
         return
     try:
-        os.pwrite(fd, payload, 0)
-        if turn is not None:
-            os.ftruncate(fd, len(payload))
+        st = os.fstat(fd)
+        # Rewritten only while it is still a plain file of one link (`look` found our
+        # token in it): never through a FIFO or a hard link planted at the turn's name.
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.pwrite(fd, payload, 0)
+            if turn is not None:
+                os.ftruncate(fd, len(payload))
     except OSError:
         pass
     finally:
@@ -243,7 +256,7 @@ def _remove_dead_turn(name: str) -> None:
 
     if unchanged():
         with contextlib.suppress(OSError):
-            unlink_lock_file(name + TURN_SUFFIX, unchanged, patience=0)
+            unlink_lock_file(turn_path(name), unchanged, patience=0)
 
 
 def give_back(name: str, *, patience: float = 0.0) -> None:
@@ -259,4 +272,4 @@ def give_back(name: str, *, patience: float = 0.0) -> None:
 
     if still_mine():
         with contextlib.suppress(OSError):
-            unlink_lock_file(name + TURN_SUFFIX, still_mine, patience=patience)
+            unlink_lock_file(turn_path(name), still_mine, patience=patience)

@@ -26,6 +26,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import tempfile
 import time
 from typing import TYPE_CHECKING, ClassVar
@@ -39,13 +40,15 @@ from lockkit.backends._file import (
     LocalIOBackend,
     decode_payload,
     encode_payload,
+    linked_file_error,
     lock_info,
     lock_path,
+    not_a_file_error,
     open_nofollow,
     run_file_io,
-    symlink_error,
 )
 from lockkit.backends.excl import _errname, expiry
+from lockkit.errors import InvalidLockName, LockError
 from lockkit.spec import Backend, Capabilities, Support, hookimpl
 
 if TYPE_CHECKING:
@@ -57,8 +60,16 @@ log = logging.getLogger("lockkit")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: opening a FIFO planted at the lock path must not wait for a writer (it is
+# refused after the open instead); for regular files it changes nothing, flock included.
+# O_NOCTTY: a terminal device there must not become our controlling terminal.
+_SAFE = _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | _SAFE
+_WRITE_FLAGS = os.O_WRONLY | _SAFE
+_READ_FLAGS = os.O_RDONLY | _SAFE
+# Opening a directory for writing (EISDIR) or a socket (ENXIO), or a FIFO without
+# reader for writing (ENXIO): not a lock file.
+_SPECIAL = frozenset({errno.EISDIR, errno.ENXIO})
 # What flock reports for "held by someone else"; some filesystems say EACCES.
 _CONTENTION = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
 
@@ -84,22 +95,20 @@ class FilelockBackend(LocalIOBackend):
         With ``shared``, take a shared flock and leave the payload alone: it belongs to
         exclusive holders, and several readers cannot write one file without tearing it.
         """
-        fd = open_nofollow(name, _OPEN_FLAGS)
+        fd, st = _open_own(name, _OPEN_FLAGS)
         try:
             locked = _lock_shared(fd) if shared else lock_descriptor(fd, blocking=False)
             if not locked:
                 os.close(fd)
                 return None
-            st = os.fstat(fd)
             # The payload goes through a second descriptor opened for writing: closing it
             # on release is the IN_CLOSE_WRITE event that wakes waiters. Readers open it
             # only for that event.
-            wfd = open_nofollow(name, _WRITE_FLAGS)
+            wfd, wst = _open_own(name, _WRITE_FLAGS)
         except BaseException:
             os.close(fd)
             raise
         try:
-            wst = os.fstat(wfd)
             if (wst.st_dev, wst.st_ino) != (st.st_dev, st.st_ino):
                 # Someone replaced the file between our open and the lock: the lock we
                 # hold is on an orphaned inode. Let go and report busy; the next attempt
@@ -158,13 +167,9 @@ class FilelockBackend(LocalIOBackend):
         the report has ``shared=True`` and no owner: flock does not record readers.
         """
         try:
-            fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+            fd, _ = _open_own(name, _READ_FLAGS)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise symlink_error(name) from None
-            raise
         try:
             if lock_descriptor(fd, blocking=False):
                 unlock_descriptor(fd)
@@ -244,9 +249,9 @@ class FilelockBackend(LocalIOBackend):
     @staticmethod
     def _busy(name: str) -> bool:
         try:
-            fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
-        except OSError:
-            return False
+            fd, _ = _open_own(name, _READ_FLAGS)
+        except (OSError, LockError):
+            return False  # gone, or not a lock file: the next attempt says which
         try:
             if lock_descriptor(fd, blocking=False):
                 unlock_descriptor(fd)
@@ -289,6 +294,81 @@ class FilelockBackend(LocalIOBackend):
         else:
             reason = "flock() excludes (within this host's kernel)"
         return Support(ok=True, preference=40, reason=reason)
+
+
+def _open_own(name: str, flags: int) -> tuple[int, os.stat_result]:
+    """Open the lock file and prove it is only the lock's: a regular file of one link.
+
+    Never blocks (a FIFO opens at once with ``O_NONBLOCK``), never follows a symlink, and
+    refuses, before anything is locked, read or written: a FIFO, socket, device or
+    directory, and a file with other names. With ``fs.protected_hardlinks=0`` (the
+    kernel default) any user can hard-link a file they may not even read, say a
+    root-owned 0600 file, to a lock path in a shared directory; writing the payload
+    through that name would overwrite it. A lock file this backend created has one link.
+
+    Raises:
+        InvalidLockName: Not a regular file of one link, or a symlink.
+        FileNotFoundError: Gone (only without ``O_CREAT``).
+    """
+    try:
+        fd = open_nofollow(name, flags)
+    except OSError as exc:
+        if exc.errno in _SPECIAL:
+            raise not_a_file_error(name) from None
+        if exc.errno == errno.EACCES:
+            # In a sticky directory the kernel may refuse to open someone else's file
+            # (fs.protected_*): say what is there, if it is not a lock file.
+            with contextlib.suppress(OSError):
+                st = os.lstat(name)
+                if not stat.S_ISREG(st.st_mode):
+                    raise not_a_file_error(name, st) from None
+        raise
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise not_a_file_error(name, st)
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise linked_file_error(name, st.st_nlink)
+    if flags & (os.O_WRONLY | os.O_CREAT) and not _may_write(name, st):
+        os.close(fd)
+        raise InvalidLockName(
+            f"{name!r} belongs to uid {st.st_uid}, in a sticky directory where anyone can "
+            "create files: it is not provably a lock file of this user's, and lockkit does "
+            "not write into it (as fs.protected_regular refuses it). Remove it, or keep "
+            "locks in a directory only trusted users can write"
+        )
+    return fd, st
+
+
+# Per directory: (sticky, owner uid); a directory's mode and owner rarely change.
+_STICKY: dict[str, tuple[bool, int]] = {}
+
+
+def _may_write(name: str, st: os.stat_result) -> bool:
+    """Whether this process may write the payload into lock file ``st`` at ``name``.
+
+    In a sticky directory (``/tmp``), only a file of this process's user, or of the
+    directory's owner, as the kernel's ``fs.protected_regular`` rule has it; elsewhere,
+    whoever could create a file in the directory is trusted by its permissions.
+    """
+    euid = os.geteuid()
+    if st.st_uid == euid:
+        return True
+    directory = os.path.dirname(name)  # noqa: PTH120
+    facts = _STICKY.get(directory)
+    if facts is None:
+        dst = os.stat(directory)  # noqa: PTH116
+        facts = (bool(dst.st_mode & stat.S_ISVTX), dst.st_uid)
+        if len(_STICKY) >= 1024:  # noqa: PLR2004 - a bound, not a tunable
+            _STICKY.clear()
+        _STICKY[directory] = facts
+    sticky, owner = facts
+    return not sticky or st.st_uid == owner
 
 
 def _lock_shared(fd: int) -> bool:

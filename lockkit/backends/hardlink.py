@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 from lockkit._info import Lease, Owner
 from lockkit.backends._file import (
     FileBackend,
+    aux_path,
     carries_token,
     create_held,
     encode_payload,
@@ -45,6 +46,7 @@ LINK_UNSUPPORTED = frozenset(
 )
 """Errors from ``link()`` that mean "this filesystem cannot do hard links here"."""
 _MAX_PREFIXES = 1024
+_TOKEN_ROOM = 32  # a token's length: 128 bits in hex
 
 
 class HardlinkBackend(FileBackend):
@@ -75,7 +77,7 @@ class HardlinkBackend(FileBackend):
         payload = encode_payload(owner, self.name, expires)
         temp_prefix = self._temp_prefix.get(name)
         if temp_prefix is None:
-            temp_prefix = self._make_temp_prefix(name, directory)
+            temp_prefix = self._make_temp_prefix(name)
         temp = f"{temp_prefix}{owner.token}.tmp"
         held = create_held(temp, payload)
         if held is None:  # token collision: practically impossible, but never clobber
@@ -139,9 +141,11 @@ class HardlinkBackend(FileBackend):
                 return True
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    def _make_temp_prefix(self, name: str, directory: str) -> str:
+    def _make_temp_prefix(self, name: str) -> str:
         """The start of lock ``name``'s temp files' paths, cached."""
-        prefix = os.path.join(directory, f".{os.path.basename(name)}.")  # noqa: PTH118, PTH119
+        # Room for the token and ".tmp": a long lock name gets a shortened temp name.
+        placeholder = "." + "x" * _TOKEN_ROOM + ".tmp"
+        prefix = aux_path(name, placeholder, prefix=".")[: -len(placeholder)] + "."
         if len(self._temp_prefix) >= _MAX_PREFIXES:
             self._temp_prefix.clear()
         self._temp_prefix[name] = prefix

@@ -134,8 +134,8 @@ def test_a_fifo_at_the_turn_blocks_nobody(tmp_path: pathlib.Path) -> None:
 
 def test_a_fifo_at_the_lock_path_is_refused_promptly(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "a.lock"
+    lock = lockkit.Lock(path, backend="excl")  # planted after the name was checked
     os.mkfifo(path)
-    lock = lockkit.Lock(path, backend="excl")
 
     def acquire() -> object:
         try:
