@@ -243,6 +243,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     return status
 
 
+def _why_not_broken(backend: Any, name: str) -> str:  # noqa: ANN401 - any Backend
+    """Say why ``break_lock`` declined: a breaker in the way, or the lock changed."""
+    from lockkit.backends._file import (  # noqa: PLC0415 - file backends only
+        BREAKER_MAX_AGE,
+        FileBackend,
+        breaker_path,
+        observed_age,
+        read_lock_file,
+    )
+
+    if isinstance(backend, FileBackend):
+        path = breaker_path(name)
+        found = read_lock_file(path)
+        if found is not None:
+            left = max(0.0, BREAKER_MAX_AGE - observed_age(path, found[1]))
+            return (
+                f"not removed: another process holds the breaker lock {path} (it is breaking "
+                f"or releasing this lock right now, or left the file behind). A breaker whose "
+                f"holder cannot be shown alive is cleared after {BREAKER_MAX_AGE:.0f} s of "
+                f"age, about {left:.0f} s from now; try again then"
+            )
+    return (
+        "not removed: the lock changed while it was checked, or this backend cannot "
+        f"break locks ({backend.name}: {backend.description})"
+    )
+
+
 def _reader_went_away() -> int:
     """Exit quietly when stdout's reader has gone (``lockkit doctor | head -1``).
 
@@ -719,10 +746,7 @@ def _break(args: argparse.Namespace) -> int:
         _emit(args, report, [*_status_lines(report), f"error: {report['message']}"])
         return EXIT_FAILED
     if not backend.break_lock(name, info):
-        report["message"] = (
-            "not removed: the lock changed while it was checked, or this backend cannot "
-            f"break locks ({backend.name}: {backend.description})"
-        )
+        report["message"] = _why_not_broken(backend, name)
         _emit(args, report, [*_status_lines(report), f"error: {report['message']}"])
         return EXIT_FAILED
     report["removed"] = True

@@ -76,6 +76,22 @@ def test_break_of_a_stale_lock(tmp_path: pathlib.Path, capsys: pytest.CaptureFix
     assert not path.exists()
 
 
+def test_break_names_a_breaker_in_the_way(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A (planted) breaker from the future: the message says what is in the way, and when."""
+    path = tmp_path / "stale.lock"
+    path.write_text(json.dumps({"pid": dead_pid(), "createdAt": "2026-01-01T00:00:00Z"}))
+    breaker = tmp_path / "stale.lock.break"
+    breaker.write_text(json.dumps({"pid": 1, "createdAt": "2999-01-01T00:00:00Z"}))
+    code, out = run(capsys, "break", "--backend", "excl", str(path))
+    assert code == 1
+    assert f"holds the breaker lock {breaker}" in out
+    assert "cleared after 30 s of age" in out
+    assert path.exists()
+    assert breaker.exists()  # young: not cleared yet
+
+
 def test_status_of_a_malformed_lock(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
