@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 
 import lockkit
+from tests.helpers.processes import free_now
 
 KIND, BACKEND, NAME, MODE = sys.argv[1:5]
 
@@ -32,13 +33,7 @@ def child_leaves(leave_block: Callable[[], None]) -> None:
 
 
 def someone_else_can_take() -> bool:
-    other = lockkit.Lock(NAME, backend=BACKEND)
-    try:
-        other.acquire(timeout=0)
-    except lockkit.LockTimeout:
-        return False
-    other.release()
-    return True
+    return free_now(NAME, BACKEND)
 
 
 def report(pid: int, *, held: bool) -> None:

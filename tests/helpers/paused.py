@@ -73,9 +73,14 @@ def take_over_from_paused_holder(
         assert info.owner.pid == os.getpid()
         return waiter, before
     finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+        reap_stopped(child)
+
+
+def reap_stopped(child: subprocess.Popen[str]) -> None:
+    """Kill and reap ``child`` even if it is stopped, and close its output."""
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGCONT)
+        child.kill()
+        child.wait()
+    if child.stdout is not None:
+        child.stdout.close()

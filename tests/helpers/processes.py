@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import lockkit
+
 ROOT = pathlib.Path(__file__).parents[2]
 
 
@@ -56,3 +58,14 @@ def holder_server() -> Iterator[HolderServer]:
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def free_now(name: str | os.PathLike[str], backend: str) -> bool:
+    """Whether the lock can be taken right now, by a new lock object (then let go)."""
+    lock = lockkit.Lock(name, backend=backend)
+    try:
+        lock.acquire(timeout=0)
+    except lockkit.LockTimeout:
+        return False
+    lock.release()
+    return True

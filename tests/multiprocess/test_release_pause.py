@@ -24,6 +24,7 @@ import textwrap
 import pytest
 
 import lockkit
+from tests.helpers.paused import reap_stopped
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
@@ -130,12 +131,7 @@ def _run_step(path: pathlib.Path, backend: str, step: int) -> dict[str, object]:
         double = got and (not waiter.is_held() or _third_gets_in(path, backend))
         return {"step": step, "where": where, "waiter_got_it": got, "double_holder": double}
     finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+        reap_stopped(child)
         if got and waiter.is_held():
             waiter.release()
 

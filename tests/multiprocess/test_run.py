@@ -31,6 +31,7 @@ import lockkit
 from lockkit import _info
 from lockkit._registry import get_registry
 from lockkit.spec import hookimpl
+from tests.helpers.processes import free_now
 from tests.mounts import skip_or_fail
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.fs]
@@ -94,17 +95,6 @@ def _popen(argv: list[str], *, ignoring: str = "", **kwargs: Any) -> subprocess.
     """Start a process in its own session with default signal dispositions."""
     kwargs.setdefault("text", True)
     return subprocess.Popen(_launched(argv, ignoring=ignoring), start_new_session=True, **kwargs)
-
-
-def _free(path: pathlib.Path, backend: str) -> bool:
-    """Whether the lock can be taken right now (and then let go)."""
-    lock = lockkit.Lock(path, backend=backend)
-    try:
-        lock.acquire(timeout=0)
-    except lockkit.LockTimeout:
-        return False
-    lock.release()
-    return True
 
 
 def _argv(path: pathlib.Path, *options: str, command: list[str]) -> list[str]:
@@ -258,7 +248,7 @@ def test_node_sh_and_python_users_lose_no_update(tmp_path: pathlib.Path, backend
         assert failures == []
     expected = NODE_WORKERS * NODE_TIMES + SH_WORKERS * SH_TIMES + python_done
     assert int(counter.read_text()) == expected  # 0 lost updates
-    assert _free(lock, backend)
+    assert free_now(lock, backend)
 
 
 # -- SIGKILL of lockkit run --------------------------------------------------------------------
@@ -337,7 +327,7 @@ def test_exit_status_is_the_commands(
     result = _run(str(path), "--backend", "excl", "--", *command)
     assert result.returncode == status
     assert result.stderr == ""
-    assert _free(path, "excl")  # released once the command is gone
+    assert free_now(path, "excl")  # released once the command is gone
     assert not path.exists()
 
 
@@ -378,7 +368,7 @@ def test_signals_are_forwarded_to_the_command(tmp_path: pathlib.Path, sig: signa
         assert run.returncode == 7  # the command's own status: it handled the signal
         assert err == ""
     assert seen.read_text() == sig.name
-    assert _free(path, "excl")
+    assert free_now(path, "excl")
 
 
 def test_signal_tests_hold_under_nohup(tmp_path: pathlib.Path) -> None:
@@ -486,7 +476,7 @@ def test_ctrl_c_at_a_terminal_reaches_the_command_once(tmp_path: pathlib.Path) -
     # before the (forwarded) SIGUSR1.
     assert "USR1 after 1 INT" in report["output"]
     assert report["status"] == 9
-    assert _free(path, "excl")
+    assert free_now(path, "excl")
 
 
 @pytest.mark.parametrize("backend", ["excl", "filelock"])
@@ -534,7 +524,7 @@ def test_command_that_cannot_run(
     assert result.returncode == status
     assert result.stdout == ""
     assert result.stderr.strip() == f"lockkit run: {message}"
-    assert _free(path, "excl")
+    assert free_now(path, "excl")
 
 
 def test_missing_command_is_a_usage_error(tmp_path: pathlib.Path) -> None:
@@ -590,4 +580,4 @@ def test_ttl_is_renewed_while_the_command_runs(tmp_path: pathlib.Path) -> None:
         run.stdin.write("done\n")
         run.stdin.flush()
         assert run.wait(timeout=WAIT) == 0
-    assert _free(path, "excl")
+    assert free_now(path, "excl")
