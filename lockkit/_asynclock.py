@@ -110,7 +110,7 @@ class AsyncLock(_LockCore):
             name, backend=backend, timeout=timeout, ttl=ttl, stale=stale, on_lost=on_lost
         )
         # Serialises the tasks sharing this object; bound to one loop (see _guard_for).
-        self._guard = asyncio.Lock()
+        self._guard: asyncio.Lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._holder: asyncio.Task[Any] | None = None
 
@@ -309,31 +309,12 @@ class AsyncLock(_LockCore):
         self._count = 0 if force else self._count - 1
         if self._count > 0:
             return
-        with self._state:
-            lease = self._lease
-            self._lease = None
-            was_lost = self._lost
-        renewed = lease.expires is not None and bool(lease.ttl)
-        if renewed:
-            renewer().remove(self)  # only renewed leases were added (see `acquire`)
+        lease, was_lost, renewed = self._begin_release()
         try:
             released = await self._backend.release_async(lease)
         except OSError as exc:
-            # Not released: the lock is still this object's, so a retry can free it.
-            self._keep(lease, renewed=renewed)
-            if isinstance(exc, LockError):
-                raise
-            raise backend_failed(exc, "releasing", self._name, self._backend.name) from exc
-        self._holder = None
-        try:
-            if released:
-                if self._registry.has_event_hooks:
-                    held = time.monotonic() - self._acquired_at
-                    self._registry.released(self._name, self._backend.name, lease, held)
-            elif not was_lost:
-                self._mark_lost(lease, releasing=True)
-        finally:
-            self._guard.release()
+            raise self._release_failed(exc, lease, renewed=renewed) from exc
+        self._finish_release(lease, released=released, was_lost=was_lost)
 
     async def inspect(self) -> LockInfo | None:
         """Ask the backend who holds the lock now (``None`` when free).

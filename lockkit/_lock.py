@@ -101,6 +101,11 @@ class _LockCore:
     Selection, state, the acquisition loop, TTL renewal and loss reporting.
     """
 
+    # Set by the subclass: what serialises its users (a threading or an asyncio lock)
+    # and who holds it (a thread ident or a task).
+    _guard: Any
+    _holder: Any
+
     def __init__(
         self,
         name: str | os.PathLike[str],
@@ -319,13 +324,48 @@ class _LockCore:
         self._mark_lost(lease)
         return None
 
-    def _keep(self, lease: Lease, *, renewed: bool) -> None:
-        """Hold ``lease`` again after a release that failed (the guard was never let go)."""
+    def _begin_release(self) -> tuple[Lease, bool, bool]:
+        """Take the lease off this object for the outermost release.
+
+        Returns the lease, whether it was already lost, and whether it was being renewed.
+        """
+        with self._state:
+            lease = self._lease
+            assert lease is not None  # the caller checked, holding the guard
+            self._lease = None
+            was_lost = self._lost
+        renewed = lease.expires is not None and bool(lease.ttl)
+        if renewed:
+            renewer().remove(self)  # only renewed leases were added (see `acquire`)
+        return lease, was_lost, renewed
+
+    def _release_failed(self, exc: OSError, lease: Lease, *, renewed: bool) -> OSError:
+        """The error to raise for a release the backend failed; the lock stays held.
+
+        Not released means the lock is still this object's: it takes the lease back
+        (and keeps its guard), so a retry of ``release()`` can free it.
+        """
         with self._state:
             self._lease = lease
         self._count = 1
         if renewed:
             renewer().add(self, time.monotonic())
+        if isinstance(exc, LockError):
+            return exc
+        return backend_failed(exc, "releasing", self._name, self._backend.name)
+
+    def _finish_release(self, lease: Lease, *, released: bool, was_lost: bool) -> None:
+        """After the backend's release: events, loss, and letting the next user in."""
+        self._holder = None
+        try:
+            if released:
+                if self._registry.has_event_hooks:
+                    held = time.monotonic() - self._acquired_at
+                    self._registry.released(self._name, self._backend.name, lease, held)
+            elif not was_lost:
+                self._mark_lost(lease, releasing=True)
+        finally:
+            self._guard.release()
 
     def _mark_lost(self, lease: Lease, *, releasing: bool = False) -> None:
         with self._state:
@@ -417,7 +457,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         super().__init__(
             name, backend=backend, timeout=timeout, ttl=ttl, stale=stale, on_lost=on_lost
         )
-        self._guard = threading.Lock()  # held by the thread that holds the lock
+        self._guard: threading.Lock = threading.Lock()  # held by the thread that holds the lock
         self._holder: int | None = None  # thread ident of the holder
 
     def _forget_users(self) -> None:
@@ -563,35 +603,12 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         self._count = 0 if force else self._count - 1
         if self._count > 0:
             return
-        state = self._state
-        state.acquire()
-        try:
-            lease = self._lease
-            self._lease = None
-            was_lost = self._lost
-        finally:
-            state.release()
-        renewed = lease.expires is not None and bool(lease.ttl)
-        if renewed:
-            renewer().remove(self)  # only renewed leases were added (see `acquire`)
+        lease, was_lost, renewed = self._begin_release()
         try:
             released = self._backend.release(lease)
         except OSError as exc:
-            # Not released: the lock is still this object's, so a retry can free it.
-            self._keep(lease, renewed=renewed)
-            if isinstance(exc, LockError):
-                raise
-            raise backend_failed(exc, "releasing", self._name, self._backend.name) from exc
-        self._holder = None
-        try:
-            if released:
-                if self._registry.has_event_hooks:
-                    held = time.monotonic() - self._acquired_at
-                    self._registry.released(self._name, self._backend.name, lease, held)
-            elif not was_lost:
-                self._mark_lost(lease, releasing=True)
-        finally:
-            self._guard.release()
+            raise self._release_failed(exc, lease, renewed=renewed) from exc
+        self._finish_release(lease, released=released, was_lost=was_lost)
 
     def inspect(self) -> LockInfo | None:
         """Ask the backend who holds the lock now (``None`` when free).
