@@ -79,6 +79,7 @@ def entries(directory: pathlib.Path) -> set[str]:
     return {p.name for p in directory.iterdir() if not p.name.startswith("filler")}
 
 
+@pytest.mark.realfs
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("filled", ["inodes", "bytes", "read-only"])
 def test_a_full_or_read_only_filesystem_is_a_clear_lock_error(

@@ -38,7 +38,7 @@ from lockkit.backends import _file, _turn
 from lockkit.errors import LockError
 from tests.mounts import skip_or_fail
 
-pytestmark = [pytest.mark.fs, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.fs, pytest.mark.realfs, pytest.mark.timeout(120)]
 
 NOBODY = 65534
 TIMEOUT = 0.5
