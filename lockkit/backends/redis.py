@@ -518,10 +518,26 @@ class RedisBackend(Backend):
     @staticmethod
     def _connect(redis: Any, url: str) -> _Server:  # noqa: ANN401
         options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        userinfo = url.rfind("@") >= 0
         try:
+            if userinfo and "@" not in urllib.parse.urlsplit(url).netloc:
+                # An unencoded "/", "?" or "#" in the password ends the authority early:
+                # redis-py would take the rest of the password for a path or options.
+                raise ValueError("the user name or password holds an unencoded character")  # noqa: TRY301
             pool = redis.ConnectionPool.from_url(url, **options)
-        except ValueError as exc:
-            raise SettingsError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+            # Options go to the connection class: build one (it does not connect yet),
+            # so a wrong option is reported here, not as a TypeError at first use.
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
+            # redis-py's message may quote a piece of the password (a port "cast to
+            # integer" that is half of it): with userinfo in the URL, it is not shown.
+            reason = str(exc)
+            if userinfo or "%40" in url:
+                reason = (
+                    "it cannot be parsed; percent-encode special characters in the user "
+                    "name and password (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
+                )
+            raise SettingsError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
         client = redis.Redis(connection_pool=pool)
         # Scripts run on a connection each thread keeps (see _redis_conn for why).
         connection = ThreadConnection(pool)
@@ -558,7 +574,9 @@ class RedisBackend(Backend):
             raw = part.strip()
             if not raw:
                 continue
-            base, _, query_text = raw.partition("?")
+            # The query starts after the userinfo: a password may hold a "?" unencoded.
+            split = raw.find("?", raw.rfind("@") + 1)
+            base, query_text = (raw, "") if split < 0 else (raw[:split], raw[split + 1 :])
             # Valkey speaks the Redis protocol; redis-py knows only the redis schemes.
             for ours, theirs in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
                 if base.startswith(ours):
