@@ -16,7 +16,9 @@ hosts that mount a share at different places agree), with the default prefix
   by expiry (server time, ms).
 
 Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
-(compare-and-delete, then a hand-off), like the raw primitive. Scripts run on a
+(compare-and-delete, then a hand-off), like the raw primitive. A Redlock acquisition
+takes two rounds over its servers: the second (`_FENCE`) makes its fencing token
+order holders. Scripts run on a
 connection each thread keeps (`lockkit.backends._redis_conn`), not one checked out of
 redis-py's pool per command.
 
