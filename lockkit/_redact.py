@@ -1,4 +1,11 @@
-"""Keep secrets out of everything lockkit prints, logs or raises."""
+"""Keep secrets out of everything lockkit prints, logs or raises.
+
+A password may hold any character, unencoded: ``@``, ``:``, ``/``, ``?``, ``#``... The
+userinfo of a URL therefore runs to the *last* ``@`` before the URL ends (whitespace,
+or the ``,`` that starts the next URL of a Redlock list), not to the first ``/``.
+Whatever cannot be told apart is hidden: a URL whose path or query holds an ``@``
+loses the part before it, never shows a password.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,45 @@ import re
 
 __all__ = ["redact_text", "redact_url"]
 
-# scheme://user:password@host -> scheme://user:***@host ; scheme://password@host too
-# (Redis URLs often carry only a password: redis://:secret@host or redis://secret@host).
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]*)@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|token|secret)=)[^&#\s]*")
+# A URL starts at a scheme; in text it ends at whitespace or where the next URL of a
+# comma-separated list starts. A string that *is* a URL ends only at the next URL.
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_URL = re.compile(rf"{_SCHEME}\S*?(?=,{_SCHEME}|\s|$)")
+_WHOLE_URL = re.compile(rf"{_SCHEME}.*?(?=,{_SCHEME}|$)", re.DOTALL)
+# What an authority without userinfo looks like: host, [IPv6] or nothing, then a port.
+_HOST_PORT = re.compile(r"(?:[\w.-]*|\[[0-9A-Fa-f:.]*\])(?::\d*)?")
+# A secret in the query runs to the next ``&name=`` (a password may contain ``&``).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?:password|passwd|pass|token|secret)=).*?(?=&[A-Za-z_][\w.-]*=|$)"
+)
+_PLAIN_USER = re.compile(r"[\w.+-]*")
 
 
-def _mask_userinfo(match: re.Match[str]) -> str:
-    userinfo = match.group("userinfo")
-    user, sep, _ = userinfo.partition(":")
-    masked = f"{user}:***" if sep else "***"
-    return f"{match.group('scheme')}{masked}@"
+def _mask_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    at = rest.rfind("@")
+    if at >= 0:
+        user, sep, _ = rest[:at].partition(":")
+        # Keep a plain user name; anything else may be part of the secret.
+        shown = f"{user}:***" if sep and _PLAIN_USER.fullmatch(user) else "***"
+        rest = f"{shown}@{rest[at + 1 :]}"
+    else:
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        if not _HOST_PORT.fullmatch(authority):
+            # Not host:port (``redis://:pa`` of a password cut at a space): hide it.
+            rest = "***" + rest[len(authority) :]
+    return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password (in userinfo or query) replaced by ``***``."""
-    return redact_text(url)
+    """Return ``url`` with any password (in userinfo or query) replaced by ``***``.
+
+    Several comma-separated URLs (a Redlock) are each redacted. The whole string is
+    taken as URLs, so a password holding a space is hidden too.
+    """
+    return _WHOLE_URL.sub(lambda match: _mask_url(match.group(0)), url)
 
 
 def redact_text(text: str) -> str:
     """Replace every URL password inside ``text`` by ``***``."""
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(_mask_userinfo, text))
+    return _URL.sub(lambda match: _mask_url(match.group(0)), text)

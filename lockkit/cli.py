@@ -67,7 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--backend",
         action="append",
         metavar="NAME",
-        help="check only this backend (repeatable); default: every registered backend",
+        help="check only this backend, a name or a server URL (repeatable); default: every "
+        "registered backend",
     )
 
     backends = commands.add_parser(
@@ -424,7 +425,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from lockkit._autodetect import sharing_notes  # noqa: PLC0415
     from lockkit._fsinfo import filesystem_of  # noqa: PLC0415
     from lockkit._registry import get_registry  # noqa: PLC0415
-    from lockkit._select import select  # noqa: PLC0415
+    from lockkit._select import parse_spec, select  # noqa: PLC0415
 
     directory = os.path.abspath(args.directory or _default_directory())  # noqa: PTH100
     if not os.path.isdir(directory):  # noqa: PTH112
@@ -465,12 +466,18 @@ def _doctor(args: argparse.Namespace) -> int:
         }
         lines.append(f"chosen      {chosen.describe()}")
     lines.append("")
+    # --backend takes a name or a server URL (redis://...): check that server.
+    urls = dict(parse_spec(requested) for requested in args.backend or ())
+    if urls:
+        args.backend = list(urls)
     names = args.backend or [entry.name for entry in registry.entries()]
     if chosen is not None and chosen.backend not in names and not args.backend:
         names.append(chosen.backend)
     results = {}
     for name in names:
-        spec = chosen.url if chosen and chosen.backend == name and chosen.url else name
+        spec = urls.get(name) or (
+            chosen.url if chosen and chosen.backend == name and chosen.url else name
+        )
         server = spec != name
         result = _check_backend(registry.get(name), spec, directory, args, probe=not server)
         result["server"] = server

@@ -55,13 +55,14 @@ from lockkit.backends.redis import (
     _import_redis,
     holder_info,
     queued_args,
+    unavailable,
 )
-from lockkit.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
 
     from lockkit.backends.redis import RedisBackend
+    from lockkit.errors import BackendUnavailable
 
 __all__ = ["AsyncRedis", "for_backend"]
 
@@ -266,7 +267,7 @@ class AsyncRedis:
 
     @staticmethod
     def _unavailable(side: _LoopSide, exc: Exception) -> BackendUnavailable:
-        return BackendUnavailable(f"cannot reach Redis at {side.shown}: {redact_url(str(exc))}")
+        return unavailable(side.shown, exc)
 
     async def try_acquire(
         self, backend: RedisBackend, name: str, owner: Owner, ttl: float | None
@@ -302,7 +303,7 @@ class AsyncRedis:
                 functools.partial(self._release_abandoned, side, keys, payload, name)
             )
             raise
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.RedisError, OSError) as exc:
             if wait is not None and queued:
                 wait.inflight = None
             raise self._unavailable(side, exc) from None
@@ -345,7 +346,7 @@ class AsyncRedis:
         keys = backend._keys(lease.name)  # noqa: SLF001
         try:
             released = await _shielded(side.release(keys=keys, args=[lease.handle, lease.name]))
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.RedisError, OSError):
             return False  # its key expires by itself; the lock counts as lost
         return bool(released)
 
@@ -356,7 +357,7 @@ class AsyncRedis:
         key, fence, _ = backend._keys(name)  # noqa: SLF001
         try:
             value, pttl, counter = await _shielded(_read_holder(side, key, fence))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.RedisError, OSError) as exc:
             raise self._unavailable(side, exc) from None
         if value is None:
             return None
@@ -371,7 +372,7 @@ class AsyncRedis:
         keys = backend._keys(name)  # noqa: SLF001
         try:
             broken = await _shielded(side.break_(keys=keys, args=[expected.owner.token, name]))
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.RedisError, OSError):
             return False
         return bool(broken)
 

@@ -16,7 +16,9 @@ hosts that mount a share at different places agree), with the default prefix
   by expiry (server time, ms).
 
 Acquire is one round trip (a script doing ``SET NX PX`` and ``INCR``), release one
-(compare-and-delete, then a hand-off), like the raw primitive. Scripts run on a
+(compare-and-delete, then a hand-off), like the raw primitive. A Redlock acquisition
+takes two rounds over its servers: the second (`_FENCE`) makes its fencing token
+order holders. Scripts run on a
 connection each thread keeps (`lockkit.backends._redis_conn`), not one checked out of
 redis-py's pool per command.
 
@@ -43,12 +45,15 @@ together get in together.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 import time
 import urllib.parse
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
@@ -61,6 +66,7 @@ from lockkit.backends._redis_conn import Script, ThreadConnection
 from lockkit.errors import (
     BackendUnavailable,
     InvalidLockName,
+    LockkitWarning,
     SettingsError,
     SharedLocksUnsupported,
 )
@@ -69,7 +75,15 @@ from lockkit.spec import Backend, Capabilities, Support, hookimpl
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["DEFAULT_TTL", "RedisBackend", "lockkit_register_backends"]
+__all__ = [
+    "DEFAULT_TTL",
+    "RedisBackend",
+    "eviction_warning",
+    "lockkit_register_backends",
+    "unavailable",
+]
+
+log = logging.getLogger("lockkit")
 
 DEFAULT_TTL = 30.0
 """Seconds a Redis lock lives without renewal when the lock has no ``ttl`` of its own.
@@ -226,6 +240,20 @@ end
 return 1
 """
 )
+# Redlock's second round, on every server once a quorum said yes. KEYS: lock, fence.
+# ARGV: the holder's payload, the lease's fencing token T (the largest counter the
+# quorum's INCRs returned). Raises the counter to at least T, then says whether this
+# server still holds our key. The lease counts only if the servers answering 1 make a
+# quorum R: the next holder's quorum meets R in some server whose key we held from
+# before the raise, so its SET NX there, and the INCR with it, come after the raise,
+# and its token (a maximum that includes that INCR) exceeds T. Raising the servers
+# outside R too keeps tokens rising when one of R later restarts without its data.
+_FENCE = """
+local counter = tonumber(redis.call('get', KEYS[2]) or '0')
+if counter < tonumber(ARGV[2]) then redis.call('set', KEYS[2], ARGV[2]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
 # KEYS: lock. ARGV: the holder's payload, ttl ms.
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -332,16 +360,98 @@ def _import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
     return _redis_module
 
 
+def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
+    """The `BackendUnavailable` that a redis-py error on the server ``shown`` becomes.
+
+    One place for the blocking and asyncio sides, so every redis-py exception leaves a
+    public call as a `lockkit.LockError` with a message that says what to do.
+    """
+    errors = (_redis_module or _import_redis()).exceptions
+    detail = redact_url(str(exc)) or type(exc).__name__
+
+    def kind(name: str) -> type[BaseException]:
+        found: type[BaseException] = getattr(errors, name, type(None))  # type: ignore[arg-type]
+        return found
+
+    if isinstance(exc, kind("OutOfMemoryError")):
+        message = (
+            f"Redis at {shown} is out of memory: it is over its maxmemory and, with the "
+            "noeviction policy, refuses writes, so locks cannot be taken or renewed. Free "
+            "memory, raise maxmemory, or keep locks on a server of their own"
+        )
+    elif isinstance(exc, kind("ReadOnlyError")):
+        message = f"Redis at {shown} is a read-only replica: give lockkit the master's URL"
+    elif isinstance(exc, kind("BusyLoadingError")):
+        message = f"Redis at {shown} is loading its dataset; try again when it is done"
+    elif isinstance(exc, kind("NoPermissionError")):
+        message = (
+            f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
+            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels)"
+        )
+    elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
+        message = f"cannot reach Redis at {shown}"
+    elif isinstance(exc, errors.ResponseError):
+        message = f"Redis at {shown} answered with an error"
+    else:
+        message = f"Redis at {shown} failed ({type(exc).__name__})"
+    return BackendUnavailable(f"{message}: {detail}")
+
+
+def eviction_warning(server: _Server) -> str | None:
+    """Why ``server`` may drop lock keys on its own (its eviction policy), or ``None``.
+
+    Read from ``INFO memory``, else ``CONFIG GET`` (either may be disabled or denied:
+    then nothing is known and nothing is said). Any policy but ``noeviction`` lets a
+    server that reaches ``maxmemory`` delete keys: ``volatile-*`` those with a TTL, which
+    every lock key has, ``allkeys-*`` any, fencing counters included.
+    """
+    redis = _redis_module or _import_redis()
+    policy = limit = None
+    down = (redis.ConnectionError, redis.TimeoutError, OSError)
+    try:
+        info = server.client.info("memory")
+        policy, limit = info.get("maxmemory_policy"), info.get("maxmemory")
+    except down as exc:
+        raise unavailable(server.shown, exc) from None
+    except redis.RedisError:
+        pass  # INFO renamed away or denied to this user: try CONFIG GET
+    if policy is None:
+        try:
+            config = server.client.config_get("maxmemory*")
+            policy, limit = config.get("maxmemory-policy"), config.get("maxmemory")
+        except down as exc:
+            raise unavailable(server.shown, exc) from None
+        except redis.RedisError:
+            return None  # neither is allowed: nothing known, nothing said
+    if isinstance(policy, bytes):
+        policy = policy.decode(errors="replace")
+    if policy in (None, "noeviction") or str(limit) == "0":
+        return None  # no maxmemory (0): nothing is ever evicted
+    dropped = (
+        "any key, fencing counters included"
+        if "allkeys" in str(policy)
+        else ("keys with a TTL, which every lock key has")
+    )
+    return (
+        f"Redis at {server.shown} evicts keys when it reaches maxmemory "
+        f"(maxmemory-policy {policy}): it may delete {dropped}, so a held lock can vanish "
+        "(two holders) and fencing tokens can restart. Use maxmemory-policy noeviction "
+        "(lockkit then reports the server out of memory instead), or a server of its own "
+        "for locks"
+    )
+
+
 @attrs.frozen
 class _Server:
     """One Redis server: its pool (shared by every lock of the process) and scripts."""
 
-    url: str
+    url: str = attrs.field(repr=redact_url)
     client: Any = attrs.field(repr=False)
     acquire_fast: Script = attrs.field(repr=False)
     acquire: Script = attrs.field(repr=False)
     release: Script = attrs.field(repr=False)
     refresh: Script = attrs.field(repr=False)
+    fence: Script = attrs.field(repr=False)
     break_: Script = attrs.field(repr=False)
     enqueue: Script = attrs.field(repr=False)
     leave: Script = attrs.field(repr=False)
@@ -402,6 +512,7 @@ class RedisBackend(Backend):
         self._servers = [self._connect(redis, url) for url in self.urls]
         self.quorum = len(self._servers) // 2 + 1
         self._waiting = _ThreadWait()
+        self._unchecked = list(self._servers)  # eviction policies not read yet
         self._key_cache: dict[str, tuple[str, str, str]] = {}
         if len(self._servers) > 1:
             # Readers would need a quorum and a validity rule of their own; not offered.
@@ -410,10 +521,26 @@ class RedisBackend(Backend):
     @staticmethod
     def _connect(redis: Any, url: str) -> _Server:  # noqa: ANN401
         options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        userinfo = url.rfind("@") >= 0
         try:
+            if userinfo and "@" not in urllib.parse.urlsplit(url).netloc:
+                # An unencoded "/", "?" or "#" in the password ends the authority early:
+                # redis-py would take the rest of the password for a path or options.
+                raise ValueError("the user name or password holds an unencoded character")  # noqa: TRY301
             pool = redis.ConnectionPool.from_url(url, **options)
-        except ValueError as exc:
-            raise SettingsError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+            # Options go to the connection class: build one (it does not connect yet),
+            # so a wrong option is reported here, not as a TypeError at first use.
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
+            # redis-py's message may quote a piece of the password (a port "cast to
+            # integer" that is half of it): with userinfo in the URL, it is not shown.
+            reason = str(exc)
+            if userinfo or "%40" in url:
+                reason = (
+                    "it cannot be parsed; percent-encode special characters in the user "
+                    "name and password (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
+                )
+            raise SettingsError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
         client = redis.Redis(connection_pool=pool)
         # Scripts run on a connection each thread keeps (see _redis_conn for why).
         connection = ThreadConnection(pool)
@@ -424,6 +551,7 @@ class RedisBackend(Backend):
             acquire=Script(_ACQUIRE, connection),
             release=Script(_RELEASE, connection),
             refresh=Script(_REFRESH, connection),
+            fence=Script(_FENCE, connection),
             break_=Script(_BREAK, connection),
             enqueue=Script(_ENQUEUE, connection),
             leave=Script(_LEAVE, connection),
@@ -449,7 +577,9 @@ class RedisBackend(Backend):
             raw = part.strip()
             if not raw:
                 continue
-            base, _, query_text = raw.partition("?")
+            # The query starts after the userinfo: a password may hold a "?" unencoded.
+            split = raw.find("?", raw.rfind("@") + 1)
+            base, query_text = (raw, "") if split < 0 else (raw[:split], raw[split + 1 :])
             # Valkey speaks the Redis protocol; redis-py knows only the redis schemes.
             for ours, theirs in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
                 if base.startswith(ours):
@@ -508,10 +638,8 @@ class RedisBackend(Backend):
         redis = _redis_module or _import_redis()
         try:
             return action(*args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BackendUnavailable(
-                f"cannot reach Redis at {server.shown}: {redact_url(str(exc))}"
-            ) from None
+        except (redis.RedisError, OSError) as exc:
+            raise unavailable(server.shown, exc) from None
 
     def try_acquire(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
@@ -523,6 +651,8 @@ class RedisBackend(Backend):
         between its attempt and its next wait unnoticed. If a release has handed it the
         lock meanwhile (see `wait`), the attempt takes that grant without a round trip.
         """
+        if self._unchecked:
+            self.check_eviction()
         if shared:
             return self._try_acquire_shared(name, owner, ttl)
         waiting = self._waiting
@@ -542,6 +672,26 @@ class RedisBackend(Backend):
             # Plain Redis: the key is ours until its expiry; no clock arithmetic needed.
             return offer.lease(int(fence))
         return self._try_acquire_redlock(name, offer)
+
+    def check_eviction(self) -> list[str]:
+        """Warn once per server (`LockkitWarning`) whose eviction policy can drop locks.
+
+        Called on the first acquisition; `lockkit doctor` shows the warning as a note.
+        Returns the warnings of the servers checked now.
+        """
+        found = []
+        for server in list(self._unchecked):
+            try:
+                warning = eviction_warning(server)
+            except BackendUnavailable:
+                continue  # unreachable: asked again on the next acquisition
+            with contextlib.suppress(ValueError):
+                self._unchecked.remove(server)
+            if warning is not None:
+                found.append(warning)
+                log.warning("lockkit: %s", warning)
+                warnings.warn(warning, LockkitWarning, stacklevel=4)
+        return found
 
     def _try_acquire_queued(self, name: str, owner: Owner, ttl: float | None) -> Lease | None:
         """An attempt by a queued thread: use a grant, or try and keep our place in line."""
@@ -587,7 +737,14 @@ class RedisBackend(Backend):
         return entry, offer
 
     def _try_acquire_redlock(self, name: str, offer: _Offer) -> Lease | None:
-        """``SET NX PX`` on every server; the lock is ours if a quorum agrees in time."""
+        """``SET NX PX`` on every server; ours if a quorum agrees twice, in time.
+
+        Round one takes the key (and ``INCR``s the fence) on each server; the token is
+        the largest counter of the servers that said yes. Round two (`_FENCE`, on every
+        server) raises each counter to that token and checks that the key is still
+        ours; only a quorum of yes in round two makes the lease, so fencing tokens
+        strictly increase from holder to holder (see `_FENCE` for why).
+        """
         waiting = self._waiting
         queued = waiting.name == name and waiting.pid == os.getpid()
         keys = self._keys(name)
@@ -618,11 +775,11 @@ class RedisBackend(Backend):
                 fences.append(int(result))
         if queued:
             waiting.woken = False
-        # Redlock validity: what is left of the ttl after the time spent, minus drift.
-        drift = offer.ttl * 0.01 + 0.002
-        valid = offer.ttl - (time.monotonic() - start) - drift
-        if len(fences) >= self.quorum and valid > 0:
-            return offer.lease(max(fences))
+        if len(fences) >= self.quorum and self._valid(offer, start):
+            token = max(fences)
+            confirmed, failures = self._raise_fences(keys, offer.payload, token)
+            if confirmed >= self.quorum and self._valid(offer, start):
+                return offer.lease(token)
         if fences:
             # A partial Redlock must leave no keys behind on the servers that said yes.
             self._release_everywhere(name, offer.payload)
@@ -630,15 +787,42 @@ class RedisBackend(Backend):
             raise failures[0]
         return None
 
+    @staticmethod
+    def _valid(offer: _Offer, start: float) -> bool:
+        """Redlock validity: time left of the ttl after the time spent, minus drift."""
+        drift = offer.ttl * 0.01 + 0.002
+        return offer.ttl - (time.monotonic() - start) - drift > 0
+
+    def _raise_fences(
+        self, keys: tuple[str, str, str], payload: str, token: int
+    ) -> tuple[int, list[BackendUnavailable]]:
+        """Round two of a Redlock acquisition (`_FENCE`) on every server.
+
+        Returns how many servers raised their counter to ``token`` while still holding
+        our key, and the servers that could not be asked.
+        """
+        confirmed = 0
+        failures: list[BackendUnavailable] = []
+        for server in self._servers:
+            try:
+                confirmed += int(self._call(server, server.fence, keys[:2], [payload, token]))
+            except BackendUnavailable as exc:
+                failures.append(exc)
+        return confirmed, failures
+
     def _release_everywhere(self, name: str, payload: str) -> int:
+        return self._release_counted(name, payload)[0]
+
+    def _release_counted(self, name: str, payload: str) -> tuple[int, int]:
+        """Compare-and-delete on every server: (keys deleted, servers unreachable)."""
         keys = self._keys(name)
-        released = 0
+        released = unreachable = 0
         for server in self._servers:
             try:
                 released += int(self._call(server, server.release, keys, [payload, name]))
             except BackendUnavailable:
-                continue  # its copy expires by itself
-        return released
+                unreachable += 1  # its copy expires by itself
+        return released, unreachable
 
     def release(self, lease: Lease) -> bool:
         """Compare-and-delete on every server; wakes the first queued waiter.
@@ -647,7 +831,10 @@ class RedisBackend(Backend):
         """
         if isinstance(lease.handle, _Reader):
             return self._release_shared(lease)
-        return self._release_everywhere(lease.name, lease.handle) >= self.quorum
+        released, unreachable = self._release_counted(lease.name, lease.handle)
+        # An unreachable server's copy expires by itself; only keys found gone or
+        # another's on a majority mean the lock had been lost.
+        return released + unreachable >= self.quorum and released > 0
 
     def refresh(self, lease: Lease, ttl: float) -> bool:
         """Compare-and-``PEXPIRE`` on every server; ours while a quorum agrees."""
@@ -682,6 +869,22 @@ class RedisBackend(Backend):
                 value, pttl, counter = seen[1]
                 return holder_info(name, self.name, value, pttl, counter)
         key, fence, _ = self._keys(name)
+        if len(self._servers) > 1:
+            return self._inspect_redlock(name, key, fence)
+        server = self._servers[0]
+        value, pttl, counter = self._call(server, _inspect, server, key, fence)
+        if value is None:
+            return self._inspect_shared(server, name, counter)
+        return holder_info(name, self.name, value, pttl, counter)
+
+    def _inspect_redlock(self, name: str, key: str, fence: str) -> LockInfo | None:
+        """The holder a quorum of servers agrees on, else ``None`` (nobody holds it).
+
+        A key on a minority of servers is no lock: it belongs to an attempt that is
+        being undone, or to a holder that lost its quorum. Raises `BackendUnavailable`
+        when the unreachable servers could make up the difference (cannot tell).
+        """
+        copies: dict[bytes, list[tuple[int | None, int]]] = {}
         failures: list[BackendUnavailable] = []
         for server in self._servers:
             try:
@@ -689,12 +892,16 @@ class RedisBackend(Backend):
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
-            if value is None:
-                if len(self._servers) == 1:
-                    return self._inspect_shared(server, name, counter)
-                continue
-            return holder_info(name, self.name, value, pttl, counter)
-        if len(failures) == len(self._servers):
+            if value is not None:
+                copies.setdefault(value, []).append((pttl, int(counter or 0)))
+        for value, seen in copies.items():
+            if len(seen) >= self.quorum:
+                # Held while a quorum of its keys live: until the quorum-th longest expires.
+                pttls = sorted((pttl or 0 for pttl, _ in seen), reverse=True)
+                fence_seen = max(counter for _, counter in seen)
+                return holder_info(name, self.name, value, pttls[self.quorum - 1], fence_seen)
+        most = max((len(seen) for seen in copies.values()), default=0)
+        if failures and most + len(failures) >= self.quorum:
             raise failures[0]
         return None
 
@@ -888,6 +1095,8 @@ class RedisBackend(Backend):
         """`try_acquire` over ``redis.asyncio``; safe to cancel (see the spec)."""
         if len(self.urls) > 1 or shared:
             return await super().try_acquire_async(name, owner, ttl, shared=shared)
+        if self._unchecked:
+            await asyncio.to_thread(self.check_eviction)  # once per server: one INFO
         from lockkit.backends._redis_async import for_backend  # noqa: PLC0415
 
         return await for_backend(self).try_acquire(self, name, owner, ttl)
