@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from lockkit import _fork
 from lockkit._heartbeat import renewer
@@ -30,7 +30,7 @@ from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncAcquireResult", "AsyncLock"]
 
 log = logging.getLogger("lockkit")
+
+_T = TypeVar("_T")
 
 # Releases handed to the event loop after their caller was cancelled; the loop keeps
 # only weak references to tasks, so they are kept here until they finish.
@@ -301,6 +303,8 @@ class AsyncLock(_LockCore):
             LockNotHeld: This object does not hold the lock in this task.
             BackendUnavailable: The backend failed to remove the lock (an I/O error). The
                 lock is still held by this object: call `release` again.
+            asyncio.CancelledError: The task was cancelled; the release goes on in the
+                background and frees this object when it ends.
         """
         if self._generation != _fork.generation and self._inherited():
             return
@@ -310,11 +314,48 @@ class AsyncLock(_LockCore):
         if self._count > 0:
             return
         lease, was_lost, renewed = self._begin_release()
+        # Cancelling the caller (a timeout, a shutdown) must not stop a release half-way,
+        # nor leave this object's guard taken for ever. A release that completes without
+        # suspending (local files) needs no protection, and gets none: a task costs more
+        # than the release. One that suspends is finished in a task of its own, shielded.
+        coro = self._backend.release_async(lease)
         try:
-            released = await self._backend.release_async(lease)
-        except OSError as exc:
+            step = coro.send(None)
+        except StopIteration as done:
+            self._finish_release(lease, released=done.value, was_lost=was_lost)
+            return
+        except BaseException as exc:
+            raise self._release_failed(exc, lease, renewed=renewed) from exc
+        releasing = asyncio.ensure_future(_resume(coro, step))
+        try:
+            released = await asyncio.shield(releasing)
+        except asyncio.CancelledError:
+            if releasing.done() and not releasing.cancelled():
+                self._settle(releasing, lease, was_lost=was_lost)
+            else:
+                releasing.add_done_callback(
+                    lambda done: self._settle(done, lease, was_lost=was_lost)
+                )
+            raise
+        except BaseException as exc:
             raise self._release_failed(exc, lease, renewed=renewed) from exc
         self._finish_release(lease, released=released, was_lost=was_lost)
+
+    def _settle(self, done: asyncio.Future[bool], lease: Lease, *, was_lost: bool) -> None:
+        """Finish a release whose caller was cancelled, once the backend is done.
+
+        Nobody is left to retry it, so a failure is logged and the object freed anyway:
+        the lock file or key stays until the stale rules (or its TTL) clear it.
+        """
+        exc = None if done.cancelled() else done.exception()
+        if exc is None and not done.cancelled():
+            self._finish_release(lease, released=done.result(), was_lost=was_lost)
+            return
+        log.warning(
+            "lockkit: releasing %s failed after its task was cancelled: %s", self._name, exc
+        )
+        self._holder = None
+        self._guard.release()
 
     async def inspect(self) -> LockInfo | None:
         """Ask the backend who holds the lock now (``None`` when free).
@@ -374,6 +415,25 @@ class AsyncAcquireResult:
     ) -> None:
         """Release the acquisition this object stands for."""
         await self.lock.release()
+
+
+async def _resume(coro: Coroutine[Any, Any, _T], step: Any) -> _T:  # noqa: ANN401
+    """Run ``coro`` to its end after it first suspended, yielding ``step``.
+
+    ``step`` is what the coroutine yielded to the event loop: a future it waits for
+    (``await future``), or ``None`` (a bare yield, as ``asyncio.sleep(0)``).
+    """
+    while True:
+        if step is None:
+            await asyncio.sleep(0)
+        else:
+            step._asyncio_future_blocking = False  # noqa: SLF001 - as a Task does
+            await asyncio.wait([step])
+        try:
+            step = coro.send(None)
+        except StopIteration as done:
+            result: _T = done.value
+            return result
 
 
 def _release_in_background(backend: Backend, lease: Lease) -> None:

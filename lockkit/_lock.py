@@ -339,20 +339,22 @@ class _LockCore:
             renewer().remove(self)  # only renewed leases were added (see `acquire`)
         return lease, was_lost, renewed
 
-    def _release_failed(self, exc: OSError, lease: Lease, *, renewed: bool) -> OSError:
-        """The error to raise for a release the backend failed; the lock stays held.
+    def _release_failed(self, exc: BaseException, lease: Lease, *, renewed: bool) -> BaseException:
+        """The error to raise for a release that did not complete; the lock stays held.
 
-        Not released means the lock is still this object's: it takes the lease back
-        (and keeps its guard), so a retry of ``release()`` can free it.
+        Whatever stopped it (an I/O error, a FIFO planted at the breaker, Ctrl-C during
+        a wait), the lock may still be this object's: it takes the lease back (and keeps
+        its guard and holder), so ``release()`` can be called again and ``locked`` and
+        ``is_held()`` tell the truth.
         """
         with self._state:
             self._lease = lease
         self._count = 1
         if renewed:
             renewer().add(self, time.monotonic())
-        if isinstance(exc, LockError):
-            return exc
-        return backend_failed(exc, "releasing", self._name, self._backend.name)
+        if isinstance(exc, OSError) and not isinstance(exc, LockError):
+            return backend_failed(exc, "releasing", self._name, self._backend.name)
+        return exc
 
     def _finish_release(self, lease: Lease, *, released: bool, was_lost: bool) -> None:
         """After the backend's release: events, loss, and letting the next user in."""
@@ -606,7 +608,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         lease, was_lost, renewed = self._begin_release()
         try:
             released = self._backend.release(lease)
-        except OSError as exc:
+        except BaseException as exc:
             raise self._release_failed(exc, lease, renewed=renewed) from exc
         self._finish_release(lease, released=released, was_lost=was_lost)
 
