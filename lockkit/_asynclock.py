@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from lockkit import _fork
 from lockkit._heartbeat import renewer
@@ -30,7 +30,7 @@ from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncAcquireResult", "AsyncLock"]
 
 log = logging.getLogger("lockkit")
-
-_T = TypeVar("_T")
 
 # Releases handed to the event loop after their caller was cancelled; the loop keeps
 # only weak references to tasks, so they are kept here until they finish.
@@ -315,18 +313,19 @@ class AsyncLock(_LockCore):
             return
         lease, was_lost, renewed = self._begin_release()
         # Cancelling the caller (a timeout, a shutdown) must not stop a release half-way,
-        # nor leave this object's guard taken for ever. A release that completes without
-        # suspending (local files) needs no protection, and gets none: a task costs more
-        # than the release. One that suspends is finished in a task of its own, shielded.
-        coro = self._backend.release_async(lease)
-        try:
-            step = coro.send(None)
-        except StopIteration as done:
-            self._finish_release(lease, released=done.value, was_lost=was_lost)
-            return
-        except BaseException as exc:
-            raise self._release_failed(exc, lease, renewed=renewed) from exc
-        releasing = asyncio.ensure_future(_resume(coro, step))
+        # nor leave this object's guard taken for ever. A release a backend can do at
+        # once on the loop (local files) needs no protection, and gets none: a task costs
+        # more than the release. Any other runs in a task of its own, shielded.
+        at_once = getattr(self._backend, "release_at_once", None)
+        if at_once is not None:
+            try:
+                done = at_once(lease)
+            except BaseException as exc:
+                raise self._release_failed(exc, lease, renewed=renewed) from exc
+            if done is not None:
+                self._finish_release(lease, released=done, was_lost=was_lost)
+                return
+        releasing = asyncio.ensure_future(self._backend.release_async(lease))
         try:
             released = await asyncio.shield(releasing)
         except asyncio.CancelledError:
@@ -415,25 +414,6 @@ class AsyncAcquireResult:
     ) -> None:
         """Release the acquisition this object stands for."""
         await self.lock.release()
-
-
-async def _resume(coro: Coroutine[Any, Any, _T], step: Any) -> _T:  # noqa: ANN401
-    """Run ``coro`` to its end after it first suspended, yielding ``step``.
-
-    ``step`` is what the coroutine yielded to the event loop: a future it waits for
-    (``await future``), or ``None`` (a bare yield, as ``asyncio.sleep(0)``).
-    """
-    while True:
-        if step is None:
-            await asyncio.sleep(0)
-        else:
-            step._asyncio_future_blocking = False  # noqa: SLF001 - as a Task does
-            await asyncio.wait([step])
-        try:
-            step = coro.send(None)
-        except StopIteration as done:
-            result: _T = done.value
-            return result
 
 
 def _release_in_background(backend: Backend, lease: Lease) -> None:

@@ -11,10 +11,11 @@ kind (`lockkit.errors.SettingsError` with file and line, an argparse message).
 from __future__ import annotations
 
 import math
+import re
 import threading
 from typing import Literal
 
-__all__ = ["MAX_SECONDS", "Kind", "check", "parse", "valid_range"]
+__all__ = ["MAX_SECONDS", "MINIMUM", "Kind", "check", "number", "parse", "valid_range"]
 
 Kind = Literal["timeout", "ttl", "stale", "poll"]
 
@@ -25,11 +26,17 @@ would overflow date arithmetic (``ttl=1e12``) or a server's millisecond expiry."
 _FOREVER = threading.TIMEOUT_MAX
 """Timeouts from here on wait forever: the thread primitives refuse longer waits."""
 
+MINIMUM: dict[str, float] = {"ttl": 0.1, "stale": 1.0, "poll": 0.001}
+"""The shortest useful value of each kind. A shorter ttl expires before its renewal (every
+ttl / 3) can run on a busy machine, and spins the renewer; ``ttl=1e-6`` let two
+processes hold one lock. A stale age under a second breaks live locks of other hosts."""
+
 _RANGES: dict[str, str] = {
     "timeout": "a number of seconds (0 makes one attempt; a negative number or inf waits forever)",
-    "ttl": f"a number of seconds > 0 and <= {MAX_SECONDS:.0f} (one year)",
-    "stale": f"a number of seconds > 0 and <= {MAX_SECONDS:.0f} (one year)",
-    "poll": f"a number of seconds > 0 and <= {MAX_SECONDS:.0f} (one year)",
+    **{
+        kind: f"a number of seconds >= {low:g} and <= {MAX_SECONDS:.0f} (one year)"
+        for kind, low in MINIMUM.items()
+    },
 }
 
 
@@ -59,7 +66,7 @@ def check(kind: Kind, value: object, setting: str | None = None) -> float:
         raise ValueError(_problem(kind, repr(value), setting))
     if kind == "timeout":
         return math.inf if seconds < 0 or seconds >= _FOREVER else seconds
-    if not 0 < seconds <= MAX_SECONDS:
+    if not MINIMUM[kind] <= seconds <= MAX_SECONDS:
         raise ValueError(_problem(kind, repr(value), setting))
     return seconds
 
@@ -77,8 +84,24 @@ def parse(kind: Kind, text: str, setting: str | None = None) -> float:
     Raises:
         ValueError: The text is not a number, or the number is not valid for ``kind``.
     """
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(_problem(kind, repr(text), setting)) from None
+    value = number(text)
+    if value is None:
+        raise ValueError(_problem(kind, repr(text), setting))
     return check(kind, value, setting)
+
+
+_NUMBER = re.compile(
+    r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.IGNORECASE
+)
+
+
+def number(text: str) -> float | None:
+    """A number written the plain ASCII way (``5``, ``2.5``, ``1e3``, ``inf``), or ``None``.
+
+    Stricter than `float`, which also takes ``1_000`` and other scripts' digits:
+    a value other programs (Node's ``Number``, a shell) read differently is refused.
+    """
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    return float(text)

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from lockkit._numbers import Kind, check, valid_range
+from lockkit._numbers import Kind, check, number, valid_range
 from lockkit._redact import redact_url
 from lockkit.errors import SettingsError
 
@@ -175,14 +175,23 @@ def load_settings(env: Env | None = None) -> Settings | None:
     if found is None:
         return None
     path, origin = found
-    st = os.stat(path)  # noqa: PTH116
-    version = (path, st.st_mtime_ns, st.st_size)
-    if _CACHE:
-        cached_version, consulted, settings = _CACHE[0]
-        if cached_version == version and all(env.get(k) == v for k, v in consulted.items()):
-            return settings
-    with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-        text = handle.read()
+    try:
+        st = os.stat(path)  # noqa: PTH116
+        version = (path, st.st_mtime_ns, st.st_size)
+        if _CACHE:
+            cached_version, consulted, settings = _CACHE[0]
+            if cached_version == version and all(env.get(k) == v for k, v in consulted.items()):
+                return settings
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
+            text = handle.read()
+    except OSError as exc:
+        raise SettingsError(f"cannot read the settings file: {exc.strerror}", source=path) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+            source=path,
+            line=exc.object[: exc.start].count(b"\n") + 1,
+        ) from None
     recording = _Recording(env)
     settings = parse_settings(text, path, recording, bare=origin == "LOCKKIT_SETTINGS")
     _CACHE[:] = [(version, recording.seen, settings)]
@@ -209,6 +218,8 @@ def parse_settings(
     env = os.environ if env is None else env
     try:
         data = json5.loads(text)
+    except RecursionError:
+        raise SettingsError("nested too deeply to read", source=source) from None
     except ValueError as exc:
         match = _JSON5_ERROR.match(str(exc))
         line = int(match.group(1)) if match else None
@@ -290,10 +301,11 @@ def _milliseconds(
 ) -> float:
     """OpenClaw's milliseconds (a number in its file, text in its env vars) as seconds."""
     try:
-        number = float(value.strip()) if isinstance(value, str) else value
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            number = None  # refused below, with the message for a non-number
-        return check(kind, number / 1000 if number is not None else None, setting)
+        # Text only from an env var; in the file a number must be a number.
+        amount = number(value) if isinstance(value, str) and line is None else value
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            amount = None  # refused below, with the message for a non-number
+        return check(kind, amount / 1000 if amount is not None else None, setting)
     except (TypeError, ValueError, OverflowError):
         raise SettingsError(
             f"expected milliseconds ({kind}: {valid_range(kind)}, times 1000), got {value!r}",

@@ -23,7 +23,7 @@ from lockkit._numbers import Kind, parse
 from lockkit.errors import LockError, LockkitWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from lockkit._select import Selection
 
@@ -58,10 +58,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.add_argument(
-        "--processes", type=_positive, default=4, metavar="N", help="processes in the check (4)"
+        "--processes",
+        type=_count(64),
+        default=4,
+        metavar="N",
+        help="processes in the check (4; at most 64)",
     )
     doctor.add_argument(
-        "--increments", type=_positive, default=50, metavar="N", help="increments each (50)"
+        "--increments",
+        type=_count(100_000),
+        default=50,
+        metavar="N",
+        help="increments each (50; at most 100000)",
     )
     doctor.add_argument(
         "--backend",
@@ -185,18 +193,27 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:cut], argv[cut + 1 :]
 
 
-def _positive(text: str) -> int:
-    try:
+def _count(most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``most``."""
+
+    def convert(text: str) -> int:
+        if not text.strip().isascii() or not text.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"expected a number from 1 to {most}, got {value}")
+        return value
+
+    return convert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        # A lock name need not be valid UTF-8 (any bytes but NUL and / make a file name):
+        # show what cannot be encoded as escapes instead of failing half-way.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = _build_parser()
     words, command = _split_command(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(words)

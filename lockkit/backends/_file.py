@@ -840,9 +840,20 @@ class LocalIOBackend(Backend):
 
     async def release_async(self, lease: Lease) -> bool:
         """`release` on the event loop where `inline_io` (unless `_release_may_block`)."""
+        released = self.release_at_once(lease)
+        if released is not None:
+            return released
+        return await super().release_async(lease)
+
+    def release_at_once(self, lease: Lease) -> bool | None:
+        """Release on the event loop if that cannot block; ``None`` when it might.
+
+        `lockkit.AsyncLock` calls this first: a release done here needs no task to
+        shield it from the caller's cancellation.
+        """
         if not self._release_may_block(lease) and inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
             return self.release(lease)
-        return await super().release_async(lease)
+        return None
 
     def _release_may_block(self, lease: Lease) -> bool:
         """Whether releasing ``lease`` may wait, so must not run on the event loop."""
@@ -1071,14 +1082,18 @@ class FileBackend(LocalIOBackend):
         A lease with a TTL goes through the breaker lock; the loop tries it once, and
         only waits for a busy breaker in a worker thread.
         """
-        if lease.expires is None or not inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
-            return await super().release_async(lease)
-        released = self._release(lease, wait=0.0)
+        released = self.release_at_once(lease)
         if released is not None:
             return released
         import asyncio  # noqa: PLC0415 - already imported by the running event loop
 
         return await asyncio.to_thread(self.release, lease)
+
+    def release_at_once(self, lease: Lease) -> bool | None:
+        """As `LocalIOBackend.release_at_once`; a TTL lease tries its breaker once."""
+        if lease.expires is None or not inline_io(os.path.dirname(lease.name)):  # noqa: PTH120
+            return super().release_at_once(lease)
+        return self._release(lease, wait=0.0)
 
     def _release_may_block(self, lease: Lease) -> bool:
         """A lease with a TTL: its release may wait for the breaker lock (`release`)."""

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import lockkit
-from lockkit._settings import parse_settings
+from lockkit._settings import load_settings, parse_settings
 from lockkit.backends.redis import RedisBackend
 from lockkit.cli import main
 from lockkit.errors import SettingsError
@@ -34,11 +34,13 @@ VALUES: dict[str, tuple[Any, dict[str, Any]]] = {
     "inf": (math.inf, {"timeout": FOREVER, "ttl": REFUSED, "stale": REFUSED}),
     "1e308": (1e308, {"timeout": FOREVER, "ttl": REFUSED, "stale": REFUSED}),
     "10**400": (10**400, {"timeout": FOREVER, "ttl": REFUSED, "stale": REFUSED}),
+    "1e-6": (1e-6, {"timeout": 1e-6, "ttl": REFUSED, "stale": REFUSED}),
+    "0.5": (0.5, {"timeout": 0.5, "ttl": 0.5, "stale": REFUSED}),
     "2.5": (2.5, {"timeout": 2.5, "ttl": 2.5, "stale": 2.5}),
 }
 NOT_NUMBERS: dict[str, Any] = {"'5'": "5", "True": True, "None-like []": []}
 KINDS = ("timeout", "ttl", "stale")
-RANGE_WORDS = {"timeout": "a number of seconds", "ttl": "> 0", "stale": "> 0"}
+RANGE_WORDS = {"timeout": "a number of seconds", "ttl": ">= 0.1", "stale": ">= 1"}
 
 
 def cases() -> list[Any]:
@@ -108,19 +110,24 @@ def test_non_numbers_in_settings_name_file_and_line(kind: str, shown: str) -> No
     _assert_names(caught.value, kind)
 
 
-@pytest.mark.parametrize("value", ["nan", "-5", "0", "1e308", "abc", "true"])
+@pytest.mark.parametrize(
+    "value", ["nan", "-5", "0", "1e308", "abc", "true", "1_000", "\u0665\u0660", "0x10", "1e-300"]
+)
 def test_acquire_timeouts_and_stale_ms_from_openclaw(value: str) -> None:
-    """OpenClaw's milliseconds: only the stale age refuses -5 and 0; everything refuses the rest."""
+    """OpenClaw's milliseconds in env vars: plain ASCII numbers only, as Node reads them.
+
+    Only the timeout takes -5, 0 and 1e308 (forever, one attempt, forever) and 1e-300.
+    """
     for variable, kind in (
         ("OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS", "timeout"),
         ("OPENCLAW_SESSION_WRITE_LOCK_STALE_MS", "stale"),
     ):
         env = {variable: value}
-        accepted = kind == "timeout" and value in {"-5", "0", "1e308"}
+        accepted = kind == "timeout" and value in {"-5", "0", "1e308", "1e-300"}
         if accepted:
             settings = parse_settings("{}", "/etc/openclaw.json", env)
             assert settings is not None
-            assert getattr(settings, kind) in {FOREVER, 0.0}
+            assert getattr(settings, kind) in {FOREVER, 0.0, 1e-300 / 1000}
             continue
         with pytest.raises(SettingsError) as caught:
             parse_settings("{}", "/etc/openclaw.json", env)
@@ -181,18 +188,45 @@ def test_command_line(
 
 
 @pytest.mark.parametrize("option", ["ttl", "poll"])
-@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "1e12", "abc", ""])
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "1e12", "abc", "", "1e-6", "1_0"])
 def test_redis_url_options(option: str, value: str) -> None:
     url = f"redis://:s3cret@127.0.0.1:1/0?{option}={value}"
     with pytest.raises(SettingsError) as caught:
         RedisBackend.from_url(url)
     text = str(caught.value)
     assert f"{option}=" in text
-    assert "> 0" in text
+    assert ">= " in text
     assert "s3cret" not in text
+
+
+def test_openclaw_file_numbers_must_be_numbers() -> None:
+    """``acquireTimeoutMs: "5000"`` in the file is a string: refused, with file and line."""
+    text = '{session: {writeLock: {\n acquireTimeoutMs: "5000"}}}'
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, "/etc/openclaw.json", {})
+    assert str(caught.value).startswith("/etc/openclaw.json:2: ")
 
 
 def test_redis_url_accepts_a_sane_ttl() -> None:
     backend = RedisBackend.from_url("redis://127.0.0.1:1/0?ttl=2.5&poll=0.1")
     assert backend.default_ttl == 2.5
     assert backend.poll == 0.1
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"ttl": 5} // \xff\xfe', "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+    ids=["not utf-8", "deep nesting"],
+)
+def test_a_settings_file_that_cannot_be_read_is_a_settings_error(
+    tmp_path: pathlib.Path, content: bytes, words: str
+) -> None:
+    path = tmp_path / "lockkit.json"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LOCKKIT_SETTINGS": str(path)})
+    assert words in str(caught.value)
+    assert str(path) in str(caught.value)

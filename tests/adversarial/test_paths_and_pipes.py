@@ -78,3 +78,35 @@ def test_a_reader_that_went_away_ends_lockkit_quietly(
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == 128 + 13  # as a tool killed by SIGPIPE
+
+
+@pytest.mark.parametrize("command", ["status", "break"])
+def test_a_lock_name_that_is_not_utf8_is_shown_not_a_traceback(
+    tmp_path: pathlib.Path, command: str
+) -> None:
+    name = os.path.join(os.fsencode(tmp_path), b"\xff\xfe.lock")
+    with open(name, "w") as handle:
+        handle.write('{"pid": 1}')
+    result = subprocess.run(
+        [*LOCKKIT, command, os.fsdecode(name)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},  # strict, as in a UTF-8 locale
+    )
+    assert "Traceback" not in result.stderr
+    assert "\\udcff\\udcfe.lock" in result.stdout  # escaped, not dropped
+    assert result.returncode in {0, 1}  # 1: break refuses a live lock (pid 1)
+
+
+@pytest.mark.parametrize("option", ["--processes", "--increments"])
+@pytest.mark.parametrize("value", ["0", "1000000", "-3", "1e3", "\u0665"])
+def test_doctor_counts_have_bounds(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["doctor", ".", f"{option}={value}"])
+    assert caught.value.code == 2
+    assert option in capsys.readouterr().err

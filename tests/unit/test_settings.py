@@ -95,12 +95,12 @@ BROKEN = {
     "wrong type": (
         "{\n plugins: {entries: {lockkit: {config: {\n  backend: 'excl',\n  ttl: '30',\n}}}}}",
         4,
-        "plugins.entries.lockkit.config.ttl: expected a number of seconds > 0",
+        "plugins.entries.lockkit.config.ttl: expected a number of seconds >= 0.1",
     ),
     "negative": (
         "{plugins: {entries: {lockkit: {config: {\n ttl: -1}}}}}",
         2,
-        "plugins.entries.lockkit.config.ttl: expected a number of seconds > 0",
+        "plugins.entries.lockkit.config.ttl: expected a number of seconds >= 0.1",
     ),
     "missing var": (
         "{plugins: {entries: {lockkit: {config: {\n\n url: '${MISSING_URL}'}}}}}",
