@@ -60,5 +60,5 @@ def test_is_held_detects_a_broken_lock(tmp_path: pathlib.Path) -> None:
 
 
 def test_ttl_must_be_positive(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(ValueError, match="ttl must be a number of seconds >= 0.1"):
+    with pytest.raises(ValueError, match=r"ttl must be a number of seconds >= 0\.1"):
         lockkit.Lock(tmp_path / "x.lock", ttl=0)
