@@ -20,7 +20,6 @@ import attrs
 
 from lockkit._redact import redact_url
 from lockkit._settings import Settings, load_settings, openclaw_state_dir
-from lockkit.errors import InvalidLockName
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -155,13 +154,13 @@ def _relative(name: str, root: str) -> str | None:
 def auto(name: str, *, source: str = "auto-detect") -> Selection:
     """Auto-detect for the directory of the lock ``name``."""
     from lockkit._autodetect import detect  # noqa: PLC0415 - probing is the costly path
-    from lockkit._fsinfo import missing_directory  # noqa: PLC0415
+    from lockkit.backends._file import check_directory  # noqa: PLC0415
 
     path = os.path.abspath(name)  # noqa: PTH100
-    problem = missing_directory(path)
-    if problem is not None:
-        # Probing would fail on the directory with a bare OSError, or advise a server.
-        raise InvalidLockName(problem)
+    # Probing would fail on the directory with a bare OSError, or advise a server: a
+    # missing or unsearchable directory (or a symlink of another user on the way) is
+    # refused here with the words the backends use.
+    check_directory(path)
     directory = os.path.dirname(path)  # noqa: PTH120
     detection = detect(directory)
     detail = detection.reason if source == "auto-detect" else f"auto-detect, {detection.reason}"

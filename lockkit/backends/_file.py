@@ -14,13 +14,13 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import stat
 import time
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 import attrs
 
-from lockkit._fsinfo import missing_directory
 from lockkit._info import MAX_PID, Lease, LockInfo, Owner, read_start_time
 from lockkit._stale import judge
 from lockkit.errors import BackendUnavailable, InvalidLockName
@@ -127,39 +127,194 @@ def aux_path(name: str, suffix: str, *, prefix: str = "") -> str:
 def lock_path(name: str | os.PathLike[str], *, directory: bool = False) -> str:
     """Validate a lock path and return it absolute (symlinks are not resolved).
 
+    Every component of the lock's directory is looked at (`check_directory`): a
+    symlink there owned by another user (neither this process's user nor root) is
+    refused, as the kernel's ``fs.protected_symlinks`` does in sticky directories, but
+    for every component: whoever owns it could point root's locks at any directory.
+
     Args:
         name: The lock path.
         directory: The lock is a directory (``mkdir``-style backends): an existing
             directory is accepted and an existing regular file is refused instead.
 
     Raises:
-        InvalidLockName: Empty, contains NUL, too long (its name longer than
-            `name_max`, or the path too long to leave room for the lock's auxiliary
-            files under `PATH_MAX`), names a directory (a file, when ``directory``), a
-            symlink, a FIFO, socket or device, or its parent directory does not exist.
+        InvalidLockName: Empty, contains NUL or an unencodable character, too long (its
+            name longer than `name_max`, or the path too long to leave room for the
+            lock's auxiliary files under `PATH_MAX`), names a directory (a file, when
+            ``directory``), a symlink, a FIFO, socket or device, has a name reserved for
+            auxiliary files (`reserved_suffix`), its parent directory does not exist, or
+            a symlink of another user leads to it.
+        BackendUnavailable: The directory cannot be searched (``EACCES``...), with the
+            ``errno`` of the failure.
     """
     text = os.fspath(name)
     if not text:
         raise InvalidLockName("lock path is empty; pass the path of the lock file")
     if "\0" in text:
         raise InvalidLockName(f"lock path {text!r} contains a NUL character")
+    _check_encodable(text)
     if text.endswith(os.sep):
         raise InvalidLockName(f"lock path {text!r} ends with {os.sep!r}; name a file, not a dir")
     path = os.path.abspath(text)  # noqa: PTH100 - plain strings on the hot path
-    _check_length(path, os.path.dirname(path))  # noqa: PTH120
-    problem = missing_directory(path)
-    if problem is not None:
-        raise InvalidLockName(problem)
+    parent = os.path.dirname(path)  # noqa: PTH120
+    _check_length(path, parent)
+    _check_reserved(path)
+    check_directory(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return path
     except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-        raise _too_long(path, f"the system refuses it ({exc.strerror})") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _too_long(path, f"the system refuses it ({exc.strerror})") from None
+        raise _unreachable(path, path, exc) from None
     _check_existing(path, st, directory=directory)
     return path
+
+
+RESERVED_SUFFIXES = (".break", ".turn")
+"""Name endings lockkit gives a lock's auxiliary files (breaker, turn); never a lock's."""
+_TEMP_NAME = re.compile(r"\..*\.[0-9a-f]{32}\.tmp\Z", re.DOTALL)
+"""A ``hardlink`` temp file: ``.<name>.<32-hex token>.tmp``."""
+
+
+def reserved_suffix(base: str) -> str | None:
+    """The auxiliary-file pattern lock name ``base`` matches, or ``None``.
+
+    A lock named like another lock's breaker (``job.lock.break``), turn
+    (``job.lock.turn``) or ``hardlink`` temp file (``.job.lock.<token>.tmp``) would be
+    treated as that file by the other lock's users: removed as an abandoned breaker, or
+    as a temp file. Compared without case, for case-insensitive filesystems (exFAT,
+    SMB). Shortened auxiliary names (``start~<24 hex>.break``) end the same way.
+    """
+    folded = base.lower()
+    for suffix in RESERVED_SUFFIXES:
+        if folded.endswith(suffix):
+            return suffix
+    if folded.startswith(".") and folded.endswith(".tmp") and _TEMP_NAME.match(folded):
+        return ".<token>.tmp"
+    return None
+
+
+def _check_reserved(path: str) -> None:
+    base = os.path.basename(path)  # noqa: PTH119
+    suffix = reserved_suffix(base)
+    if suffix is not None:
+        raise InvalidLockName(
+            f"lock path {path!r} ends with {suffix!r}, which lockkit reserves for the "
+            f"auxiliary files of locks (a lock named {base!r} would be taken for another "
+            "lock's breaker, turn or temp file); choose another name"
+        )
+
+
+_MAX_SYMLINKS = 40  # Linux's limit on symlinks followed in one path lookup
+
+
+def check_directory(path: str) -> tuple[int, int]:
+    """Walk the components of ``path``'s directory; return the directory's (dev, ino).
+
+    Each component is looked at with ``lstat``, symlinks are followed by hand (their
+    targets' components looked at too), like the kernel's path walk, so a symlink
+    anywhere on the way is seen. A symlink owned by a user other than this process's
+    user and root is refused: that user could point it at any directory at any moment,
+    and lockkit would then judge, break or write the files there. (A directory on the
+    way owned by another user can be renamed and replaced by such a symlink later:
+    breaks walk the path again, see `open_lock_directory`.)
+
+    Raises:
+        InvalidLockName: A component is missing, not a directory, or a symlink of
+            another user; too many symlinks.
+        BackendUnavailable: A component cannot be looked at (``EACCES``...).
+    """
+    directory = os.path.dirname(path)  # noqa: PTH120
+    _check_encodable(directory)
+    pending = _components(directory)
+    current = os.sep
+    st: os.stat_result | None = None
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            current = os.path.dirname(current)  # noqa: PTH120 - current has no symlinks
+            st = None
+            continue
+        candidate = os.path.join(current, part)  # noqa: PTH118
+        st = _lstat_component(path, directory, candidate)
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            target = _trusted_target(path, candidate, st, links)
+            if target.startswith(os.sep):
+                current = os.sep
+            pending.extend(_components(target))
+            st = None
+        elif stat.S_ISDIR(st.st_mode):
+            current = candidate
+        else:
+            raise InvalidLockName(f"cannot lock {path!r}: {candidate!r} is not a directory")
+    if st is None:
+        st = _lstat_component(path, directory, current)
+    return st.st_dev, st.st_ino
+
+
+def _check_encodable(path: str) -> None:
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        raise InvalidLockName(
+            f"lock path {path!r} cannot be encoded for the filesystem (a lone surrogate, "
+            "or a character the filesystem encoding lacks)"
+        ) from None
+
+
+def _components(path: str) -> list[str]:
+    """The components of ``path`` to walk, last first (a stack), without ``""`` and ``.``."""
+    parts = [part for part in path.split(os.sep) if part and part != "."]  # noqa: PTH206
+    parts.reverse()
+    return parts
+
+
+def _lstat_component(path: str, directory: str, component: str) -> os.stat_result:
+    try:
+        return os.lstat(component)
+    except FileNotFoundError:
+        raise InvalidLockName(
+            f"cannot lock {path!r}: its directory {directory!r} does not exist; create it first"
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise InvalidLockName(
+                f"cannot lock {path!r}: {os.path.dirname(component)!r} is not a directory"  # noqa: PTH120
+            ) from None
+        raise _unreachable(path, component, exc) from None
+
+
+def _trusted_target(path: str, link: str, st: os.stat_result, links: int) -> str:
+    """The target of symlink ``link`` on the way to lock ``path``, if it may be followed."""
+    if st.st_uid not in {_euid(), 0}:
+        raise InvalidLockName(
+            f"cannot lock {path!r}: its directory path goes through {link!r}, a symbolic link "
+            f"owned by uid {st.st_uid}, another user, who could point it anywhere; lockkit "
+            "follows symlinks on the way to a lock only when they belong to this user or "
+            "root. Use the real path (os.path.realpath) if that directory is meant"
+        )
+    if links > _MAX_SYMLINKS:
+        raise InvalidLockName(
+            f"cannot lock {path!r}: too many symbolic links in its directory path"
+        )
+    try:
+        return os.readlink(link)  # noqa: PTH115
+    except OSError as exc:
+        raise _unreachable(path, link, exc) from None
+
+
+def _unreachable(path: str, where: str, exc: OSError) -> BackendUnavailable:
+    """The error for a lock path whose directory this process cannot search."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return BackendUnavailable(
+        exc.errno,
+        f"cannot lock {path!r}: cannot look at {where!r}: {exc.strerror} ({code}); "
+        "the lock's directory must be searchable by this user",
+    )
 
 
 def _check_existing(path: str, st: os.stat_result, *, directory: bool) -> None:
@@ -211,12 +366,15 @@ def symlink_error(path: str) -> InvalidLockName:
     )
 
 
-def open_nofollow(path: str, flags: int) -> int:
+def open_nofollow(path: str, flags: int, *, dir_fd: int | None = None) -> int:
     """``os.open`` with mode 0o644 where ELOOP (``O_NOFOLLOW`` met a symlink) is explained.
 
     Where the platform has no ``O_NOFOLLOW`` (Windows), the path is checked with
     ``lstat`` just before the open instead: a symlink planted between the two would be
     followed, a window the flag closes elsewhere.
+
+    With ``dir_fd`` (a directory `open_lock_directory` opened), the file's name is
+    looked up in that very directory.
 
     Raises:
         InvalidLockName: A symlink sits at the path.
@@ -224,6 +382,8 @@ def open_nofollow(path: str, flags: int) -> int:
     if not _NOFOLLOW and os.path.islink(path):  # noqa: PTH114 - plain strings, no pathlib
         raise symlink_error(path)
     try:
+        if dir_fd is not None:
+            return os.open(os.path.basename(path), flags, 0o644, dir_fd=dir_fd)  # noqa: PTH119
         return os.open(path, flags, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
@@ -392,15 +552,16 @@ def decode_payload(data: bytes) -> Payload:
     )
 
 
-def read_lock_file(path: str) -> tuple[bytes, os.stat_result] | None:
+def read_lock_file(path: str, *, dir_fd: int | None = None) -> tuple[bytes, os.stat_result] | None:
     """Read at most ``MAX_PAYLOAD + 1`` bytes of a lock file without following symlinks.
 
-    Returns ``None`` when the file does not exist (the lock is free).
+    Returns ``None`` when the file does not exist (the lock is free). With ``dir_fd``,
+    the file is the one of that name in that directory (see `open_lock_directory`).
 
     Raises:
         InvalidLockName: A symlink sits at the lock path.
     """
-    fd = _open_lock_file(path)
+    fd = _open_lock_file(path, dir_fd)
     if fd is None:
         return None
     try:
@@ -451,7 +612,11 @@ def _busy_delays(path: str, what: str, patience: float = BUSY_WAIT) -> Iterator[
 
 
 def unlink_lock_file(
-    path: str, still_ours: Callable[[], bool] | None = None, *, patience: float = BUSY_WAIT
+    path: str,
+    still_ours: Callable[[], bool] | None = None,
+    *,
+    patience: float = BUSY_WAIT,
+    dir_fd: int | None = None,
 ) -> bool:
     """Remove ``path``; ``False`` when it was gone, or stopped being the file to remove.
 
@@ -460,28 +625,34 @@ def unlink_lock_file(
     ``patience`` seconds. A lock file can be replaced between two attempts (broken and
     taken, or renewed), so before each retry ``still_ours()`` must confirm that the file
     at ``path`` is still the one to remove; without it, ``path`` must be a name only this
-    process uses (a temp file).
+    process uses (a temp file). With ``dir_fd``, the name is removed from that very
+    directory (see `open_lock_directory`).
 
     Raises:
         BackendUnavailable: Still busy after ``patience`` seconds.
     """
-    removed = _try_unlink(path)
+    removed = _try_unlink(path, dir_fd)
     if removed is not None or patience <= 0:
         return bool(removed)
-    return bool(
-        _retry_while_busy(path, "remove", _unlink, patience=patience, still_ours=still_ours)
-    )
+
+    def unlink(at: str) -> bool:
+        _unlink_at(at, dir_fd)
+        return True
+
+    return bool(_retry_while_busy(path, "remove", unlink, patience=patience, still_ours=still_ours))
 
 
-def _unlink(path: str) -> bool:
-    os.unlink(path)  # noqa: PTH108
-    return True
+def _unlink_at(path: str, dir_fd: int | None) -> None:
+    if dir_fd is None:
+        os.unlink(path)  # noqa: PTH108
+    else:
+        os.unlink(os.path.basename(path), dir_fd=dir_fd)  # noqa: PTH119
 
 
-def _try_unlink(path: str) -> bool | None:
+def _try_unlink(path: str, dir_fd: int | None = None) -> bool | None:
     """Unlink ``path``: ``True`` if removed, ``False`` if gone, ``None`` if busy."""
     try:
-        os.unlink(path)  # noqa: PTH108
+        _unlink_at(path, dir_fd)
     except OSError as exc:
         if exc.errno in _VANISHED:
             return False
@@ -536,10 +707,10 @@ def _not_a_file(path: str, st: os.stat_result) -> InvalidLockName:
     )
 
 
-def _open_lock_file(path: str) -> int | None:
+def _open_lock_file(path: str, dir_fd: int | None = None) -> int | None:
     """Open a lock file for `read_lock_file`; ``None`` when there is none."""
     try:
-        return open_nofollow(path, READ_FLAGS)
+        return open_nofollow(path, READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -549,11 +720,7 @@ def _open_lock_file(path: str) -> int | None:
             raise
     # An SMB server refuses to open a file whose removal is pending; the removal
     # completes within moments, so look again until it has.
-    return _retry_while_busy(path, "open", _open_for_reading)
-
-
-def _open_for_reading(path: str) -> int:
-    return open_nofollow(path, READ_FLAGS)
+    return _retry_while_busy(path, "open", lambda at: open_nofollow(at, READ_FLAGS, dir_fd=dir_fd))
 
 
 def _retry_while_busy(
@@ -590,13 +757,57 @@ def _retry_while_busy(
     raise AssertionError  # pragma: no cover - _busy_delays raises when it runs out
 
 
-def inspect_file(path: str, backend: str) -> LockInfo | None:
-    """Describe the holder recorded in the lock file at ``path``, or ``None`` if free."""
-    found = read_lock_file(path)
+def inspect_file(path: str, backend: str, *, dir_fd: int | None = None) -> LockInfo | None:
+    """Describe the holder recorded in the lock file at ``path``, or ``None`` if free.
+
+    Raises:
+        InvalidLockName: Something that is not a lock file sits there (`check_content`).
+    """
+    found = read_lock_file(path, dir_fd=dir_fd)
     if found is None:
         return None
     data, st = found
+    check_content(path, data)
     return lock_info(path, backend, decode_payload(data), st)
+
+
+_BLANK = b" \t\r\n\0"
+
+
+def looks_like_lock(data: bytes) -> bool:
+    """Whether ``data`` can be a lock file's content: the content rule.
+
+    A lock file is empty (a write in progress, or a crash before it; NUL bytes and
+    blanks count as empty: what some filesystems leave of a file written just before a
+    power cut), or one JSON object: its first non-blank byte is ``{``, and it is no
+    larger than `MAX_PAYLOAD`. Only such a file is ever broken as stale or malformed, or
+    written by ``filelock``: anything else at a lock path is someone's data, put there
+    by mistake or by an attacker (through a symlinked directory).
+    """
+    if len(data) > MAX_PAYLOAD:
+        return False
+    if data[:1] == b"{":
+        return True  # every lock file lockkit writes: no copy
+    head = data.lstrip(_BLANK)
+    return not head or head[:1] == b"{"
+
+
+def check_content(path: str, data: bytes) -> None:
+    """Refuse a file at a lock path whose content is not a lock's (`looks_like_lock`).
+
+    Raises:
+        InvalidLockName: Naming the path; nothing was removed or written.
+    """
+    if not looks_like_lock(data):
+        why = (
+            f"it is larger than {MAX_PAYLOAD} bytes"
+            if len(data) > MAX_PAYLOAD
+            else "it does not hold a JSON object"
+        )
+        raise InvalidLockName(
+            f"{path!r} is not a lock file ({why}); lockkit never removes or overwrites it: "
+            "remove it or choose another path"
+        )
 
 
 def file_identity(st: os.stat_result) -> tuple[int, int]:
@@ -747,8 +958,13 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
 
     The uncontended fast path of the file backends: two system calls to acquire.
 
+    Once the payload is written, the file at ``path`` must still be the one created
+    (`_still_created`): a process paused between the create and the write (past the
+    write grace) may find its empty file broken as malformed, and taken by another
+    process. It then reports busy, and removes nothing.
+
     Returns:
-        The open file, or ``None`` when the file already exists.
+        The open file, or ``None`` when the file already exists (or no longer is ours).
 
     Raises:
         InvalidLockName: A symlink sits at the path.
@@ -775,8 +991,14 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
             if again.errno == errno.EPERM and os.path.lexists(path):
                 return None
             raise
+    return _fill_created(fd, path, payload)
+
+
+def _fill_created(fd: int, path: str, payload: bytes) -> HeldFile | None:
+    """Write ``payload`` into the file ``fd`` just created at ``path``; see `create_held`."""
     try:
         write_all(fd, payload)
+        ours = _still_created(fd, path, payload)
     except BaseException:
         # The file is ours and incomplete: remove it rather than leave a lock no one holds
         # (retried only while it is still the file we created).
@@ -784,7 +1006,31 @@ def create_held(path: str, payload: bytes) -> HeldFile | None:
         os.close(fd)
         unlink_lock_file(path, lambda: _same_file(path, mine))
         raise
+    if not ours:
+        os.close(fd)  # broken while we were paused: whatever is there now is not ours
+        return None
     return HeldFile(fd)
+
+
+def _still_created(fd: int, path: str, payload: bytes) -> bool:
+    """Whether the file at ``path`` is still the one ``fd`` created, holding ``payload``.
+
+    One ``lstat`` on the fast path: the inode at the path is the open one, still linked
+    (an open inode cannot be freed, so its number cannot have been reused). Where they
+    differ (a filesystem that numbers a file anew, or one that reports no link count),
+    the content decides: ``payload`` carries a token no other file has.
+    """
+    mine = os.fstat(fd)
+    try:
+        there = os.lstat(path)
+    except OSError as exc:
+        if exc.errno in _VANISHED:
+            return False
+        raise
+    if mine.st_nlink > 0 and mine.st_ino == there.st_ino and mine.st_dev == there.st_dev:
+        return True
+    found = read_lock_file(path)
+    return found is not None and found[0] == payload
 
 
 def _same_file(path: str, st: os.stat_result) -> bool:
@@ -887,8 +1133,21 @@ class FileBackend(LocalIOBackend):
         See `lockkit.backends._turn`: on filesystems other hosts may reach, a waiter
         that has waited a while claims the lock's next turn, and the others let it
         have the lock. A successful attempt gives back this process's turn.
+
+        With a TTL, an attempt that took longer than `ARRIVAL_MARGIN` of it (the process
+        was paused between computing the expiry and its lock file appearing) re-asserts
+        the lock before returning it (`_reassert`): it may have arrived expired.
         """
         del shared  # the core never asks: the capability is off
+        if ttl is None:
+            return self._try_acquire(name, owner, None)
+        started = time.monotonic()
+        lease = self._try_acquire(name, owner, ttl)
+        if lease is not None and time.monotonic() - started > ttl * ARRIVAL_MARGIN:
+            return self._reassert(lease, ttl)
+        return lease
+
+    def _try_acquire(self, name: str, owner: Owner, ttl: float | None) -> Lease | None:
         directory = os.path.dirname(name)  # noqa: PTH120
         if not on_share(directory):
             return self.attempt(name, directory, owner, ttl)
@@ -902,6 +1161,27 @@ class FileBackend(LocalIOBackend):
             # No waiting once the lock is won: `stop_waiting` retries a busy turn file.
             _turn.give_back(name)
         return lease
+
+    def _reassert(self, lease: Lease, ttl: float) -> Lease | None:
+        """Renew a lease that may have arrived expired; ``None`` if it is not ours now.
+
+        Under the breaker lock, so no break runs between the token check and the new
+        expiry: either a waiter broke the lock first (the token is gone: busy), or the
+        lock is ours and now expires ``ttl`` from now.
+        """
+        try:
+            with breaker(lease.name, wait=REASSERT_BREAKER_WAIT) as held:
+                if held:
+                    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+                    if self.refresh(lease, ttl):
+                        return attrs.evolve(lease, expires=expires)
+        except BaseException:
+            _close_handle(lease)
+            raise
+        # Broken and perhaps taken meanwhile, or a breaker at work on it: busy. A lock
+        # file still ours expires by its TTL.
+        _close_handle(lease)
+        return None
 
     def attempt(self, name: str, directory: str, owner: Owner, ttl: float | None) -> Lease | None:
         """Take the lock with this backend's primitive, once; ``None`` when it is held.
@@ -937,9 +1217,36 @@ class FileBackend(LocalIOBackend):
         Under the breaker no break can run, so the check and the unlink see one file.
         A lease without a TTL is only broken once its holder is dead (or, from another
         machine view, past the ``stale`` setting): it is removed directly.
+
+        When the breaker stays busy (a breaker at work, paused, or planted), the release
+        did not happen: if the lock file still carries this lease's token, it raises
+        `BackendUnavailable` and the core keeps the lease (``release()`` may be retried;
+        the lock otherwise expires by its TTL); if the token is gone, the lock really was
+        lost and it returns ``False``. The wait is `BREAKER_WAIT` on filesystems other
+        hosts may reach (a breaker there may retry a busy file for `BREAK_BUSY_WAIT`),
+        `LOCAL_BREAKER_WAIT` elsewhere (a breaker is held for microseconds).
+
+        Raises:
+            BackendUnavailable: The breaker stayed busy and the lock is still ours.
         """
-        released = self._release(lease, wait=BREAKER_WAIT)
-        return bool(released)
+        directory = os.path.dirname(lease.name)  # noqa: PTH120
+        wait = (
+            LOCAL_BREAKER_WAIT
+            if lease.expires is not None and inline_io(directory)
+            else BREAKER_WAIT
+        )
+        released = self._release(lease, wait=wait)
+        if released is not None:
+            return released
+        if carries_token(lease.name, lease.token):
+            raise BackendUnavailable(
+                errno.EBUSY,
+                f"could not release {lease.name!r}: the breaker lock "
+                f"{breaker_path(lease.name)!r} stays busy (held by another process, or a file "
+                f"planted there) after {wait:g} s; the lock is still held: call release() "
+                "again, or let it expire by its TTL",
+            )
+        return False
 
     def _release(self, lease: Lease, *, wait: float) -> bool | None:
         """`release`, waiting up to ``wait`` for a busy breaker; ``None`` if it stayed busy."""
@@ -1012,25 +1319,40 @@ class FileBackend(LocalIOBackend):
         it has another token), and a lock renewed since it was judged (another mtime).
         A lock that vanished is free, not stale: nothing is unlinked then, the caller
         retries the create.
+
+        The re-read and the removal happen in the lock's directory opened and proven
+        to be the one its path leads to now (`open_lock_directory`): a symlink of
+        another user put on the way after the lock was named cannot redirect a break
+        into another directory.
         """
         with breaker(name) as held:
             if not held:
                 return False
-            if not self._still_as_seen(name, expected):
-                return False
-            # On SMB every waiter reading the lock makes its removal fail (EBUSY) for a
-            # moment: retry, briefly (we hold the breaker), and only while the file is
-            # still exactly what was judged stale.
+            dfd = open_lock_directory(name)
+            if dfd is None:
+                return False  # the directory changed as we looked: not now
+            at = dfd if dfd >= 0 else None
             try:
+                if not self._still_as_seen(name, expected, at):
+                    return False
+                # On SMB every waiter reading the lock makes its removal fail (EBUSY)
+                # for a moment: retry, briefly (we hold the breaker), and only while
+                # the file is still exactly what was judged stale.
                 return unlink_lock_file(
-                    name, lambda: self._still_as_seen(name, expected), patience=BREAK_BUSY_WAIT
+                    name,
+                    lambda: self._still_as_seen(name, expected, at),
+                    patience=BREAK_BUSY_WAIT,
+                    dir_fd=at,
                 )
             except BackendUnavailable:
                 return False  # still busy: not broken now; the caller reads it again
+            finally:
+                if dfd >= 0:
+                    os.close(dfd)
 
-    def _still_as_seen(self, name: str, expected: LockInfo) -> bool:
+    def _still_as_seen(self, name: str, expected: LockInfo, dir_fd: int | None = None) -> bool:
         """Whether the lock file is still the very version ``expected`` describes."""
-        current = inspect_file(name, self.name)
+        current = inspect_file(name, self.name, dir_fd=dir_fd)
         return (
             current is not None
             and current.identity == expected.identity
@@ -1165,7 +1487,15 @@ the future) or, where that is in the future, how long this process has seen that
 file. So a breaker planted with a payload from the year 2999 delays recovery by at most
 this much."""
 BREAKER_WAIT = 5.0
-"""How long a release of a lease with a TTL waits for a busy breaker."""
+"""How long a release of a lease with a TTL waits for a busy breaker on a filesystem other
+hosts may reach (a breaker there may hold it while it retries a busy file)."""
+LOCAL_BREAKER_WAIT = 1.0
+"""How long a release of a lease with a TTL waits for a busy breaker on a local filesystem,
+where a breaker is held for microseconds: longer means it is paused, or planted."""
+REASSERT_BREAKER_WAIT = 0.05
+"""How long an acquisition that may have arrived expired waits for the breaker (`_reassert`)."""
+ARRIVAL_MARGIN = 0.5
+"""An attempt with a TTL that took longer than this fraction of it re-asserts the lock."""
 BREAK_BUSY_WAIT = 2.0
 """How long a break retries a lock file a share reports busy (while holding the breaker,
 so well under `BREAKER_WAIT`)."""
@@ -1211,26 +1541,82 @@ def _clear_stale_breaker(path: str) -> bool:
     if found is None:
         return True
     data, st = found
+    check_content(path, data)
     if not breaker_clearable(path, decode_payload(data), st):
         return False
     seen = _breaker_identity(st)
+    dfd = open_lock_directory(path)
+    if dfd is None:
+        return False
+    at = dfd if dfd >= 0 else None
 
     def unchanged() -> bool:
         try:
-            again = os.lstat(path)
+            if at is None:
+                again = os.lstat(path)
+            else:
+                again = os.stat(os.path.basename(path), dir_fd=at, follow_symlinks=False)  # noqa: PTH119
         except OSError:
             return False
         return _breaker_identity(again) == seen
 
-    # Only processes clearing a breaker nobody holds race here; see the docs' residual.
-    if not unchanged():
-        return False
     try:
-        unlink_lock_file(path, unchanged, patience=BREAK_BUSY_WAIT)
+        # Only processes clearing a breaker nobody holds race here; see the docs' residual.
+        if not unchanged():
+            return False
+        unlink_lock_file(path, unchanged, patience=BREAK_BUSY_WAIT, dir_fd=at)
     except BackendUnavailable:
         return False
+    finally:
+        if dfd >= 0:
+            os.close(dfd)
     _FIRST_SEEN.pop((path, *seen), None)
     return True
+
+
+# O_PATH (Linux): a directory this user may search but not list can be opened too.
+_DIR_FLAGS = (getattr(os, "O_PATH", 0) or os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_HAS_DIR_FD = os.open in os.supports_dir_fd and os.unlink in os.supports_dir_fd
+
+
+def open_lock_directory(name: str) -> int | None:
+    """Open the directory of lock ``name``, proven to be the one its path leads to now.
+
+    Before lockkit removes a file it did not create (a stale lock, an abandoned
+    breaker), it opens the lock's directory, walks the path again (`check_directory`:
+    no symlink of another user on the way) and compares the two: the same (dev, ino)
+    means the open directory is the one a trusted path leads to. The re-read and the
+    removal then go through this descriptor, so nothing moved on the way later can
+    redirect them. Costs an open, a fstat and an lstat per path component, on breaks
+    only.
+
+    Returns:
+        The directory's descriptor (the caller closes it); ``-1`` where the platform
+        has no ``dir_fd`` calls (the walk was done, paths are used); ``None`` when the
+        directory changed between the open and the walk (do not remove anything now).
+
+    Raises:
+        InvalidLockName: A symlink of another user leads to the directory now.
+        BackendUnavailable: The directory cannot be opened or searched.
+    """
+    if not _HAS_DIR_FD:
+        check_directory(name)
+        return -1
+    directory = os.path.dirname(name)  # noqa: PTH120
+    try:
+        fd = os.open(directory, _DIR_FLAGS)
+    except OSError as exc:
+        raise _unreachable(name, directory, exc) from None
+    try:
+        walked = check_directory(name)
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if (st.st_dev, st.st_ino) != walked:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _breaker_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:

@@ -37,7 +37,9 @@ from filelock import lock_descriptor, unlock_descriptor
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit.backends._file import (
+    MAX_PAYLOAD,
     LocalIOBackend,
+    check_content,
     decode_payload,
     encode_payload,
     linked_file_error,
@@ -119,6 +121,7 @@ class FilelockBackend(LocalIOBackend):
                 return None
             expires = expiry(ttl)
             if not shared:
+                _check_lock_content(name, fd, st)
                 payload = encode_payload(owner, self.name, expires)
                 os.pwrite(wfd, payload, 0)
                 if st.st_size > len(payload):
@@ -131,6 +134,7 @@ class FilelockBackend(LocalIOBackend):
             os.close(wfd)
             os.close(fd)
             raise
+        _HELD.update((fd, wfd))
         return Lease(
             name,
             self.name,
@@ -146,6 +150,8 @@ class FilelockBackend(LocalIOBackend):
         The same for a shared lease: only this reader's flock is dropped.
         """
         fd, wfd = lease.handle
+        _HELD.discard(fd)
+        _HELD.discard(wfd)
         try:
             unlock_descriptor(fd)
         except OSError as exc:
@@ -369,6 +375,45 @@ def _may_write(name: str, st: os.stat_result) -> bool:
         _STICKY[directory] = facts
     sticky, owner = facts
     return not sticky or st.st_uid == owner
+
+
+def _check_lock_content(name: str, fd: int, st: os.stat_result) -> None:
+    """Refuse to write the payload into a file that is not a lock file (`check_content`).
+
+    One read of one byte for every lock file lockkit wrote (it starts with ``{``).
+
+    Raises:
+        InvalidLockName: Someone's data sits at the lock path (a file reached through a
+            directory that was swapped, say): it is never overwritten.
+    """
+    if st.st_size == 0:
+        return
+    if st.st_size <= MAX_PAYLOAD and os.pread(fd, 1, 0) == b"{":
+        return
+    check_content(name, os.pread(fd, MAX_PAYLOAD + 1, 0))
+
+
+_HELD: set[int] = set()
+"""The descriptors of every ``filelock`` lock this process holds (lock and write ones)."""
+
+
+def _close_inherited() -> None:
+    """In a forked child: close (never unlock) the descriptors of the parent's locks.
+
+    A flock belongs to the open file description, which a fork shares: a child that
+    kept its copy open would keep the parent's lock held after the parent died (a
+    prefork server, a ``multiprocessing`` worker), even against the child's own
+    acquire. Closing the copy leaves the parent's lock held while the parent lives;
+    unlocking it would release the parent's lock.
+    """
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
 
 
 def _lock_shared(fd: int) -> bool:

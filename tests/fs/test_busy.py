@@ -35,12 +35,16 @@ def _busy_once(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object])
     """The next unlink answers EBUSY after running ``meanwhile``; later ones are real."""
     calls: list[str] = []
 
-    def unlink(path: str) -> None:
-        calls.append(path)
+    def unlink(path: str, *, dir_fd: int | None = None) -> None:
+        # Breaks remove relative to the lock's directory, opened (`open_lock_directory`).
+        where = (
+            path if dir_fd is None else os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+        )
+        calls.append(where)
         if len(calls) == 1:
             meanwhile()
             raise OSError(errno.EBUSY, "Device or resource busy", path)
-        _real_unlink(path)
+        _real_unlink(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
     return calls

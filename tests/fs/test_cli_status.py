@@ -96,7 +96,7 @@ def test_status_of_a_malformed_lock(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "bad.lock"
-    path.write_bytes(b"\x00garbage")
+    path.write_bytes(b'{"pid": garbage')
     code, out = run(capsys, "status", str(path))
     assert code == 0
     assert "unknown (lock file is not valid JSON" in out

@@ -318,7 +318,7 @@ def test_inspect_reports_the_backend_that_wrote_the_lock(tmp_path: pathlib.Path)
         assert info.backend == "hardlink"
 
 
-@pytest.mark.parametrize("before", [b"", b"x" * 600], ids=["shorter", "longer"])
+@pytest.mark.parametrize("before", [b"", b"{" + b"x" * 600], ids=["shorter", "longer"])
 def test_filelock_payload_replaces_the_previous_one_whole(
     tmp_path: pathlib.Path, before: bytes
 ) -> None:

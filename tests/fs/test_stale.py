@@ -14,7 +14,7 @@ import pytest
 import lockkit
 from lockkit._info import LockInfo, Owner, process_identity, read_start_time
 from lockkit._stale import WRITE_GRACE, judge
-from lockkit.backends._file import BREAKER_SUFFIX
+from lockkit.backends._file import BREAKER_SUFFIX, MAX_PAYLOAD
 from lockkit.errors import LockTimeout
 
 pytestmark = pytest.mark.fs
@@ -148,8 +148,11 @@ def test_openclaw_payloads(tmp_path: pathlib.Path, backend: str, shape: dict[str
 MALFORMED = {
     "empty": "",
     "truncated": '{"pid": 12, "createdAt": "2026-',
-    "not-json": "locked by cron\n",
-    "ten-megabytes": "x" * (10 * 1024 * 1024),
+    "not-json": "{locked by cron}\n",
+    "no-pid": '{"host": "cron"}',
+    # As large as a lock file may be. Larger, or not starting with "{", it is not a
+    # lock file at all and is refused, never broken (tests/adversarial/test_hostile_paths).
+    "at-the-size-limit": "{" + "x" * (MAX_PAYLOAD - 1),
 }
 
 

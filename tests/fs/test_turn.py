@@ -93,15 +93,17 @@ def test_a_dead_turn_counts_for_nothing_and_is_replaced(
 
 
 def test_another_locks_file_at_the_turn_name_is_never_touched(tmp_path: pathlib.Path) -> None:
-    # An application may lock both "a" and "a.turn": the second is a lock, not a turn.
+    # A lock may not be named "a.turn" (a reserved suffix), but another program's lock
+    # file may sit there: a lock, not a turn.
     lock = tmp_path / "a"
-    other = lockkit.Lock(tmp_path / f"a{_turn.TURN_SUFFIX}", backend="excl")
-    with other:
-        before = pathlib.Path(other.name).read_bytes()
-        assert _turn.look(str(lock)) is None
-        _turn.claim(str(lock), _turn.claim_token(str(lock)), None)
-        assert pathlib.Path(other.name).read_bytes() == before
-        assert other.is_held()
+    with pytest.raises(InvalidLockName, match="reserves"):
+        lockkit.Lock(tmp_path / f"a{_turn.TURN_SUFFIX}", backend="excl")
+    other = pathlib.Path(str(lock) + _turn.TURN_SUFFIX)
+    other.write_bytes(encode_payload(Owner.current(), "excl", None))
+    before = other.read_bytes()
+    assert _turn.look(str(lock)) is None
+    _turn.claim(str(lock), _turn.claim_token(str(lock)), None)
+    assert other.read_bytes() == before
     _turn.forget(str(lock))
 
 
