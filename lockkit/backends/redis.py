@@ -99,6 +99,22 @@ _KEY_CACHE_SIZE = 1024
 # Options lockkit reads from the URL query; everything else goes to redis-py.
 _OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
 
+# The next fencing token. A counter that is missing (first use, a server restarted
+# without persistence, FLUSHALL, an eviction) starts from the server's clock in
+# microseconds, not from 0: every token handed out before it was lost is smaller, as
+# long as the counter grew by less than one per microsecond (Redis cannot go faster)
+# and the server's clock did not step back. Tokens stay below 2**53, exact in a double
+# (JavaScript) until the year 2255. TIME before a write needs effects replication.
+_NEXT_FENCE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function next_fence()
+  if redis.call('exists', KEYS[2]) == 0 then
+    local t = redis.call('time')
+    redis.call('set', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+  return redis.call('incr', KEYS[2])
+end
+"""
 # Every script takes KEYS = lock, fence, waiters (`RedisBackend._keys`), so they can
 # share the hand-off function. Readers (shared holders) are KEYS[1]..':readers', a
 # sorted set of payloads scored by expiry in server milliseconds; that key is derived
@@ -133,7 +149,9 @@ end
 # the wake-up *is* the acquisition. PUBLISH returns how many received the message; an
 # entry nobody listens to any more is dropped and its grant undone. can_grant is false
 # while readers hold the lock: a writer's entry then stays first in line, unwoken.
-_HAND_OFF = """
+_HAND_OFF = (
+    _NEXT_FENCE
+    + """
 local function hand_off(name, can_grant)
   while true do
     local entry = redis.call('lindex', KEYS[3], 0)
@@ -149,7 +167,8 @@ local function hand_off(name, can_grant)
       local b = string.find(entry, '\\n', a + 1, true)
       local c = string.find(entry, '\\n', b + 1, true)
       redis.call('set', KEYS[1], string.sub(entry, c + 1), 'PX', string.sub(entry, b + 1, c - 1))
-      local fence = redis.call('incr', KEYS[2])
+      -- '%.0f': a token above 2**31 would print as 1.7e+15 by itself.
+      local fence = string.format('%.0f', next_fence())
       local note = name .. '\\n' .. string.sub(entry, a + 1, b - 1) .. '\\n' .. fence
       if redis.call('publish', string.sub(entry, 1, a - 1), note) > 0 then return end
       redis.call('del', KEYS[1])
@@ -157,17 +176,21 @@ local function hand_off(name, can_grant)
   end
 end
 """
+)
 # The first attempt of an acquisition (not queued): SET NX PX and INCR, unless readers
 # may hold the lock (then the full _ACQUIRE decides, after waiting). ARGV: payload, ttl.
 # Returns the fence, or, when the lock is held, what `inspect` reads (payload, pttl,
 # fence): the caller looks at the holder next, and this saves it the round trip.
-_ACQUIRE_FAST = """
+_ACQUIRE_FAST = (
+    _NEXT_FENCE
+    + """
 if redis.call('exists', KEYS[1] .. ':readers') == 1 then return false end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('incr', KEYS[2])
+  return next_fence()
 end
 return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1]), redis.call('get', KEYS[2])}
 """
+)
 # Keep a waiter that found the lock busy in the queue, its entry replaced by a fresh
 # one (ARGV[3] replaces ARGV[5]); at the front if a wake-up brought it here.
 _REQUEUE = """
@@ -187,13 +210,14 @@ return false
 # busy (re-queued).
 _ACQUIRE = (
     _READERS
+    + _NEXT_FENCE
     + """
 if ARGV[7] ~= '' and redis.call('get', KEYS[1]) == ARGV[7] then
   return {tonumber(redis.call('get', KEYS[2])), 1}
 end
 if live_readers() == 0 and redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('lrem', KEYS[3], 0, ARGV[5])
-  return {redis.call('incr', KEYS[2]), 0}
+  return {next_fence(), 0}
 end
 """
     + _REQUEUE
@@ -310,7 +334,7 @@ if redis.call('exists', KEYS[1]) == 0 then
   keep_until_last()
   redis.call('lrem', KEYS[3], 0, ARGV[5])
   hand_off(ARGV[7], false)
-  return redis.call('incr', KEYS[2])
+  return next_fence()
 end
 if ARGV[3] == '' then return false end
 """
