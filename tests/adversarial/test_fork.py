@@ -65,6 +65,7 @@ def test_child_leaves_the_parents_file_lock_alone(
     check(run_case(kind, backend, str(tmp_path / "state.lock"), mode))
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize(("kind", "backend", "mode"), cases(["redis"]))
 def test_child_leaves_the_parents_redis_lock_alone(
     redis_url: str, kind: str, backend: str, mode: str

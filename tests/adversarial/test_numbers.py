@@ -207,6 +207,7 @@ def test_openclaw_file_numbers_must_be_numbers() -> None:
     assert str(caught.value).startswith("/etc/openclaw.json:2: ")
 
 
+@pytest.mark.redis
 def test_redis_url_accepts_a_sane_ttl() -> None:
     backend = RedisBackend.from_url("redis://127.0.0.1:1/0?ttl=2.5&poll=0.1")
     assert backend.default_ttl == 2.5
