@@ -70,7 +70,11 @@ def test_doctor_says_locks_work_and_leaves_nothing(
     assert "verdict: locks work here with excl" in out
     assert "lost" in out
     assert " 0 lost" in out
-    assert "error" not in out.lower().replace("errors", "")
+    # The chosen backend's rows are clean. (The filelock rows may report an I/O error:
+    # flock through smbnetfs answered EIO once, under a loaded CI machine; filelock is
+    # never chosen on a share, and doctor reporting such an error is the truth.)
+    chosen = out.split("\nexcl\n", 1)[1].split("\nfilelock\n", 1)[0]
+    assert "error" not in chosen.lower(), chosen
     # flock() through a FUSE client is never the automatic choice, and doctor says why.
     assert "filelock never is" in out
     if _client_side_excl(share):
