@@ -146,7 +146,17 @@ def test_one_server_flushall_is_documented_loss(servers: Callable[..., RedisServ
     run = _run(server.url + QUICK, lambda: _command(server, "FLUSHALL"))
     assert run.escaped == ()
     assert run.acquisitions == 240
-    assert run.non_increasing == 0
+    # Tokens are logged in the order holders write them. A holder whose key FLUSHALL
+    # dropped may still write after the next holder (a double holder): its one late,
+    # smaller token is what a fencing check in storage refuses. What must not happen is
+    # a counter restarting low, which would put every later token behind the earlier
+    # ones (reverting the clock floor: ~200 behind).
+    behind, highest = 0, 0
+    for token in run.tokens:
+        behind += token <= highest
+        highest = max(highest, token)
+    assert behind <= run.double_holders, (behind, run.double_holders)
+    assert len(set(run.tokens)) == len(run.tokens)
 
 
 def test_one_server_restarted_without_its_data_keeps_tokens_rising(
