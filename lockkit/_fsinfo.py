@@ -16,7 +16,6 @@ __all__ = [
     "FsInfo",
     "filesystem_of",
     "may_be_shared",
-    "missing_directory",
 ]
 
 MOUNT_TABLE = "/proc/self/mountinfo"
@@ -37,20 +36,6 @@ def may_be_shared(fstype: str) -> bool:
     device) is not counted.
     """
     return fstype in NETWORK_FILESYSTEMS or fstype == "fuse" or fstype.startswith("fuse.")
-
-
-def missing_directory(path: str) -> str | None:
-    """Why the lock ``path`` cannot be made in its directory, or ``None`` if it can be.
-
-    The same words whichever way the backend was chosen, so a missing directory reads
-    alike under a named backend and under auto-detection.
-    """
-    parent = os.path.dirname(path)  # noqa: PTH120
-    if os.path.isdir(parent):  # noqa: PTH112
-        return None
-    if os.path.lexists(parent):
-        return f"cannot lock {path!r}: {parent!r} is not a directory"
-    return f"cannot lock {path!r}: its directory {parent!r} does not exist; create it first"
 
 
 @attrs.frozen
