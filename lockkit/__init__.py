@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from lockkit._asynclock import AsyncAcquireResult, AsyncLock
     from lockkit._info import Lease, LockInfo, Owner
     from lockkit._lock import AcquireResult, Lock
+    from lockkit._registry import register_plugin
     from lockkit._rwlock import ReadWriteLock
     from lockkit.errors import (
+        BackendError,
         BackendUnavailable,
         InvalidLockName,
         LockError,
@@ -41,6 +43,7 @@ __all__ = [
     "AcquireResult",
     "AsyncAcquireResult",
     "AsyncLock",
+    "BackendError",
     "BackendUnavailable",
     "InvalidLockName",
     "Lease",
@@ -57,6 +60,7 @@ __all__ = [
     "SharedLocksUnsupported",
     "UnknownBackend",
     "__version__",
+    "register_plugin",
 ]
 
 _ORIGINS = {
@@ -68,6 +72,7 @@ _ORIGINS = {
     "AsyncLock": "lockkit._asynclock",
     "Lock": "lockkit._lock",
     "ReadWriteLock": "lockkit._rwlock",
+    "BackendError": "lockkit.errors",
     "BackendUnavailable": "lockkit.errors",
     "InvalidLockName": "lockkit.errors",
     "LockError": "lockkit.errors",
@@ -79,6 +84,7 @@ _ORIGINS = {
     "SharedLocksUnsupported": "lockkit.errors",
     "UnknownBackend": "lockkit.errors",
     "__version__": "lockkit._version",
+    "register_plugin": "lockkit._registry",
 }
 
 

@@ -14,7 +14,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Self
 
-from lockkit import _fork
+from lockkit import _calls, _fork
+from lockkit._calls import failure, make_waiter
 from lockkit._heartbeat import renewer
 from lockkit._info import Owner
 from lockkit._lock import (
@@ -23,7 +24,6 @@ from lockkit._lock import (
     TryAcquire,
     Wait,
     _LockCore,
-    backend_failed,
     effective_timeout,
 )
 from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from lockkit._info import Lease, LockInfo
-    from lockkit.spec import Backend
+    from lockkit.spec import Backend, Waiter
 
 __all__ = ["AsyncAcquireResult", "AsyncLock"]
 
@@ -129,9 +129,12 @@ class AsyncLock(_LockCore):
         if lease is None:
             return False
         try:
-            info = await self._backend.inspect_async(self._name)
-        except OSError:
-            return True  # cannot tell; the renewer keeps watching
+            info = await _calls.inspect_async(self._backend, self._plan, self._name)
+        except InvalidLockName:
+            raise
+        except Exception:
+            log.debug("lockkit: is_held(%s) could not ask the backend", self._name, exc_info=True)
+            return True  # the renewer keeps watching
         return self._still_ours(lease, info)
 
     async def acquire(
@@ -181,11 +184,11 @@ class AsyncLock(_LockCore):
                 ) from None
         try:
             lease = await self._acquire_backend(timeout, deadline)
-        except OSError as exc:
+        except Exception as exc:
             guard.release()
             if isinstance(exc, LockError):
                 raise
-            raise backend_failed(exc, "acquiring", self._name, self._backend.name) from exc
+            raise failure(exc, "acquiring", self._name, self._backend) from exc
         except BaseException:
             guard.release()
             raise
@@ -220,29 +223,53 @@ class AsyncLock(_LockCore):
         backend = self._backend
         ttl = self.ttl if backend.capabilities.ttl else None
         start = time.monotonic()
-        lease = await backend.try_acquire_async(
-            self._name, Owner.current(), ttl, shared=self._shared
-        )
-        if lease is None:
-            lease = await self._acquire_contended(backend, ttl, timeout, deadline)
+        if self._plan.accepts_waiter and timeout > 0:
+            # Spec v2: the first attempt already knows the caller will wait.
+            waiter = make_waiter(backend, self._plan, self._name)
+            lease = await self._acquire_contended(backend, ttl, timeout, deadline, waiter)
+        else:
+            found = await _calls.try_acquire_async(
+                backend,
+                self._plan,
+                self._name,
+                Owner.current(),
+                ttl,
+                shared=self._shared,
+                waiter=None,
+            )
+            if found is None:
+                found = await self._acquire_contended(backend, ttl, timeout, deadline, None)
+            lease = found
+        lease = self._checked(lease, ttl)
         if self._registry.has_event_hooks:
             self._registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
         return lease
 
-    async def _acquire_contended(
+    async def _acquire_contended(  # noqa: C901 - the one async driver of the loop, kept flat
         self,
         backend: Backend,
         ttl: float | None,
         timeout: float,  # noqa: ASYNC109 - only for the LockTimeout message
         deadline: float,
+        waiter: Waiter | None,
     ) -> Lease:
-        """Run `Lock`'s acquisition loop (`_contended_steps`) with awaited backend calls."""
-        steps = self._contended_steps(timeout, deadline)
+        """Run `Lock`'s acquisition loop (`_contended_steps`) with awaited backend calls.
+
+        With a ``waiter``, the first attempt is made here (see `Lock._acquire_contended`).
+        """
         name = self._name
-        waited = False
-        reply: Any = None
+        how = self._plan
+        shared = self._shared
         lease: Lease | None = None
         try:
+            if waiter is not None:
+                lease = await _calls.try_acquire_async(
+                    backend, how, name, Owner.current(), ttl, shared=shared, waiter=waiter
+                )
+                if lease is not None:
+                    return lease
+            steps = self._contended_steps(timeout, deadline)
+            reply: Any = None
             while True:
                 try:
                     step = steps.send(reply)
@@ -252,38 +279,46 @@ class AsyncLock(_LockCore):
                     return won
                 match step:
                     case TryAcquire():
-                        reply = await backend.try_acquire_async(
-                            name, Owner.current(), ttl, shared=self._shared
+                        reply = await _calls.try_acquire_async(
+                            backend, how, name, Owner.current(), ttl, shared=shared, waiter=waiter
                         )
                     case Inspect():
                         reply = await self._inspect_quietly_async()
                     case Break(info):
-                        reply = await backend.break_lock_async(name, info)
+                        reply = await _calls.break_lock_async(backend, how, name, info)
                     case Wait(until, attempt):
-                        waited = True
-                        reply = await backend.wait_async(name, until, attempt)
+                        if waiter is None:
+                            waiter = make_waiter(backend, how, name)
+                        waiter.attempts = attempt
+                        reply = await waiter.wait_async(until)
         finally:
-            if waited:
-                await self._stop_waiting(backend, lease)
+            if waiter is not None:
+                await self._close_waiter_async(backend, waiter, lease)
 
-    async def _stop_waiting(self, backend: Backend, lease: Lease | None) -> None:
+    async def _close_waiter_async(
+        self, backend: Backend, waiter: Waiter, lease: Lease | None
+    ) -> None:
         """End the wait; if that is interrupted after the lock was won, give the lock back."""
         try:
-            await backend.stop_waiting_async(self._name)
+            await waiter.close_async()
+        except Exception:
+            log.warning("lockkit: ending the wait for %s failed", self._name, exc_info=True)
         except BaseException:
             if lease is not None:
-                # Cancelled (or failed) between winning and returning: the caller will
-                # never see this lease, so nobody else would release it.
-                _release_in_background(backend, lease)
+                # Cancelled between winning and returning: the caller will never see
+                # this lease, so nobody else would release it.
+                _release_in_background(backend, self._plan, lease)
             raise
 
     async def _inspect_quietly_async(self) -> LockInfo | None:
         try:
-            return await self._backend.inspect_async(self._name)
+            return await _calls.inspect_async(self._backend, self._plan, self._name)
         except InvalidLockName:
             raise
         except OSError:
             return None
+        except Exception as exc:
+            raise failure(exc, "reading", self._name, self._backend) from exc
 
     async def release(self, *, force: bool = False) -> None:
         """Release one level of acquisition; the lock is freed at the outermost level.
@@ -325,7 +360,7 @@ class AsyncLock(_LockCore):
             if done is not None:
                 self._finish_release(lease, released=done, was_lost=was_lost)
                 return
-        releasing = asyncio.ensure_future(self._backend.release_async(lease))
+        releasing = asyncio.ensure_future(_calls.release_async(self._backend, self._plan, lease))
         try:
             released = await asyncio.shield(releasing)
         except asyncio.CancelledError:
@@ -363,11 +398,11 @@ class AsyncLock(_LockCore):
             BackendUnavailable: The backend could not be read (an I/O error).
         """
         try:
-            return await self._backend.inspect_async(self._name)
-        except LockError:
-            raise
-        except OSError as exc:
-            raise backend_failed(exc, "reading", self._name, self._backend.name) from exc
+            return await _calls.inspect_async(self._backend, self._plan, self._name)
+        except Exception as exc:
+            if isinstance(exc, LockError):
+                raise
+            raise failure(exc, "reading", self._name, self._backend) from exc
 
     async def __aenter__(self) -> Self:
         """Acquire with the default timeout."""
@@ -416,9 +451,9 @@ class AsyncAcquireResult:
         await self.lock.release()
 
 
-def _release_in_background(backend: Backend, lease: Lease) -> None:
+def _release_in_background(backend: Backend, how: _calls.Plan, lease: Lease) -> None:
     """Release ``lease`` in a task of its own, kept alive until it is done."""
-    task = asyncio.ensure_future(backend.release_async(lease))
+    task = asyncio.ensure_future(_calls.release_async(backend, how, lease))
     _BACKGROUND.add(task)
     task.add_done_callback(_forget)
 

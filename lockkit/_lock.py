@@ -21,27 +21,27 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 
 from lockkit import _fork
+from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
 from lockkit._heartbeat import renewer
-from lockkit._info import Owner
+from lockkit._info import Lease, Owner
 from lockkit._numbers import check
 from lockkit._stale import judge
 from lockkit.errors import (
-    BackendUnavailable,
     InvalidLockName,
     LockError,
     LockNotHeld,
     LockTimeout,
-    UnknownBackend,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
     from types import TracebackType
 
-    from lockkit._info import Lease, LockInfo
+    from lockkit._calls import Plan
+    from lockkit._info import LockInfo
     from lockkit._registry import Registry
     from lockkit._select import Selection
-    from lockkit.spec import Backend
+    from lockkit.spec import Backend, Waiter
 
 __all__ = ["AcquireResult", "Break", "Inspect", "Lock", "Step", "TryAcquire", "Wait"]
 
@@ -119,37 +119,18 @@ class _LockCore:
         """Choose the backend and validate the name; nothing is acquired yet."""
         # Imported here so `import lockkit` does not import pluggy and the registry.
         from lockkit._registry import get_registry  # noqa: PLC0415
-        from lockkit._select import Selection, auto, parse_spec, select  # noqa: PLC0415
+        from lockkit._select import choose  # noqa: PLC0415
         from lockkit._settings import load_settings  # noqa: PLC0415
 
         timeout, ttl, stale = _checked(timeout, ttl, stale)
         self._registry: Registry = get_registry()
         settings = load_settings()
-        raw = os.fspath(name)
-        # Routes and auto-detection look at the absolute path; the backend validates it.
-        where = os.path.abspath(raw) if raw and "\0" not in raw else raw  # noqa: PTH100
-        if backend is None:
-            selection = select(where, settings=settings)
-        elif isinstance(backend, str):
-            spec_name, url = parse_spec(backend)
-            selection = auto(where) if spec_name == "auto" else Selection(spec_name, url)
-        else:
-            selection = Selection(backend.name)
-        if not isinstance(backend, str) and backend is not None:
-            self._backend: Backend = backend
-        else:
-            try:
-                self._backend = self._registry.backend(selection.backend, selection.url)
-            except UnknownBackend as exc:
-                if selection.source == "argument":
-                    raise
-                # Say where the name came from: an env var or a line of a settings file.
-                where = f"{selection.source}: {selection.detail}" if selection.detail else ""
-                raise UnknownBackend(
-                    exc.requested, exc.available, f"It was chosen by {where or selection.source}."
-                ) from None
-        self._selection = selection
-        self._name = self._backend.normalize_name(name)
+        self._selection, self._backend = choose(name, backend, settings, self._registry)
+        self._plan: Plan = plan(self._backend)
+        try:
+            self._name = self._backend.normalize_name(name)
+        except Exception as exc:
+            raise failure(exc, "naming", os.fspath(name), self._backend) from exc
         self.timeout = timeout if timeout is not None else getattr(settings, "timeout", None)
         self.ttl = ttl if ttl is not None else getattr(settings, "ttl", None)
         self.stale = stale if stale is not None else getattr(settings, "stale", None)
@@ -299,6 +280,21 @@ class _LockCore:
             raise
         except OSError:
             return None
+        except Exception as exc:
+            raise failure(exc, "reading", self._name, self._backend) from exc
+
+    def _checked(self, lease: Lease, ttl: float | None) -> Lease:
+        """``lease``, if it has what the backend's capabilities promise (cheap when it does)."""
+        if (
+            lease.__class__ is Lease
+            and (ttl is None or (lease.expires is not None and lease.ttl))
+            and (lease.fencing_token is not None or not self._backend.capabilities.fencing)
+        ):
+            return lease
+        problem = refused_lease(self._backend, lease, ttl)
+        if not problem:
+            return lease  # ttl asked of a backend without the capability: nothing owed
+        raise refuse(self._backend, lease, problem)
 
     def _renew(self) -> float | None:
         """Renew the TTL (called by the renewer thread); return when to renew next."""
@@ -309,7 +305,7 @@ class _LockCore:
             ttl = lease.ttl
             try:
                 renewed = self._backend.refresh(lease, ttl)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - the renewer thread must go on
                 # Unreachable (a server down, a filesystem gone): keep trying while the
                 # lock may still be ours; once its expiry has passed, nobody can say it
                 # is, so it is lost.
@@ -352,8 +348,8 @@ class _LockCore:
         self._count = 1
         if renewed:
             renewer().add(self, time.monotonic())
-        if isinstance(exc, OSError) and not isinstance(exc, LockError):
-            return backend_failed(exc, "releasing", self._name, self._backend.name)
+        if isinstance(exc, Exception):
+            return failure(exc, "releasing", self._name, self._backend)
         return exc
 
     def _finish_release(self, lease: Lease, *, released: bool, was_lost: bool) -> None:
@@ -477,11 +473,16 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             return False
         try:
             info = self._backend.inspect(self._name)
-        except OSError:
-            return True  # cannot tell; the renewer keeps watching
+        except InvalidLockName:
+            raise
+        except Exception:
+            log.debug("lockkit: is_held(%s) could not ask the backend", self._name, exc_info=True)
+            return True  # the renewer keeps watching
         return self._still_ours(lease, info)
 
-    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
+    def acquire(  # noqa: C901 - the hot path, kept in one function on purpose
+        self, timeout: float | None = None, *, blocking: bool = True
+    ) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
 
         Args:
@@ -517,17 +518,24 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         try:
             ttl = self.ttl if backend.capabilities.ttl else None
             # The uncontended case is one call; the loop and its generator only on failure.
-            lease = backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
-            if lease is None:
-                lease = self._acquire_contended(backend, ttl, timeout, deadline)
+            if self._plan.accepts_waiter and timeout > 0:
+                # Spec v2: the first attempt already knows the caller will wait.
+                waiter = make_waiter(backend, self._plan, self._name)
+                lease = self._acquire_contended(backend, ttl, timeout, deadline, waiter)
+            else:
+                found = backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
+                if found is None:
+                    found = self._acquire_contended(backend, ttl, timeout, deadline, None)
+                lease = found
+            lease = self._checked(lease, ttl)
             registry = self._registry
             if registry.has_event_hooks:
                 registry.acquired(self._name, backend.name, lease, _monotonic() - start)
-        except OSError as exc:
+        except Exception as exc:
             guard.release()
             if isinstance(exc, LockError):
                 raise
-            raise backend_failed(exc, "acquiring", self._name, backend.name) from exc
+            raise failure(exc, "acquiring", self._name, backend) from exc
         except BaseException:
             guard.release()
             raise
@@ -551,34 +559,73 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         if not self._guard.acquire(timeout=-1 if math.isinf(timeout) else timeout):
             raise LockTimeout(self._name, timeout, self._inspect_quietly())
 
-    def _acquire_contended(
-        self, backend: Backend, ttl: float | None, timeout: float, deadline: float
+    def _attempt(self, backend: Backend, ttl: float | None, waiter: Waiter | None) -> Lease | None:
+        """One ``try_acquire``, with the waiter if there is one and the backend takes it."""
+        if waiter is not None and self._plan.accepts_waiter:
+            v2: Any = backend.try_acquire  # `waiter` is an optional keyword of spec v2
+            lease: Lease | None = v2(
+                self._name, Owner.current(), ttl, shared=self._shared, waiter=waiter
+            )
+            return lease
+        return backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
+
+    def _acquire_contended(  # noqa: C901 - the one blocking driver of the loop, kept flat
+        self,
+        backend: Backend,
+        ttl: float | None,
+        timeout: float,
+        deadline: float,
+        waiter: Waiter | None,
     ) -> Lease:
-        """Run `_contended_steps` with blocking backend calls."""
-        steps = self._contended_steps(timeout, deadline)
-        name = self._name
-        waited = False
-        reply: Any = None
+        """Run `_contended_steps` with blocking backend calls.
+
+        With a ``waiter`` (a backend with its own), the first attempt is made here too,
+        with the waiter; otherwise the first attempt has failed already. The waiter is
+        made when first needed and closed at the end, whatever happens.
+        """
+        lease: Lease | None = None
         try:
+            if waiter is not None:
+                lease = self._attempt(backend, ttl, waiter)
+                if lease is not None:
+                    return lease
+            steps = self._contended_steps(timeout, deadline)
+            reply: Any = None
             while True:
                 try:
                     step = steps.send(reply)
                 except StopIteration as done:
-                    lease: Lease = done.value
-                    return lease
+                    won: Lease = done.value
+                    lease = won  # for the finally clause: given back if leaving fails
+                    return won
                 match step:
                     case TryAcquire():
-                        reply = backend.try_acquire(name, Owner.current(), ttl, shared=self._shared)
+                        reply = self._attempt(backend, ttl, waiter)
                     case Inspect():
                         reply = self._inspect_quietly()
                     case Break(info):
-                        reply = backend.break_lock(name, info)
+                        reply = backend.break_lock(self._name, info)
                     case Wait(until, attempt):
-                        waited = True
-                        reply = backend.wait(name, until, attempt)
+                        if waiter is None:
+                            waiter = make_waiter(backend, self._plan, self._name)
+                        waiter.attempts = attempt
+                        reply = waiter.wait(until)
         finally:
-            if waited:
-                backend.stop_waiting(name)
+            if waiter is not None:
+                self._close_waiter(waiter, lease)
+
+    def _close_waiter(self, waiter: Waiter, lease: Lease | None) -> None:
+        """Close a waiter; its failure never costs the caller a lock it won."""
+        try:
+            waiter.close()
+        except Exception:
+            log.warning("lockkit: ending the wait for %s failed", self._name, exc_info=True)
+        except BaseException:
+            if lease is not None:
+                # Interrupted between winning and returning: nobody would release it.
+                with contextlib.suppress(Exception):
+                    self._backend.release(lease)
+            raise
 
     def release(self, *, force: bool = False) -> None:
         """Release one level of acquisition; the lock is freed at the outermost level.
@@ -620,10 +667,10 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """
         try:
             return self._backend.inspect(self._name)
-        except LockError:
-            raise
-        except OSError as exc:
-            raise backend_failed(exc, "reading", self._name, self._backend.name) from exc
+        except Exception as exc:
+            if isinstance(exc, LockError):
+                raise
+            raise failure(exc, "reading", self._name, self._backend) from exc
 
     def __enter__(self) -> Self:
         """Acquire with the default timeout."""
@@ -643,18 +690,6 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
-
-
-def backend_failed(exc: OSError, doing: str, name: str, backend: str) -> BackendUnavailable:
-    """An I/O error from a backend, as the `LockError` callers are promised.
-
-    It keeps ``errno`` and stays an `OSError`, so ``except OSError`` still catches it.
-    """
-    reason = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
-    return BackendUnavailable(
-        exc.errno, f"{doing} lock {name!r} ({backend}) failed: {reason}{where}"
-    )
 
 
 def effective_timeout(timeout: float | None, default: float | None, *, blocking: bool) -> float:

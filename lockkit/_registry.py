@@ -7,8 +7,12 @@ Rules (architecture §2):
   loads all of them. The built-in backends come through lockkit's own entry points.
 * A plugin that fails to import, or hands over something that is not a backend, is
   reported (distribution and error) and skipped; everything else keeps working.
-* ``LOCKKIT_DISABLED_PLUGINS=a,b`` blocks plugins and backends by name.
-* Two backends with one name are an error that names both distributions.
+* ``LOCKKIT_DISABLED_PLUGINS=a,b`` blocks plugins and backends by name; ``dist:name``
+  blocks only the one a distribution provides.
+* Two backends with one name are an error that names both, as ``dist:name``, which
+  also selects one of them.
+* Mistakes a plugin author makes silently are reported: an entry point named unlike
+  the backend it provides, a ``lockkit_*`` function without ``@hookimpl``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import inspect
 import logging
 import os
+import re
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -25,14 +30,21 @@ import attrs
 import pluggy
 
 from lockkit import spec
-from lockkit.errors import LockkitWarning, PluginError, UnknownBackend
+from lockkit.errors import BackendError, LockError, LockkitWarning, PluginError, UnknownBackend
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from lockkit._info import Lease, LockInfo
 
-__all__ = ["BackendEntry", "PluginProblem", "Registry", "get_registry", "reset_registry"]
+__all__ = [
+    "BackendEntry",
+    "PluginProblem",
+    "Registry",
+    "get_registry",
+    "register_plugin",
+    "reset_registry",
+]
 
 log = logging.getLogger("lockkit")
 # A library must not print through logging's last-resort handler: warnings.warn is the
@@ -40,8 +52,6 @@ log = logging.getLogger("lockkit")
 log.addHandler(logging.NullHandler())
 
 DISABLED_ENV = "LOCKKIT_DISABLED_PLUGINS"
-# Backends that ship with lockkit but need an optional extra.
-_EXTRAS = {"redis": "redis"}
 _EVENT_HOOKS = (
     "lockkit_acquired",
     "lockkit_released",
@@ -60,11 +70,18 @@ class BackendEntry:
         cls: The backend class.
         distribution: ``"name version"`` of the distribution that provides it, or a
             description such as ``"registered in-process"``.
+        dist: The distribution's normalized name (``lockkit-mkdir``), or ``""``.
     """
 
     name: str
     cls: type[spec.Backend]
     distribution: str
+    dist: str = ""
+
+    @property
+    def qualified(self) -> str:
+        """``dist:name``: selects this backend when another has the same name."""
+        return f"{self.dist}:{self.name}" if self.dist else self.name
 
 
 @attrs.frozen
@@ -98,6 +115,36 @@ def _distribution_label(ep: EntryPoint) -> str:
     return f"{dist.metadata['Name']} {dist.version}"
 
 
+def _normalized(dist: str) -> str:
+    """A distribution name as PEP 503 compares them: ``Lockkit_MKDIR`` -> ``lockkit-mkdir``."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _dist_name(label: str) -> str:
+    """The normalized distribution name in a ``"name version"`` label, else ``""``."""
+    if " " not in label or label.startswith(("an unknown", "registered")):
+        return ""
+    return _normalized(label.split(" ", 1)[0])
+
+
+def _unmarked_hooks(plugin: object) -> list[str]:
+    """``lockkit_*`` functions of ``plugin`` that lack ``@hookimpl`` (pluggy ignores them)."""
+    own = getattr(plugin, "__name__", None) if inspect.ismodule(plugin) else None
+    found = []
+    for attr in dir(plugin):
+        if not attr.startswith(f"{spec.NAME}_"):
+            continue
+        value = getattr(plugin, attr, None)
+        if not callable(value) or inspect.isclass(value):
+            continue
+        if hasattr(value, f"{spec.NAME}_impl") or hasattr(value, f"{spec.NAME}_spec"):
+            continue
+        if own is not None and getattr(value, "__module__", own) != own:
+            continue  # imported from elsewhere, not this plugin's own function
+        found.append(attr)
+    return found
+
+
 class Registry:
     """Backend classes keyed by name, loaded on demand from entry points.
 
@@ -112,7 +159,10 @@ class Registry:
         self._pm = pluggy.PluginManager(spec.NAME)
         self._pm.add_hookspecs(spec)
         self._entries: dict[str, BackendEntry] = {}
-        self._conflicts: dict[str, list[str]] = {}
+        # Every provider of each name: more than one is a conflict, told apart as dist:name.
+        self._providers: dict[str, list[BackendEntry]] = {}
+        self._schemes: dict[str, str] = {}
+        self._origins: dict[type[spec.Backend], str] = {}
         self._problems: list[PluginProblem] = []
         self._loaded_eps: set[tuple[str, str]] = set()
         self._all_loaded = False
@@ -160,7 +210,7 @@ class Registry:
         if key in self._loaded_eps:
             return
         self._loaded_eps.add(key)
-        if ep.name in self._disabled:
+        if self._is_disabled(ep.name, label):
             log.debug("lockkit plugin %r from %s is disabled by %s", ep.name, label, DISABLED_ENV)
             return
         try:
@@ -168,9 +218,27 @@ class Registry:
         except Exception as exc:  # noqa: BLE001 - any import failure must be contained
             self._report(PluginProblem(ep.name, label, f"{type(exc).__name__}: {exc}"))
             return
-        self._register(plugin, ep.name, label)
+        observer = ep.group.endswith(".observers") if getattr(ep, "group", None) else False
+        self._register(plugin, ep.name, label, entry_point=not observer)
 
-    def _register(self, plugin: object, plugin_name: str, label: str) -> None:
+    def _is_disabled(self, name: str, label: str) -> bool:
+        """Whether ``name`` (from the distribution in ``label``) is blocked."""
+        if name in self._disabled:
+            return True
+        dist = _dist_name(label)
+        return bool(dist) and f"{dist}:{name}" in self._disabled
+
+    def _register(
+        self, plugin: object, plugin_name: str, label: str, *, entry_point: bool = False
+    ) -> None:
+        if self._pm.is_registered(plugin):
+            return  # one module behind several entry points (a backend's URL schemes)
+        for attr in _unmarked_hooks(plugin):
+            problem = (
+                f"{attr}() is not decorated with @lockkit.spec.hookimpl, so lockkit never "
+                "calls it; decorate it"
+            )
+            self._report(PluginProblem(plugin_name, label, problem))
         try:
             self._pm.register(plugin, name=f"{plugin_name}@{label}")
             self._pm.check_pending()
@@ -181,12 +249,19 @@ class Registry:
             return
         for impl in self._pm.hook.lockkit_register_backends.get_hookimpls():
             if impl.plugin is plugin:
-                self._collect(impl.function, plugin_name, label)
+                self._collect(impl.function, plugin_name, label, entry_point=entry_point)
         self.has_event_hooks = any(
             getattr(self._pm.hook, hook).get_hookimpls() for hook in _EVENT_HOOKS
         )
 
-    def _collect(self, register: Any, plugin_name: str, label: str) -> None:  # noqa: ANN401
+    def _collect(
+        self,
+        register: Any,  # noqa: ANN401 - a plugin's hook function
+        plugin_name: str,
+        label: str,
+        *,
+        entry_point: bool = False,
+    ) -> None:
         try:
             classes = list(register() or ())
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
@@ -206,13 +281,36 @@ class Registry:
                 problem = f"backend class {cls.__qualname__} leaves abstract methods unimplemented"
                 self._report(PluginProblem(plugin_name, label, problem))
                 continue
-            if cls.name in self._disabled:
+            if cls.capabilities.ttl and cls.refresh is spec.Backend.refresh:
+                problem = (
+                    f"backend class {cls.__qualname__} declares the ttl capability but does "
+                    "not implement refresh()"
+                )
+                self._report(PluginProblem(plugin_name, label, problem))
                 continue
-            existing = self._entries.get(cls.name)
-            if existing is not None and existing.cls is not cls:
-                self._conflicts.setdefault(cls.name, [existing.distribution]).append(label)
+            if self._is_disabled(cls.name, label):
                 continue
-            self._entries[cls.name] = BackendEntry(cls.name, cls, label)
+            self._add(BackendEntry(cls.name, cls, label, _dist_name(label)))
+        names = {name for cls in classes if isinstance(cls, type) for name in _names(cls)}
+        if entry_point and names and plugin_name not in names:
+            problem = (
+                f"its entry point is named {plugin_name!r} but provides "
+                f"{', '.join(repr(n) for n in sorted(names))}: selecting a backend by name "
+                f"loads the entry point of that name, so rename the entry point to the "
+                "backend's name in [project.entry-points.lockkit]"
+            )
+            self._report(PluginProblem(plugin_name, label, problem))
+
+    def _add(self, entry: BackendEntry) -> None:
+        providers = self._providers.setdefault(entry.name, [])
+        if any(known.cls is entry.cls for known in providers):
+            return
+        providers.append(entry)
+        self._origins.setdefault(entry.cls, entry.distribution)
+        if len(providers) == 1:
+            self._entries[entry.name] = entry
+        for scheme in entry.cls.schemes:
+            self._schemes.setdefault(scheme.lower(), entry.name)
 
     def _report(self, problem: PluginProblem) -> None:
         self._problems.append(problem)
@@ -229,6 +327,15 @@ class Registry:
             plugin_name = name or str(getattr(plugin, "__name__", type(plugin).__name__))
             self._register(plugin, plugin_name, "registered in-process")
 
+    def unregister(self, plugin: object) -> None:
+        """Remove an in-process plugin's hooks (its backends stay registered)."""
+        with self._lock:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self.has_event_hooks = any(
+                getattr(self._pm.hook, hook).get_hookimpls() for hook in _EVENT_HOOKS
+            )
+
     def load_all(self) -> None:
         """Load every entry point in the group (``lockkit backends`` does this)."""
         with self._lock:
@@ -244,38 +351,62 @@ class Registry:
     def get(self, name: str) -> type[spec.Backend]:
         """Return the backend class called ``name``, loading only what it takes.
 
+        ``name`` may be ``dist:name`` to pick one of two backends with the same name.
+
         Raises:
             UnknownBackend: No such backend; the message lists the available ones.
             PluginError: Two distributions provide a backend with this name.
         """
+        dist, _, plain = name.rpartition(":")
         with self._lock:
             self._load_observers()
-            if name not in self._entries and not self._all_loaded:
-                for ep in self._entry_points(name):
+            if plain not in self._providers and not self._all_loaded:
+                for ep in self._entry_points(plain):
                     self._load_entry_point(ep)
-                if name not in self._entries:
+                if plain not in self._providers:
                     # An entry point may provide several backends under other names.
                     self.load_all()
-            if name in self._conflicts:
-                both = " and ".join(self._conflicts[name])
+            providers = self._providers.get(plain, [])
+            if dist:
+                providers = [p for p in providers if p.dist == _normalized(dist)]
+            if len(providers) > 1:
+                options = " and ".join(f"{p.distribution} ({p.qualified!r})" for p in providers)
                 raise PluginError(
-                    f"backend name {name!r} is provided by both {both}; uninstall one of them "
-                    f"or disable one with {DISABLED_ENV}"
+                    f"backend name {plain!r} is provided by {options}; select one as "
+                    f"dist:name (e.g. backend={providers[0].qualified!r}), disable one with "
+                    f"{DISABLED_ENV}={providers[1].qualified}, or uninstall one of them"
                 )
-            entry = self._entries.get(name)
-            if entry is None:
+            if not providers:
                 self.load_all()
-                hint = ""
-                if name in _EXTRAS:
-                    hint = f"Install it with: pip install 'lockkit[{_EXTRAS[name]}]'"
-                if name in self._disabled:
-                    hint = f"It is disabled by {DISABLED_ENV}."
-                elif any(p.plugin == name for p in self._problems):
-                    hint = "Its plugin failed to load: " + "; ".join(
-                        p.describe() for p in self._problems if p.plugin == name
-                    )
-                raise UnknownBackend(name, self._entries, hint)
-            return entry.cls
+                raise UnknownBackend(name, self._entries, self._unknown_hint(name, plain))
+            return providers[0].cls
+
+    def _unknown_hint(self, name: str, plain: str) -> str:
+        if self._is_disabled(plain, "") or name in self._disabled:
+            return f"It is disabled by {DISABLED_ENV}."
+        failed = [p.describe() for p in self._problems if p.plugin == plain]
+        if failed:
+            return "Its plugin failed to load: " + "; ".join(failed)
+        return ""
+
+    def origin(self, cls: type[spec.Backend]) -> str:
+        """Where backend class ``cls`` comes from (``"lockkit-mkdir 0.1.0"``), for messages."""
+        return self._origins.get(cls) or f"module {cls.__module__}"
+
+    def scheme_backend(self, scheme: str) -> str:
+        """The name of the backend serving URL scheme ``scheme`` (else ``scheme`` itself).
+
+        Loads the entry point named like the scheme first (a backend advertises each of
+        its schemes as one), then every plugin.
+        """
+        scheme = scheme.lower()
+        with self._lock:
+            if scheme not in self._schemes and scheme not in self._providers:
+                for ep in self._entry_points(scheme):
+                    self._load_entry_point(ep)
+                if scheme not in self._schemes and scheme not in self._providers:
+                    self.load_all()
+            return self._schemes.get(scheme, scheme)
 
     def close_backends(self) -> None:
         """Call ``close()`` on every cached backend instance that has one."""
@@ -299,7 +430,19 @@ class Registry:
             instance = self._instances.get(key)
             if instance is None:
                 cls = self.get(name)
-                instance = cls.from_url(url) if url else cls()
+                try:
+                    instance = cls.from_url(url) if url else cls()
+                except LockError:
+                    raise
+                except Exception as exc:
+                    plugin = self.origin(cls)
+                    raise BackendError(
+                        f"creating backend {name!r} (from {plugin}) failed: "
+                        f"{type(exc).__name__}: {exc}",
+                        backend=name,
+                        plugin=plugin,
+                        original=exc,
+                    ) from exc
                 self._instances[key] = instance
             return instance
 
@@ -307,14 +450,21 @@ class Registry:
         """Every registered backend, sorted by name (loads all entry points)."""
         with self._lock:
             self.load_all()
-            return sorted(self._entries.values(), key=lambda entry: entry.name)
+            every = [entry for providers in self._providers.values() for entry in providers]
+            return sorted(every, key=lambda entry: (entry.name, entry.dist))
 
     def problems(self) -> list[PluginProblem]:
         """Plugins that were skipped, and backend names with conflicts."""
         with self._lock:
             conflicts = [
-                PluginProblem(name, " and ".join(labels), "two backends share this name")
-                for name, labels in self._conflicts.items()
+                PluginProblem(
+                    name,
+                    " and ".join(p.distribution for p in providers),
+                    "two backends share this name; select or disable one as "
+                    + " or ".join(repr(p.qualified) for p in providers),
+                )
+                for name, providers in self._providers.items()
+                if len(providers) > 1
             ]
             return [*self._problems, *conflicts]
 
@@ -355,6 +505,21 @@ def get_registry() -> Registry:
                 _REGISTRY = Registry()
             registry = _REGISTRY
     return registry
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register an in-process plugin with lockkit: an observer or a backend provider.
+
+    ``plugin`` is a module or object with ``@lockkit.spec.hookimpl`` functions (event
+    hooks such as ``lockkit_acquired``, or ``lockkit_register_backends``). For
+    applications that observe locks, or ship a backend, without an entry point.
+    """
+    get_registry().register(plugin, name)
+
+
+def _names(cls: type[spec.Backend]) -> set[str]:
+    """The names a backend class answers to: its name and its URL schemes."""
+    return {cls.name, *cls.schemes} if getattr(cls, "name", "") else set()
 
 
 def reset_registry() -> None:

@@ -24,16 +24,10 @@ from lockkit._settings import Settings, load_settings, openclaw_state_dir
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["SCHEME_ALIASES", "Selection", "parse_spec", "select"]
+    from lockkit._registry import Registry
+    from lockkit.spec import Backend
 
-SCHEME_ALIASES = {
-    "redis": "redis",
-    "rediss": "redis",
-    "unix": "redis",
-    "valkey": "redis",
-    "valkeys": "redis",
-}
-"""URL schemes that name a backend other than themselves; any other scheme is the name."""
+__all__ = ["Selection", "choose", "parse_spec", "select"]
 
 
 def _redacted(value: str | None) -> str:
@@ -67,11 +61,56 @@ class Selection:
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Split a backend spec into ``(name, url)``: ``"redis://h"`` -> ``("redis", "redis://h")``."""
+    """Split a backend spec into ``(name, url)``: ``"rediss://h"`` -> ``("redis", "rediss://h")``.
+
+    A URL's scheme names the backend that declares it in ``Backend.schemes`` (the
+    registry loads only the entry point of that name), or else the backend of that name.
+    """
     if "://" in spec:
+        from lockkit._registry import get_registry  # noqa: PLC0415 - only for URLs
+
         scheme = spec.split("://", 1)[0].lower()
-        return SCHEME_ALIASES.get(scheme, scheme), spec
+        return get_registry().scheme_backend(scheme), spec
     return spec.strip(), None
+
+
+def choose(
+    name: str | os.PathLike[str],
+    backend: str | Backend | None,
+    settings: Settings | None,
+    registry: Registry,
+) -> tuple[Selection, Backend]:
+    """The selection and backend instance for a lock, as `lockkit.Lock` makes them.
+
+    Precedence: the ``backend`` argument (a name, URL, ``"auto"`` or an instance), then
+    `select` (environment, settings file, auto-detection).
+
+    Raises:
+        UnknownBackend: The chosen name is not registered; when the deployment chose it,
+            the message says where (an env var, a line of a settings file).
+    """
+    from lockkit.errors import UnknownBackend  # noqa: PLC0415
+
+    raw = os.fspath(name)
+    # Routes and auto-detection look at the absolute path; the backend validates it.
+    where = os.path.abspath(raw) if raw and "\0" not in raw else raw  # noqa: PTH100
+    if backend is not None and not isinstance(backend, str):
+        return Selection(backend.name), backend
+    if backend is None:
+        selection = select(where, settings=settings)
+    else:
+        spec_name, url = parse_spec(backend)
+        selection = auto(where) if spec_name == "auto" else Selection(spec_name, url)
+    try:
+        return selection, registry.backend(selection.backend, selection.url)
+    except UnknownBackend as exc:
+        if selection.source == "argument":
+            raise
+        # Say where the name came from: an env var or a line of a settings file.
+        said = f"{selection.source}: {selection.detail}" if selection.detail else ""
+        raise UnknownBackend(
+            exc.requested, exc.available, f"It was chosen by {said or selection.source}."
+        ) from None
 
 
 def select(

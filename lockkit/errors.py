@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lockkit._info import LockInfo
 
 __all__ = [
+    "BackendError",
     "BackendUnavailable",
     "InvalidLockName",
     "LockError",
@@ -84,6 +85,35 @@ class UnknownBackend(LockError, LookupError):
 
 class BackendUnavailable(LockError, OSError):
     """The backend exists but cannot work here (server unreachable, filesystem unsuitable)."""
+
+
+class BackendError(BackendUnavailable):
+    """A backend raised an error of its own: its store failed, or the plugin has a bug.
+
+    lockkit turns whatever a backend raises into a `LockError`; this is what an error
+    that is neither a `LockError` nor an `OSError` becomes (an `OSError` becomes
+    `BackendUnavailable`). The message names the backend, the distribution it comes
+    from and the original error, which is also chained as ``__cause__``.
+
+    Attributes:
+        backend: The backend's name.
+        plugin: Where the backend comes from, e.g. ``"lockkit-sqlite 0.1.0"``.
+        original: The exception the backend raised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        plugin: str = "",
+        original: BaseException | None = None,
+    ) -> None:
+        """Keep the backend, its plugin and the original error beside the message."""
+        super().__init__(message)
+        self.backend = backend
+        self.plugin = plugin
+        self.original = original
 
 
 class SettingsError(LockError, ValueError):

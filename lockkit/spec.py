@@ -1,13 +1,29 @@
-"""The lock backend spec: what a backend plugin implements and which hooks it may use.
+"""The lock backend spec (v2): what a backend plugin implements and which hooks it may use.
 
 lockkit finds backends through pluggy. A plugin is a module (or any object) with
 ``@hookimpl`` functions, advertised in the ``lockkit`` entry-point group of its
 distribution. The built-in backends register exactly this way.
 
+**Three methods are required** (`Backend.try_acquire`, `Backend.release`,
+`Backend.inspect`). The rest are optional, and most are tied to a capability the
+backend declares:
+
+=====================  ==========================================================
+``refresh``            required with ``Capabilities(ttl=True)``
+``break_lock``         what makes a dead holder's lock recoverable; needed unless
+                       locks are ``released_on_crash`` or expire (``ttl``)
+``waiter``             with ``Capabilities(notify=True)``: a `Waiter` woken by a
+                       release instead of polling
+``from_url``           with ``schemes``: build the backend from a URL
+``normalize_name``     validate and canonicalise names (file backends)
+``probe``              auto-detection's evidence for a directory
+=====================  ==========================================================
+
 A complete plugin, ``my_lockkit_plugin.py``::
 
     from typing import ClassVar
 
+    from lockkit import Lease, LockInfo, Owner
     from lockkit.spec import Backend, Capabilities, hookimpl
 
 
@@ -21,6 +37,7 @@ A complete plugin, ``my_lockkit_plugin.py``::
         def try_acquire(self, name, owner, ttl, *, shared=False): ...
         def release(self, lease): ...
         def inspect(self, name): ...
+        def break_lock(self, name, expected): ...
 
 
     @hookimpl
@@ -32,16 +49,20 @@ and in its ``pyproject.toml``::
     [project.entry-points.lockkit]
     mine = "my_lockkit_plugin"
 
-The entry-point name must equal ``Backend.name``: selecting ``mine`` loads only that
-entry point, so unrelated plugins are never imported.
+The entry-point name must equal ``Backend.name`` (or one of its ``schemes``):
+selecting ``mine`` loads only that entry point, so unrelated plugins are never
+imported.
 
-**asyncio.** `lockkit.AsyncLock` calls the ``*_async`` twins of these methods
-(``try_acquire_async``, ``release_async``, ``inspect_async``, ``break_lock_async``,
-``wait_async``, ``stop_waiting_async``). Their defaults run the blocking method in a
-worker thread (``asyncio.to_thread``), because an unknown backend's call may block,
-and ``wait_async`` sleeps with bounded backoff on the event loop, so the plugin above
-works with asyncio unchanged. Override them for a native async client, or to run calls
-that are only a few local system calls directly on the event loop.
+**The core keeps the promises.** Whatever a backend raises reaches callers as a
+`lockkit.LockError`: an `OSError` as `lockkit.errors.BackendUnavailable`, anything
+else as `lockkit.errors.BackendError` naming the plugin and the original error. A lease
+that lacks what the capabilities promise (``expires`` and ``ttl`` with ``ttl``, a
+``fencing_token`` with ``fencing``) is refused with a `lockkit.PluginError`.
+
+**asyncio** works for every backend through a core adapter that runs the blocking
+methods in worker threads. A backend with a native async client opts in by defining
+``try_acquire_async``, ``release_async``, ``inspect_async`` or ``break_lock_async``
+(same arguments, awaited) and, for waiting, `Waiter.wait_async`.
 """
 
 from __future__ import annotations
@@ -54,8 +75,9 @@ from typing import TYPE_CHECKING, ClassVar, Self
 import attrs
 import pluggy
 
+from lockkit._spec_v1 import SpecV1Methods
+
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Iterable
 
     from lockkit._info import Lease, LockInfo, Owner
@@ -65,6 +87,7 @@ __all__ = [
     "Backend",
     "Capabilities",
     "Support",
+    "Waiter",
     "hookimpl",
     "lockkit_acquired",
     "lockkit_contended",
@@ -72,6 +95,7 @@ __all__ = [
     "lockkit_register_backends",
     "lockkit_released",
     "lockkit_stale_broken",
+    "poll_delay",
 ]
 
 NAME = "lockkit"
@@ -81,22 +105,40 @@ _spec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)
 """Decorator that marks a plugin's hook implementations."""
 
+POLL_MIN = 0.002
+"""The first pause of a polling wait, in seconds."""
+POLL_MAX = 0.05
+"""The longest pause of a polling wait, in seconds: a release is seen within it."""
+
+
+def poll_delay(attempt: int) -> float:
+    """The pause before attempt ``attempt + 1`` of a polling wait: 2 ms doubling to 50 ms.
+
+    The one backoff rule of lockkit: `Waiter`, the file backends' bounded waits and
+    the asyncio waits all use it.
+    """
+    delay: float = min(0.001 * 2.0 ** min(max(attempt, 1), 16), POLL_MAX)
+    return delay
+
 
 @attrs.frozen
 class Capabilities:
     """What a backend can do; every flag is off unless the backend says otherwise.
 
     Selection and routes can require a capability, and ``lockkit backends`` shows them.
+    Some flags oblige the backend to more (see each one); the core checks the leases.
 
     Attributes:
         across_hosts: Excludes processes on different machines (shared filesystem or
             a server), not only processes on one machine.
         released_on_crash: The lock is freed by the kernel or server when the holder
             dies, without any stale-lock rule.
-        ttl: Supports expiring locks (``ttl=``) and ``refresh``.
-        fencing: Hands out a monotonically increasing ``fencing_token`` per acquisition.
+        ttl: Supports expiring locks: `Backend.refresh` is implemented, and a lease
+            taken with a ``ttl`` carries ``ttl`` and ``expires`` (the core renews it).
+        fencing: Every lease carries a ``fencing_token`` greater than any earlier
+            holder's.
         shared: Supports shared (read) locks via ``try_acquire(..., shared=True)``.
-        notify: ``wait`` is woken by a release instead of polling.
+        notify: `Backend.waiter` returns a `Waiter` woken by a release, not polling.
     """
 
     across_hosts: bool = False
@@ -126,30 +168,97 @@ class Support:
     reason: str = ""
 
 
-class Backend(abc.ABC):
+class Waiter:
+    """One caller's wait for one lock: owned by the core, filled in by the backend.
+
+    When an acquisition may have to wait, the core gets a waiter from
+    `Backend.waiter`, passes it to every attempt (``try_acquire(..., waiter=w)``), calls
+    `wait` between failed attempts and `close` exactly once at the end, whether the
+    lock was won, the time ran out or the caller was cancelled. A backend keeps what its
+    waiting needs on its waiter (a subscription, a place in a queue, an armed watch),
+    so the backend itself stays stateless between calls: an attempt that receives a
+    waiter knows the caller will wait, and may queue or arm a watch as it fails.
+
+    This base class polls: `wait` sleeps with `poll_delay` backoff. Backends with a
+    release notification subclass it and declare ``Capabilities(notify=True)``.
+
+    Attributes:
+        name: The lock waited for.
+        attempts: Failed attempts so far in this acquisition (the core counts them).
+    """
+
+    __slots__ = ("attempts", "name")
+
+    def __init__(self, name: str) -> None:
+        """A waiter for lock ``name`` (a name from `Backend.normalize_name`)."""
+        self.name = name
+        self.attempts = 0
+
+    def wait(self, deadline: float) -> bool:
+        """Block until the lock may have become free, or until ``deadline``.
+
+        Returning early is always allowed (the core simply tries again); sleeping past
+        ``deadline`` (a `time.monotonic` value, ``math.inf`` for no limit) is not.
+
+        Returns:
+            ``True`` when woken by a release; the core then retries without re-reading
+                the holder. ``False`` after a poll or a timeout.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            time.sleep(min(poll_delay(self.attempts), remaining))
+        return False
+
+    async def wait_async(self, deadline: float) -> bool:
+        """`wait` for asyncio callers: must leave the event loop (and threads) free.
+
+        The default sleeps on the event loop with the same backoff; it never calls
+        `wait`. Cancellation may interrupt it at any point.
+        """
+        import asyncio  # noqa: PLC0415 - already imported by whoever awaits this
+
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(min(poll_delay(self.attempts), remaining))
+        return False
+
+    def close(self) -> None:
+        """Give back what waiting set up (leave a queue, pass on an unused wake-up)."""
+
+    async def close_async(self) -> None:
+        """`close` for asyncio callers; the default calls `close`, which must not block."""
+        self.close()
+
+
+class Backend(SpecV1Methods, abc.ABC):
     """Base class of every lock backend.
 
     A backend performs single, non-blocking lock operations; the core
     (`lockkit.Lock`) owns timeouts, waiting, reentrancy and events. Backends are
     shared by every lock that selects them, so they must be thread-safe and keep
-    per-lock state in the `lockkit.Lease` they return.
+    per-lock state in the `lockkit.Lease` they return and per-wait state in the
+    `Waiter` they make.
 
-    Subclasses set the class variables and implement at least ``try_acquire``,
-    ``release`` and ``inspect``. The ``*_async`` methods, used by `lockkit.AsyncLock`,
-    work for every backend by default (see each one); override them only to do better.
+    Subclasses set the class variables and implement ``try_acquire``, ``release`` and
+    ``inspect``, plus what their capabilities require (see the module docstring).
     """
 
     name: ClassVar[str] = ""
     """The name used for selection: entry-point name, `LOCKKIT_BACKEND` value and
-    `LOCKKIT_DISABLED_PLUGINS` token. Must be unique across installed plugins."""
+    `LOCKKIT_DISABLED_PLUGINS` token. Two installed backends with one name are told
+    apart as ``distribution:name``."""
     description: ClassVar[str] = ""
     """One line describing the backend, shown by `lockkit backends`."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     """What this backend can do."""
+    schemes: ClassVar[tuple[str, ...]] = ()
+    """URL schemes this backend serves (``LOCKKIT_URL=scheme://...``), built by
+    `from_url`. Advertise each extra scheme as an entry point too, so a URL loads only
+    this plugin."""
 
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """Build a backend for a server ``url`` (``LOCKKIT_BACKEND=scheme://...``).
+        """Build a backend for a server ``url`` whose scheme is in ``schemes``.
 
         Server backends override this; the default refuses, because file backends take
         no URL.
@@ -192,10 +301,16 @@ class Backend(abc.ABC):
         Args:
             name: A name returned by `normalize_name`.
             owner: The identity to record as holder (its ``token`` is fresh).
-            ttl: Seconds after which the lock may be considered stale, or ``None``.
-                Backends without the ``ttl`` capability ignore it.
-            shared: Ask for a shared (read) lock. Only called when the backend has the
+            ttl: Seconds after which the lock expires unless refreshed, or ``None``.
+                Backends without the ``ttl`` capability get ``None``. With it, the lease
+                must carry ``ttl`` and ``expires``: that is what makes the core renew.
+            shared: Ask for a shared (read) lock. Only ``True`` for backends with the
                 ``shared`` capability.
+
+        **Optional keyword** ``waiter: Waiter | None = None``: a backend that declares
+        it receives the `Waiter` of a caller that will wait if the attempt fails (made
+        by `waiter`), or ``None``, and may queue or arm a watch as it fails. The core
+        passes it only to backends whose ``try_acquire`` declares it.
 
         Returns:
             A lease on success, ``None`` when the lock is held by someone else.
@@ -212,162 +327,50 @@ class Backend(abc.ABC):
                 already been taken over or removed (the lock was lost).
         """
 
+    @abc.abstractmethod
+    def inspect(self, name: str) -> LockInfo | None:
+        """Report the current holder of ``name``, or ``None`` when the lock is free.
+
+        The ``identity`` of the `LockInfo` tells one version of the lock from the next:
+        it must change whenever the lock is taken again *or refreshed*, so that
+        `break_lock` can refuse a holding that changed since it was read.
+        """
+
     def refresh(self, lease: Lease, ttl: float) -> bool:
-        """Extend a TTL lock by ``ttl`` seconds from now.
+        """Extend a TTL lock to ``ttl`` seconds from now (required with ``ttl``).
+
+        Must change the lock's ``identity`` (see `inspect`), and must not touch a lock
+        that now belongs to someone else.
 
         Returns:
             ``True`` when the lock is still ours and was extended, ``False`` when lost.
         """
         raise NotImplementedError(f"backend {self.name!r} does not support ttl")
 
-    @abc.abstractmethod
-    def inspect(self, name: str) -> LockInfo | None:
-        """Report the current holder of ``name``, or ``None`` when the lock is free."""
-
     def break_lock(self, name: str, expected: LockInfo) -> bool:
         """Remove the lock ``expected`` describes, and only that one.
 
-        Returns ``False`` (and removes nothing) when the lock is gone or is no longer
-        the holding ``expected`` describes, e.g. it was released and taken again. The
-        default returns ``False``: a backend that cannot break locks simply waits for
-        them to be released or to expire.
+        Called when the stale rules judge the holder `inspect` reported dead or expired
+        (and by ``lockkit break``). Compare the token *and* the ``identity``: a lock that
+        was released and taken again, or refreshed, is not the one judged stale.
+
+        Returns:
+            ``True`` when it removed exactly that holding; ``False`` (removing nothing)
+                when the lock is gone or changed. The default always returns ``False``,
+                so a dead holder's lock is never recovered: implement it unless your
+                locks are ``released_on_crash`` or expire.
         """
         del name, expected
         return False
 
-    def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Block until the lock may have become free, or until ``deadline``.
+    def waiter(self, name: str) -> Waiter:
+        """Make the `Waiter` for one acquisition of ``name`` that may wait.
 
-        Called by the core between failed attempts. Returning early is always allowed
-        (the core simply tries again); sleeping past ``deadline`` is not. The default
-        polls with exponential backoff from 2 ms up to 50 ms; backends with a real
-        release notification override it and set ``Capabilities.notify``.
-
-        Args:
-            name: The lock being waited for.
-            deadline: A `time.monotonic` value; ``math.inf`` waits without limit.
-            attempt: How many attempts have failed so far in this acquisition (from 1).
-
-        Returns:
-            ``True`` when woken by a release notification; the core then retries
-                without re-reading the holder (it has no reason to think it died).
-                ``False`` after a timeout or a poll.
+        The default polls with backoff; backends with a release notification return
+        their own subclass and declare ``Capabilities(notify=True)``. Keep it cheap:
+        set things up on the first `Waiter.wait`, not here.
         """
-        del name
-        delay = min(0.001 * (2 ** min(attempt, 16)), 0.05)
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            time.sleep(min(delay, remaining))
-        return False
-
-    def stop_waiting(self, name: str) -> None:
-        """Release what `wait` set up for ``name`` in this thread (a subscription...).
-
-        Called once by the core when an acquisition that waited at least once ends,
-        whether it got the lock or timed out. The default does nothing.
-        """
-        del name
-
-    # -- asyncio ---------------------------------------------------------------------------
-    # What `lockkit.AsyncLock` calls. The defaults never block the event loop: blocking
-    # calls go to a worker thread, and waiting is `asyncio.sleep` with backoff.
-
-    async def try_acquire_async(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
-        """`try_acquire` for asyncio callers; must not block the event loop.
-
-        **Cancellation.** If the calling task is cancelled while the attempt is in
-        flight, the attempt must leave nothing held: either it did not happen, or what it
-        took is released. The default runs `try_acquire` in a worker thread, which
-        cannot be stopped, so on cancellation it lets the thread finish and releases
-        the lease it returns (in a worker thread too).
-
-        Returns:
-            A lease on success, ``None`` when the lock is held by someone else.
-        """
-        import asyncio  # noqa: PLC0415 - already imported by whoever runs this coroutine
-
-        attempt = asyncio.ensure_future(
-            asyncio.to_thread(self.try_acquire, name, owner, ttl, shared=shared)
-        )
-        try:
-            return await asyncio.shield(attempt)
-        except asyncio.CancelledError:
-            attempt.add_done_callback(self._release_abandoned)
-            raise
-
-    def _release_abandoned(self, attempt: asyncio.Future[Lease | None]) -> None:
-        """Release what an attempt got after its caller was cancelled (a done callback)."""
-        if attempt.cancelled() or attempt.exception() is not None:
-            return
-        lease = attempt.result()
-        if lease is not None:
-            import asyncio  # noqa: PLC0415
-
-            # In a worker thread, like the attempt: the release may block too. The
-            # executor keeps the work item alive; nobody needs its result.
-            try:
-                asyncio.get_running_loop().run_in_executor(None, self.release, lease)
-            except RuntimeError:  # the loop is shutting its executor down: do it here
-                self.release(lease)
-
-    async def release_async(self, lease: Lease) -> bool:
-        """`release` for asyncio callers; must not block the event loop.
-
-        A release that has begun must complete even if the calling task is cancelled.
-        The default runs `release` in a worker thread, which a cancellation cannot stop.
-        """
-        import asyncio  # noqa: PLC0415
-
-        return await asyncio.to_thread(self.release, lease)
-
-    async def inspect_async(self, name: str) -> LockInfo | None:
-        """`inspect` for asyncio callers; the default runs it in a worker thread."""
-        import asyncio  # noqa: PLC0415
-
-        return await asyncio.to_thread(self.inspect, name)
-
-    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
-        """`break_lock` for asyncio callers; the default runs it in a worker thread.
-
-        A break interrupted by cancellation may still happen; that is harmless, since it
-        only ever removes the stale holding ``expected`` describes.
-        """
-        import asyncio  # noqa: PLC0415
-
-        return await asyncio.to_thread(self.break_lock, name, expected)
-
-    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
-        """`wait` for asyncio callers: sleep until the lock may be free, or ``deadline``.
-
-        Must leave the event loop free while waiting, and should not hold a thread
-        either: many tasks may wait at once. The default sleeps on the event loop with
-        the same backoff as `wait` (2 ms up to 50 ms); it never calls `wait`.
-        Backends with a release notification override it (and `stop_waiting_async`).
-        Cancellation may interrupt it at any point; clean up what it set up.
-
-        Returns:
-            ``True`` when woken by a release notification, ``False`` after a timeout
-                or a poll (see `wait`).
-        """
-        import asyncio  # noqa: PLC0415
-
-        del name
-        delay = min(0.001 * (2 ** min(attempt, 16)), 0.05)
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(min(delay, remaining))
-        return False
-
-    async def stop_waiting_async(self, name: str) -> None:
-        """Release what `wait_async` set up for ``name`` in this task.
-
-        Called once when an acquisition that waited at least once ends. The default
-        does nothing, like the default `wait_async`; it never calls `stop_waiting`,
-        whose state belongs to a thread.
-        """
-        del name
+        return Waiter(name)
 
     @classmethod
     def probe(cls, location: str) -> Support:

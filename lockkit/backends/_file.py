@@ -29,6 +29,8 @@ from lockkit.spec import Backend, Capabilities
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from lockkit.spec import Waiter
+
 __all__ = [
     "MAX_PAYLOAD",
     "FileBackend",
@@ -1075,6 +1077,16 @@ class LocalIOBackend(Backend):
     elsewhere they take the `Backend` defaults, a worker thread. `FileBackend` and the
     ``filelock`` backend share this.
     """
+
+    def waiter(self, name: str) -> Waiter:
+        """A waiter driving this backend's `wait`/`stop_waiting` (inotify, bounded).
+
+        Their state still lives per thread or task with the backend (`_turn`); it moves
+        onto the waiter in a later change.
+        """
+        from lockkit._calls import LegacyWaiter  # noqa: PLC0415 - the core imports us first
+
+        return LegacyWaiter(self, name)
 
     async def try_acquire_async(
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False

@@ -75,6 +75,8 @@ from lockkit.spec import Backend, Capabilities, Support, hookimpl
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from lockkit.spec import Waiter
+
 __all__ = [
     "DEFAULT_TTL",
     "RedisBackend",
@@ -492,6 +494,7 @@ class RedisBackend(Backend):
     """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, one waiter woken per release."""
 
     name: ClassVar[str] = "redis"
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "valkey", "valkeys")
     description: ClassVar[str] = (
         "Redis/Valkey: SET NX PX with Lua release, queued hand-off, fencing, Redlock"
     )
@@ -1004,6 +1007,12 @@ class RedisBackend(Backend):
         return holder_info(name, self.name, member, score - now_ms, counter, shared=True)
 
     # -- waiting ---------------------------------------------------------------------------
+
+    def waiter(self, name: str) -> Waiter:
+        """A waiter driving `wait`/`stop_waiting`: the hand-off queue, per thread for now."""
+        from lockkit._calls import LegacyWaiter  # noqa: PLC0415 - the core imports us first
+
+        return LegacyWaiter(self, name)
 
     def wait(self, name: str, deadline: float, attempt: int) -> bool:
         """Queue for the lock and sleep until a release hands it to us, bounded by ``poll``.

@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 import pytest
 
 import lockkit
-from lockkit import _notify, _notify_async
+from lockkit import _calls, _notify, _notify_async
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._registry import get_registry
 from lockkit.errors import LockNotHeld, LockTimeout
-from lockkit.spec import Backend, Capabilities, hookimpl
+from lockkit.spec import Backend, Capabilities, Waiter, hookimpl
 from tests.helpers.cancellation import cancellation_race
 
 FILE_BACKENDS = ["excl", "hardlink", "filelock"]
@@ -96,7 +96,7 @@ def signal_when_contended(recorder: Recorder) -> asyncio.Event:
 EXPIRED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-class ScriptedBackend(Backend):
+class ScriptedCore(Backend):
     """Answers from a script and records every request, for either driver."""
 
     name: ClassVar[str] = "scripted"
@@ -125,10 +125,41 @@ class ScriptedBackend(Backend):
         self.log.append("break")
         return True
 
-    def wait(self, name: str, deadline: float, attempt: int) -> bool:
+    def scripted_wait(self, attempt: int) -> bool:
         self.log.append(f"wait {attempt}")
         # The first wait is "woken by a release", the others end by timing out.
         return sum(entry.startswith("wait") for entry in self.log) == 1
+
+
+class ScriptedWaiter(Waiter):
+    """Spec v2: the waiting requests go through a waiter the backend makes."""
+
+    def __init__(self, backend: ScriptedCore, name: str) -> None:
+        super().__init__(name)
+        self.backend = backend
+
+    def wait(self, deadline: float) -> bool:
+        return self.backend.scripted_wait(self.attempts)
+
+    async def wait_async(self, deadline: float) -> bool:
+        return self.wait(deadline)
+
+    def close(self) -> None:
+        self.backend.log.append("stop")
+
+
+class ScriptedBackend(ScriptedCore):
+    """The scripted backend, spec v2."""
+
+    def waiter(self, name: str) -> Waiter:
+        return ScriptedWaiter(self, name)
+
+
+class ScriptedV1Backend(ScriptedCore):
+    """The scripted backend as spec v1 wrote it: wait/stop_waiting on the backend."""
+
+    def wait(self, name: str, deadline: float, attempt: int) -> bool:
+        return self.scripted_wait(attempt)
 
     def stop_waiting(self, name: str) -> None:
         self.log.append("stop")
@@ -140,12 +171,12 @@ class ScriptedBackend(Backend):
         self.stop_waiting(name)
 
 
-def _scripted() -> ScriptedBackend:
+def _scripted(kind: type[ScriptedCore] = ScriptedBackend) -> ScriptedCore:
     live = LockInfo("n", "scripted", Owner.current())
     stale = LockInfo("n", "scripted", Owner.current(), expires=EXPIRED)
     # Busy; vanished (retry at once); busy and stale (break, retry at once); busy and
     # alive (wait, woken); busy again (no look: wait, polled); busy (look, wait); won.
-    return ScriptedBackend(
+    return kind(
         tries=[False, False, False, False, False, True],
         inspects=[None, stale, live, live],
     )
@@ -171,11 +202,21 @@ EXPECTED_LOG = [
 ]
 
 
-def test_sync_and_async_drivers_make_the_same_requests(recorder: Recorder) -> None:
-    sync_backend = _scripted()
-    with lockkit.Lock("n", backend=sync_backend, timeout=10):
+@pytest.mark.parametrize("kind", [ScriptedBackend, ScriptedV1Backend], ids=["v2", "v1"])
+def test_sync_and_async_drivers_make_the_same_requests(
+    recorder: Recorder, kind: type[ScriptedCore]
+) -> None:
+    """Spec v2 (a waiter) and a spec v1 backend (wait/stop_waiting) are driven alike."""
+    sync_backend = _scripted(kind)
+    if kind is ScriptedV1Backend:
+        _calls._PLANS.pop(kind, None)  # noqa: SLF001 - see the warning again
+        with pytest.warns(DeprecationWarning, match=r"spec v1's wait\(\)/stop_waiting\(\)"):
+            lock = lockkit.Lock("n", backend=sync_backend, timeout=10)
+    else:
+        lock = lockkit.Lock("n", backend=sync_backend, timeout=10)
+    with lock:
         pass
-    async_backend = _scripted()
+    async_backend = _scripted(kind)
 
     async def main() -> None:
         async with lockkit.AsyncLock("n", backend=async_backend, timeout=10):
@@ -286,12 +327,23 @@ class WonThenStuckBackend(Backend):
     async def inspect_async(self, name: str) -> LockInfo | None:
         return self.inspect(name)
 
-    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
+    def waiter(self, name: str) -> Waiter:
+        return StuckWaiter(self, name)
+
+
+class StuckWaiter(Waiter):
+    """Woken at once; closing blocks until cancelled."""
+
+    def __init__(self, backend: WonThenStuckBackend, name: str) -> None:
+        super().__init__(name)
+        self.backend = backend
+
+    async def wait_async(self, deadline: float) -> bool:
         return True
 
-    async def stop_waiting_async(self, name: str) -> None:
-        assert self.stopping is not None
-        self.stopping.set()
+    async def close_async(self) -> None:
+        assert self.backend.stopping is not None
+        self.backend.stopping.set()
         await asyncio.Event().wait()  # until cancelled
 
 
@@ -316,13 +368,15 @@ def test_cancellation_after_winning_but_before_returning_releases() -> None:
 
 
 def test_default_wait_async_sleeps_on_the_loop_without_threads() -> None:
-    backend = ScriptedBackend([], [])
+    backend = ScriptedCore([], [])  # the default waiter of spec v2: polling
 
     async def main() -> tuple[bool, int, int]:
         before = threading.active_count()
         loop = asyncio.get_running_loop()
         start = loop.time()
-        woken = await Backend.wait_async(backend, "n", loop.time() + 0.03, 3)
+        waiter = backend.waiter("n")
+        waiter.attempts = 3
+        woken = await waiter.wait_async(loop.time() + 0.03)
         return woken, threading.active_count() - before, round((loop.time() - start) * 1000)
 
     woken, new_threads, waited_ms = run(main())

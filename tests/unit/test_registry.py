@@ -124,12 +124,84 @@ def test_duplicate_backend_names_name_both_distributions(site: FakeSite) -> None
     site.add("dup-a", {"dup": first}, {first: backend_module("dup")})
     site.add("dup-b", {"dup": second}, {second: backend_module("dup")})
     registry = Registry()
-    with pytest.raises(
-        PluginError, match=r"dup-a 1\.2\.3 and dup-b 1\.2\.3|dup-b 1\.2\.3 and dup-a"
-    ):
+    with pytest.raises(PluginError) as caught:
         registry.get("dup")
+    message = str(caught.value)
+    assert "dup-a 1.2.3 ('dup-a:dup')" in message
+    assert "dup-b 1.2.3 ('dup-b:dup')" in message
+    assert "LOCKKIT_DISABLED_PLUGINS=dup-" in message
+    # Told apart as dist:name (any spelling of the distribution name).
+    assert registry.get("dup-a:dup").__module__ == first
+    assert registry.get("Dup_B:dup").__module__ == second
+    assert {e.qualified for e in registry.entries() if e.name == "dup"} == {
+        "dup-a:dup",
+        "dup-b:dup",
+    }
     # Other backends are unaffected.
     assert registry.get("excl").name == "excl"
+
+
+def test_one_of_two_duplicates_can_be_disabled(
+    site: FakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The advice in the duplicate-name error can be followed: disable dist:name."""
+    first, second = unique("dupa"), unique("dupb")
+    site.add("dup-a", {"dup": first}, {first: backend_module("dup")})
+    site.add("dup-b", {"dup": second}, {second: backend_module("dup")})
+    monkeypatch.setenv("LOCKKIT_DISABLED_PLUGINS", "dup-a:dup")
+    registry = Registry()
+    assert registry.get("dup").__module__ == second
+    assert first not in sys.modules  # never imported
+    assert registry.problems() == []
+
+
+def test_entry_point_named_unlike_its_backend_is_reported(site: FakeSite) -> None:
+    module = unique("misnamed")
+    site.add("misnamed", {"sqlite": module}, {module: backend_module("sqlite3")})
+    registry = Registry()
+    with pytest.warns(
+        LockkitWarning, match=r"entry point is named 'sqlite' but provides 'sqlite3'"
+    ):
+        cls = registry.get("sqlite3")  # still usable by its name
+    assert cls.name == "sqlite3"
+    [problem] = registry.problems()
+    assert problem.distribution == "misnamed 1.2.3"
+    assert "rename the entry point" in problem.error
+
+
+def test_a_hook_function_without_hookimpl_is_reported(site: FakeSite) -> None:
+    module = unique("unmarked")
+    source = (
+        backend_module("marked")
+        + """
+
+def lockkit_acquired(name, backend, lease, waited):  # forgot @hookimpl
+    pass
+"""
+    )
+    site.add("unmarked", {"marked": module}, {module: source})
+    registry = Registry()
+    with pytest.warns(LockkitWarning, match=r"lockkit_acquired\(\) is not decorated with @lockkit"):
+        registry.get("marked")
+    assert not registry.has_event_hooks
+
+
+def test_a_ttl_backend_without_refresh_is_refused(site: FakeSite) -> None:
+    module = unique("norefresh")
+    source = backend_module("norefresh").replace(
+        'description: ClassVar[str] = "test backend norefresh"',
+        'description: ClassVar[str] = "x"\n    from lockkit.spec import Capabilities\n'
+        "    capabilities = Capabilities(ttl=True)",
+    )
+    site.add("norefresh", {"norefresh": module}, {module: source})
+    registry = Registry()
+    with (
+        pytest.warns(
+            LockkitWarning, match="declares the ttl capability but does not implement refresh"
+        ),
+        pytest.raises(UnknownBackend),
+    ):
+        registry.get("norefresh")
 
 
 def test_non_backend_return_value_is_reported(site: FakeSite) -> None:

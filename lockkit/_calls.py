@@ -1,0 +1,330 @@
+"""How the core calls a backend: waiters, the async adapter, errors and lease checks.
+
+This is where the core keeps its promises whatever a plugin does (architecture §10):
+
+* `plan` looks at a backend class once: does ``try_acquire`` take a waiter, does it
+  make its own `Waiter`, is it a spec v1 backend, which calls are natively async.
+* `make_waiter` gives each waiting acquisition its own waiter (v1 backends get a
+  `LegacyWaiter` over their ``wait``/``stop_waiting``).
+* The ``*_async`` functions run blocking backends in worker threads, safely under
+  cancellation, and call natively async ones directly.
+* `failure` turns anything a backend raises into the `LockError` callers are promised.
+* `refused_lease` checks a lease against the capabilities the backend declares.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockkit._info import Lease
+from lockkit._spec_v1 import SpecV1Methods
+from lockkit.errors import BackendError, BackendUnavailable, LockError, PluginError
+from lockkit.spec import Backend, Waiter
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from lockkit._info import LockInfo, Owner
+
+__all__ = [
+    "LegacyWaiter",
+    "Plan",
+    "failure",
+    "make_waiter",
+    "origin",
+    "plan",
+    "refused_lease",
+    "try_acquire_async",
+    "try_acquire_in_thread",
+]
+
+log = logging.getLogger("lockkit")
+
+_V1_WAITING = ("wait", "stop_waiting", "wait_async", "stop_waiting_async")
+_ASYNC = ("try_acquire_async", "release_async", "inspect_async", "break_lock_async")
+
+
+@attrs.frozen
+class Plan:
+    """What the core knows about a backend class, worked out once.
+
+    Attributes:
+        accepts_waiter: ``try_acquire`` takes ``waiter=`` (spec v2).
+        own_waiter: The backend makes its own waiter (``waiter`` overridden, or v1
+            ``wait``): the core makes it before the first attempt of a waiting caller.
+        legacy_waiting: Spec v1 waiting (``wait``/``stop_waiting`` overridden).
+        native_async: The ``*_async`` methods the backend defines itself.
+        async_accepts_waiter: ``try_acquire_async`` takes ``waiter=``.
+    """
+
+    accepts_waiter: bool
+    own_waiter: bool
+    legacy_waiting: bool
+    native_async: frozenset[str]
+    async_accepts_waiter: bool
+
+
+_PLANS: dict[type[Backend], Plan] = {}
+
+
+def _takes_waiter(function: Any) -> bool:  # noqa: ANN401 - any callable
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return "waiter" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def plan(backend: Backend) -> Plan:
+    """The `Plan` of ``backend``'s class (computed on first use, then cached)."""
+    cls = type(backend)
+    found = _PLANS.get(cls)
+    if found is None:
+        legacy = cls.waiter is Backend.waiter and any(
+            getattr(cls, method) is not getattr(SpecV1Methods, method) for method in _V1_WAITING
+        )
+        if legacy:
+            message = (
+                f"lockkit backend {cls.name!r} ({cls.__module__}) waits through spec v1's "
+                "wait()/stop_waiting(); implement Backend.waiter() returning a "
+                "lockkit.spec.Waiter instead (spec v1 support ends in lockkit 1.0)"
+            )
+            log.info("%s", message)
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+        native = frozenset(
+            method
+            for method in _ASYNC
+            if getattr(cls, method) is not getattr(SpecV1Methods, method)
+        )
+        found = Plan(
+            accepts_waiter=_takes_waiter(cls.try_acquire),
+            own_waiter=legacy or cls.waiter is not Backend.waiter,
+            legacy_waiting=legacy,
+            native_async=native,
+            async_accepts_waiter=_takes_waiter(cls.try_acquire_async),
+        )
+        _PLANS[cls] = found
+    return found
+
+
+class LegacyWaiter(Waiter):
+    """A `Waiter` driving a backend's spec v1 ``wait``/``stop_waiting`` (and async twins).
+
+    ``stop_waiting`` is called only if the waiter waited, as spec v1 promised.
+    """
+
+    __slots__ = ("backend", "waited")
+
+    def __init__(self, backend: Backend, name: str) -> None:
+        """Wait for ``name`` through ``backend``'s v1 methods."""
+        super().__init__(name)
+        self.backend = backend
+        self.waited = False
+
+    def wait(self, deadline: float) -> bool:
+        """``backend.wait(name, deadline, attempt)``."""
+        self.waited = True
+        return bool(self.backend.wait(self.name, deadline, self.attempts))
+
+    async def wait_async(self, deadline: float) -> bool:
+        """``backend.wait_async(name, deadline, attempt)``."""
+        self.waited = True
+        return bool(await self.backend.wait_async(self.name, deadline, self.attempts))
+
+    def close(self) -> None:
+        """``backend.stop_waiting(name)``, if it waited."""
+        if self.waited:
+            self.waited = False
+            self.backend.stop_waiting(self.name)
+
+    async def close_async(self) -> None:
+        """``backend.stop_waiting_async(name)``, if it waited."""
+        if self.waited:
+            self.waited = False
+            await self.backend.stop_waiting_async(self.name)
+
+
+def make_waiter(backend: Backend, how: Plan, name: str) -> Waiter:
+    """The waiter for one acquisition of ``name`` that may wait."""
+    if how.legacy_waiting:
+        return LegacyWaiter(backend, name)
+    return backend.waiter(name)
+
+
+# -- asyncio ---------------------------------------------------------------------------
+
+
+async def try_acquire_in_thread(
+    backend: Backend,
+    name: str,
+    owner: Owner,
+    ttl: float | None,
+    *,
+    shared: bool,
+    waiter: Waiter | None,
+) -> Lease | None:
+    """``try_acquire`` in a worker thread, leaving nothing held if the caller is cancelled.
+
+    A thread cannot be stopped: on cancellation the attempt finishes, and the lease it
+    got (if any) is released, in a worker thread too.
+    """
+    import asyncio  # noqa: PLC0415 - already imported by the running event loop
+
+    if waiter is not None and plan(backend).accepts_waiter:
+        v2: Any = backend.try_acquire  # `waiter` is an optional keyword of spec v2
+        call = asyncio.to_thread(
+            functools.partial(v2, waiter=waiter), name, owner, ttl, shared=shared
+        )
+    else:
+        call = asyncio.to_thread(backend.try_acquire, name, owner, ttl, shared=shared)
+    attempt = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        attempt.add_done_callback(lambda done: _release_abandoned(backend, done))
+        raise
+
+
+def _release_abandoned(backend: Backend, attempt: asyncio.Future[Lease | None]) -> None:
+    """Release what an attempt got after its caller was cancelled (a done callback)."""
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    lease = attempt.result()
+    if lease is not None:
+        import asyncio  # noqa: PLC0415
+
+        # The executor keeps the work item alive; nobody needs its result.
+        try:
+            asyncio.get_running_loop().run_in_executor(None, backend.release, lease)
+        except RuntimeError:  # the loop is shutting its executor down: do it here
+            backend.release(lease)
+
+
+async def try_acquire_async(
+    backend: Backend,
+    how: Plan,
+    name: str,
+    owner: Owner,
+    ttl: float | None,
+    *,
+    shared: bool,
+    waiter: Waiter | None,
+) -> Lease | None:
+    """One attempt for an asyncio caller: native if the backend has it, else in a thread."""
+    if "try_acquire_async" not in how.native_async:
+        return await try_acquire_in_thread(backend, name, owner, ttl, shared=shared, waiter=waiter)
+    native: Any = backend.try_acquire_async
+    if waiter is not None and how.async_accepts_waiter:
+        lease: Lease | None = await native(name, owner, ttl, shared=shared, waiter=waiter)
+    else:
+        lease = await native(name, owner, ttl, shared=shared)
+    return lease
+
+
+async def release_async(backend: Backend, how: Plan, lease: Lease) -> bool:
+    """``release`` for an asyncio caller (native, else in a worker thread)."""
+    if "release_async" in how.native_async:
+        return await backend.release_async(lease)
+    import asyncio  # noqa: PLC0415
+
+    return await asyncio.to_thread(backend.release, lease)
+
+
+async def inspect_async(backend: Backend, how: Plan, name: str) -> LockInfo | None:
+    """``inspect`` for an asyncio caller (native, else in a worker thread)."""
+    if "inspect_async" in how.native_async:
+        return await backend.inspect_async(name)
+    import asyncio  # noqa: PLC0415
+
+    return await asyncio.to_thread(backend.inspect, name)
+
+
+async def break_lock_async(backend: Backend, how: Plan, name: str, expected: LockInfo) -> bool:
+    """``break_lock`` for an asyncio caller (native, else in a worker thread)."""
+    if "break_lock_async" in how.native_async:
+        return await backend.break_lock_async(name, expected)
+    import asyncio  # noqa: PLC0415
+
+    return await asyncio.to_thread(backend.break_lock, name, expected)
+
+
+# -- promises --------------------------------------------------------------------------
+
+
+def origin(backend: Backend | type[Backend]) -> str:
+    """Where a backend comes from: ``"lockkit-mkdir 0.1.0"``, or its module."""
+    cls = backend if isinstance(backend, type) else type(backend)
+    from lockkit._registry import get_registry  # noqa: PLC0415 - loaded by every lock
+
+    return get_registry().origin(cls)
+
+
+def failure(exc: Exception, doing: str, name: str, backend: Backend) -> LockError:
+    """What a backend raised, as the `LockError` callers are promised.
+
+    A `LockError` is itself; an `OSError` becomes `BackendUnavailable` (keeping
+    ``errno``); anything else becomes `BackendError`, naming the backend, its plugin
+    and the original error (also chained as ``__cause__`` by the caller).
+    """
+    if isinstance(exc, LockError):
+        return exc
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
+        return BackendUnavailable(
+            exc.errno, f"{doing} lock {name!r} ({backend.name}) failed: {reason}{where}"
+        )
+    from lockkit._redact import redact_text  # noqa: PLC0415 - only on failure
+
+    detail = redact_text(str(exc))
+    said = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return BackendError(
+        f"{doing} lock {name!r} failed in backend {backend.name!r} "
+        f"(from {origin(backend)}): {said}",
+        backend=backend.name,
+        plugin=origin(backend),
+        original=exc,
+    )
+
+
+def refused_lease(backend: Backend, lease: object, ttl: float | None) -> str:
+    """Why ``lease`` breaks the spec for ``backend``'s capabilities, or ``""`` if it is fine."""
+    if not isinstance(lease, Lease):
+        return f"try_acquire() returned {type(lease).__name__}, not a lockkit.Lease or None"
+    caps = backend.capabilities
+    if ttl is not None and caps.ttl and (lease.expires is None or not lease.ttl):
+        missing = " and ".join(
+            field for field, value in (("expires", lease.expires), ("ttl", lease.ttl)) if not value
+        )
+        return (
+            f"its lease has no {missing} although the backend declares the ttl capability "
+            f"and ttl={ttl:g} was asked, so the lock would never be renewed; return "
+            "Lease(..., expires=<now + ttl>, ttl=ttl)"
+        )
+    if caps.fencing and lease.fencing_token is None:
+        return (
+            "its lease has no fencing_token although the backend declares the fencing "
+            "capability; set Lease(..., fencing_token=...) or drop the capability"
+        )
+    return ""
+
+
+def refuse(backend: Backend, lease: object, problem: str) -> PluginError:
+    """Give back a lease that breaks the spec, and the error that says so."""
+    if isinstance(lease, Lease):
+        try:
+            backend.release(lease)
+        except Exception:
+            log.debug("lockkit: releasing a refused lease failed", exc_info=True)
+    return PluginError(
+        f"backend {backend.name!r} (from {origin(backend)}) broke the lockkit backend "
+        f"spec: {problem}"
+    )
