@@ -221,6 +221,22 @@ def tests(session: nox.Session, extras: str) -> None:
 
 
 @nox.session(python=PYTHONS[0])
+def coverage(session: nox.Session) -> None:
+    """Branch coverage of lockkit by the quick suites (never a default session).
+
+    Runs what the ``tests`` sessions run on every Python, with the redis extra, under
+    ``coverage run`` (threads, multiprocessing children and Python subprocesses are
+    measured too: ``[tool.coverage.run]`` in pyproject.toml), then prints the report.
+    Arguments replace pytest's: ``nox -s coverage -- tests/unit``.
+    """
+    session.install("-e", ".[redis]", "--group", "coverage")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *(session.posargs or QUICK["redis"]))
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+
+
+@nox.session(python=PYTHONS[0])
 def redis_oldest(session: nox.Session) -> None:
     """The Redis tests against the oldest redis-py the ``redis`` extra allows.
 
