@@ -207,10 +207,10 @@ class BackendContract:
             second = backend.try_acquire(name, Owner.current(), ttl)
             if second is not None:
                 backend.release(second)
-            assert second is None, (
-                f"try_acquire granted {name!r} (lease token {second and second.token!r}) "
-                f"while token {first.token!r} held it"
-            )
+                pytest.fail(
+                    f"try_acquire granted {name!r} (lease token {second.token!r}) "
+                    f"while token {first.token!r} held it"
+                )
         finally:
             backend.release(first)
 
@@ -598,10 +598,12 @@ class BackendContract:
             if writer is not None:
                 backend.release(writer)
             assert writer is None, "a writer was granted the lock while one reader held it"
+            last, second = second, None
+            released = backend.release(last)
+            assert released is True, f"release of the last reader's lease returned {released!r}"
         finally:
-            if second is not None:
-                released = backend.release(second)
-                assert released is True, f"release of a reader's lease returned {released!r}"
+            if second is not None:  # cleaning up after a failure reported above
+                backend.release(second)
         writer = backend.try_acquire(name, Owner.current(), ttl)
         assert writer is not None, "a writer was refused after every reader had released"
         try:
@@ -611,9 +613,12 @@ class BackendContract:
             assert reader is None, "a reader was granted the lock while a writer held it"
             info = _assert_held_by(backend, name, writer, "while a writer holds")
             assert not info.shared, f"inspect while a writer holds says shared: {info!r}"
-        finally:
-            released = backend.release(writer)
+            held, writer = writer, None
+            released = backend.release(held)
             assert released is True, f"release of the writer's lease returned {released!r}"
+        finally:
+            if writer is not None:  # cleaning up after a failure reported above
+                backend.release(writer)
         info = backend.inspect(name)
         assert info is None, f"inspect after every release reports {info!r}, not None"
 
