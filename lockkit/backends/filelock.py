@@ -28,6 +28,7 @@ import logging
 import os
 import stat
 import tempfile
+import threading
 import time
 from typing import TYPE_CHECKING, ClassVar
 
@@ -134,7 +135,8 @@ class FilelockBackend(LocalIOBackend):
             os.close(wfd)
             os.close(fd)
             raise
-        _HELD.update((fd, wfd))
+        with _HELD_GUARD:
+            _HELD.update({fd: owner.token, wfd: owner.token})
         return Lease(
             name,
             self.name,
@@ -147,11 +149,16 @@ class FilelockBackend(LocalIOBackend):
     def release(self, lease: Lease) -> bool:
         """Unlock, then close the write descriptor (waking waiters), then the lock one.
 
-        The same for a shared lease: only this reader's flock is dropped.
+        The same for a shared lease: only this reader's flock is dropped. A lease
+        released before (or in a forked child) answers ``False`` and touches nothing:
+        its descriptor numbers may name another lease's files by now.
         """
         fd, wfd = lease.handle
-        _HELD.discard(fd)
-        _HELD.discard(wfd)
+        with _HELD_GUARD:
+            if _HELD.get(fd) != lease.token:
+                return False
+            del _HELD[fd]
+            _HELD.pop(wfd, None)
         try:
             unlock_descriptor(fd)
         except OSError as exc:
@@ -393,8 +400,10 @@ def _check_lock_content(name: str, fd: int, st: os.stat_result) -> None:
     check_content(name, os.pread(fd, MAX_PAYLOAD + 1, 0))
 
 
-_HELD: set[int] = set()
-"""The descriptors of every ``filelock`` lock this process holds (lock and write ones)."""
+_HELD: dict[int, str] = {}
+"""The descriptors of every ``filelock`` lock this process holds (lock and write ones),
+each with the token of the lease it belongs to."""
+_HELD_GUARD = threading.Lock()
 
 
 def _close_inherited() -> None:
@@ -406,6 +415,8 @@ def _close_inherited() -> None:
     acquire. Closing the copy leaves the parent's lock held while the parent lives;
     unlocking it would release the parent's lock.
     """
+    global _HELD_GUARD  # noqa: PLW0603 - another thread of the parent may have held it
+    _HELD_GUARD = threading.Lock()
     for fd in _HELD:
         with contextlib.suppress(OSError):
             os.close(fd)
