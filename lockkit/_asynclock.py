@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from lockkit import _calls, _fork
 from lockkit._calls import failure, make_waiter
-from lockkit._heartbeat import renewer
 from lockkit._info import Owner
 from lockkit._lock import (
     Break,
@@ -194,14 +193,7 @@ class AsyncLock(_LockCore):
             raise
         # No await from here on: a cancellation cannot come between the lease and the
         # state that records it.
-        with self._state:
-            self._lease = lease
-            self._lost = False
-        self._holder = task
-        self._count = 1
-        self._acquired_at = time.monotonic()
-        if lease.expires is not None and lease.ttl:
-            renewer().add(self, self._acquired_at + lease.ttl / 3)
+        self._hold(lease, task)
         return AsyncAcquireResult(self)
 
     def _guard_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
@@ -240,10 +232,7 @@ class AsyncLock(_LockCore):
             if found is None:
                 found = await self._acquire_contended(backend, ttl, timeout, deadline, None)
             lease = found
-        lease = self._checked(lease, ttl)
-        if self._registry.has_event_hooks:
-            self._registry.acquired(self._name, backend.name, lease, time.monotonic() - start)
-        return lease
+        return self._won(lease, ttl, start)
 
     async def _acquire_contended(  # noqa: C901 - the one async driver of the loop, kept flat
         self,

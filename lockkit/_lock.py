@@ -43,7 +43,16 @@ if TYPE_CHECKING:
     from lockkit._select import Selection
     from lockkit.spec import Backend, Waiter
 
-__all__ = ["AcquireResult", "Break", "Inspect", "Lock", "Step", "TryAcquire", "Wait"]
+__all__ = [
+    "AcquireResult",
+    "Break",
+    "Inspect",
+    "Lock",
+    "Step",
+    "TryAcquire",
+    "Wait",
+    "reader_lock",
+]
 
 log = logging.getLogger("lockkit")
 
@@ -296,6 +305,33 @@ class _LockCore:
             return lease  # ttl asked of a backend without the capability: nothing owed
         raise refuse(self._backend, lease, problem)
 
+    def _won(self, lease: Lease, ttl: float | None, start: float) -> Lease:
+        """Check what the backend granted and report the acquisition (both drivers)."""
+        lease = self._checked(lease, ttl)
+        registry = self._registry
+        if registry.has_event_hooks:
+            registry.acquired(self._name, self._backend.name, lease, _monotonic() - start)
+        return lease
+
+    def _hold(self, lease: Lease, holder: Any) -> None:  # noqa: ANN401 - a thread id or a task
+        """Record a granted lease and start renewing it (both drivers, with the guard held).
+
+        Nothing here can be interrupted by a cancellation: no await, no blocking call.
+        """
+        # acquire/release rather than `with`: half the cost, on every acquisition.
+        state = self._state
+        state.acquire()
+        try:
+            self._lease = lease
+            self._lost = False
+        finally:
+            state.release()
+        self._holder = holder
+        self._count = 1
+        self._acquired_at = _monotonic()
+        if lease.expires is not None and lease.ttl:
+            renewer().add(self, self._acquired_at + lease.ttl / 3)
+
     def _renew(self) -> float | None:
         """Renew the TTL (called by the renewer thread); return when to renew next."""
         with self._state:
@@ -480,9 +516,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             return True  # the renewer keeps watching
         return self._still_ours(lease, info)
 
-    def acquire(  # noqa: C901 - the hot path, kept in one function on purpose
-        self, timeout: float | None = None, *, blocking: bool = True
-    ) -> AcquireResult:
+    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
 
         Args:
@@ -527,10 +561,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
                 if found is None:
                     found = self._acquire_contended(backend, ttl, timeout, deadline, None)
                 lease = found
-            lease = self._checked(lease, ttl)
-            registry = self._registry
-            if registry.has_event_hooks:
-                registry.acquired(self._name, backend.name, lease, _monotonic() - start)
+            lease = self._won(lease, ttl, start)
         except Exception as exc:
             guard.release()
             if isinstance(exc, LockError):
@@ -539,19 +570,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         except BaseException:
             guard.release()
             raise
-        # acquire/release rather than `with`: half the cost, on every acquisition.
-        state = self._state
-        state.acquire()
-        try:
-            self._lease = lease
-            self._lost = False
-        finally:
-            state.release()
-        self._holder = me
-        self._count = 1
-        self._acquired_at = _monotonic()
-        if lease.expires is not None and lease.ttl:
-            renewer().add(self, self._acquired_at + lease.ttl / 3)
+        self._hold(lease, me)
         return AcquireResult(self)
 
     def _wait_for_guard(self, timeout: float) -> None:
@@ -690,6 +709,20 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
+
+
+def reader_lock(
+    name: str | os.PathLike[str],
+    *,
+    backend: str | Backend | None,
+    timeout: float | None,
+    ttl: float | None,
+    stale: float | None,
+) -> Lock:
+    """A `Lock` that asks its backend for shared (read) acquisitions (`ReadWriteLock`'s)."""
+    lock = Lock(name, backend=backend, timeout=timeout, ttl=ttl, stale=stale)
+    lock._shared = True  # noqa: SLF001 - this module's own switch
+    return lock
 
 
 def effective_timeout(timeout: float | None, default: float | None, *, blocking: bool) -> float:

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Literal, Self
 
-from lockkit._lock import Lock, effective_timeout
+from lockkit._lock import Lock, effective_timeout, reader_lock
 from lockkit.errors import LockError, LockNotHeld, LockTimeout, SharedLocksUnsupported
 
 if TYPE_CHECKING:
@@ -242,12 +242,10 @@ class ReadWriteLock:
         return state
 
     def _lock(self, name: str, *, shared: bool = False) -> Lock:
-        lock = Lock(
+        make = reader_lock if shared else Lock
+        return make(
             name, backend=self._backend, timeout=self.timeout, ttl=self.ttl, stale=self.stale
         )
-        if shared:
-            lock = _shared(lock)
-        return lock
 
     def __repr__(self) -> str:
         """Show the name and backend; never a token."""
@@ -330,12 +328,6 @@ class _ThreadState:
     def push(self, hold: Hold) -> Hold:
         self.holds.append(hold)
         return hold
-
-
-def _shared(lock: Lock) -> Lock:
-    """Make ``lock`` ask its backend for shared acquisitions."""
-    lock._shared = True  # noqa: SLF001 - the core's switch, passed to every try_acquire
-    return lock
 
 
 def _let_go(gate: Lock) -> None:
