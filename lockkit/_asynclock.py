@@ -17,14 +17,8 @@ from typing import TYPE_CHECKING, Any, Self
 from lockkit import _calls, _fork
 from lockkit._calls import failure, make_waiter
 from lockkit._info import Owner
-from lockkit._lock import (
-    Break,
-    Inspect,
-    TryAcquire,
-    Wait,
-    _LockCore,
-    effective_timeout,
-)
+from lockkit._lock import _LockCore, effective_timeout
+from lockkit._steps import Break, Inspect, TryAcquire, Wait
 from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ Whoever breaks a lock -- `lockkit.Lock` finding a dead holder while acquiring, o
 the backend declined (another breaker was first, or what was read was out of date), log
 at ``INFO`` on the ``lockkit`` logger and fire ``lockkit_stale_broken``.
 
-`break_steps` is a generator of backend requests (`lockkit._lock.Break`,
-`lockkit._lock.Inspect`), like the acquisition loop, so the blocking and the ``async``
+`break_steps` is a generator of backend requests (`lockkit._steps.Break`,
+`lockkit._steps.Inspect`), like the acquisition loop, so the blocking and the ``async``
 drivers of `Lock` can run it with ``yield from``; `break_stale` runs it with blocking
 calls for the command line. A lock that vanished while it was checked is *free*, not
 stale: nothing is removed on that path.
@@ -16,27 +16,26 @@ stale: nothing is removed on that path.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockkit._calls import call_backend
 from lockkit._stale import judge
-from lockkit.errors import BackendUnavailable, LockError
+from lockkit._steps import Break, Inspect
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Generator
 
     from lockkit._info import LockInfo
-    from lockkit._lock import Step
     from lockkit._registry import Registry
     from lockkit._stale import Verdict
+    from lockkit._steps import Step
     from lockkit.spec import Backend
 
-__all__ = ["Outcome", "backend_error", "break_stale", "break_steps", "call_backend"]
+__all__ = ["Outcome", "break_stale", "break_steps"]
 
 log = logging.getLogger("lockkit")
-
-_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -86,8 +85,6 @@ def break_steps(  # noqa: PLR0911 - one return per outcome
         The `Outcome`. ``outcome.broken or outcome.free`` is what the acquisition loop
         needs: whether to retry at once.
     """
-    from lockkit._lock import Break, Inspect  # noqa: PLC0415 - _lock may import this module
-
     if info is None:
         # It vanished between the attempt and the look: free, not stale.
         return Outcome(broken=False, info=None)
@@ -137,10 +134,9 @@ def break_stale(
         force: Break a live lock too.
 
     Raises:
-        BackendUnavailable: The backend failed (whatever it raised; see `backend_error`).
+        BackendUnavailable: The backend failed (whatever it raised; see
+            `lockkit._calls.failure`).
     """
-    from lockkit._lock import Break  # noqa: PLC0415 - _lock may import this module
-
     steps = break_steps(
         name, backend.name, info, stale_after=stale_after, registry=registry, force=force
     )
@@ -155,42 +151,3 @@ def break_stale(
             reply = call_backend("breaking", backend, name, backend.break_lock, name, step.info)
         else:
             reply = call_backend("reading", backend, name, backend.inspect, name)
-
-
-def call_backend(
-    doing: str,
-    backend: Backend,
-    name: str,
-    method: Callable[..., _T],
-    *args: Any,  # noqa: ANN401 - the method's own arguments
-) -> _T:
-    """Call ``method(*args)`` of ``backend``; whatever it raises becomes a `LockError`.
-
-    A plugin may raise its store's own exceptions (``sqlite3.OperationalError``, a
-    client library's errors, ``RuntimeError``): callers are promised a `LockError`.
-    """
-    try:
-        return method(*args)
-    except LockError:
-        raise
-    except Exception as exc:
-        raise backend_error(exc, doing, name, backend.name) from exc
-
-
-def backend_error(exc: Exception, doing: str, name: str, backend: str) -> BackendUnavailable:
-    """``exc``, raised by ``backend`` while ``doing`` something to ``name``, as a `LockError`.
-
-    The message names the backend, what it was doing and the error (with its type when
-    it is not an `OSError`, whose strerror says enough). An `OSError` keeps its
-    ``errno``; the result is an `OSError` either way.
-    """
-    if not isinstance(exc, OSError):
-        detail = str(exc)
-        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        return BackendUnavailable(f"{doing} lock {name!r} ({backend}) failed: {reason}")
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
-    message = f"{doing} lock {name!r} ({backend}) failed: {reason}{where}"
-    if exc.errno is None:
-        return BackendUnavailable(message)
-    return BackendUnavailable(exc.errno, message)

@@ -18,7 +18,7 @@ import functools
 import inspect
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -29,12 +29,14 @@ from lockkit.spec import Backend, Waiter
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from lockkit._info import LockInfo, Owner
 
 __all__ = [
     "LegacyWaiter",
     "Plan",
+    "call_backend",
     "failure",
     "make_waiter",
     "origin",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("lockkit")
+
+_T = TypeVar("_T")
 
 _V1_WAITING = ("wait", "stop_waiting", "wait_async", "stop_waiting_async")
 _ASYNC = ("try_acquire_async", "release_async", "inspect_async", "break_lock_async")
@@ -293,6 +297,23 @@ def failure(exc: Exception, doing: str, name: str, backend: Backend) -> LockErro
         plugin=origin(backend),
         original=exc,
     )
+
+
+def call_backend(
+    doing: str,
+    backend: Backend,
+    name: str,
+    method: Callable[..., _T],
+    *args: Any,  # noqa: ANN401 - the method's own arguments
+) -> _T:
+    """Call ``method(*args)`` of ``backend``; whatever it raises becomes a `LockError`.
+
+    For callers outside `lockkit.Lock` (the command line): see `failure`.
+    """
+    try:
+        return method(*args)
+    except Exception as exc:
+        raise failure(exc, doing, name, backend) from exc
 
 
 def refused_lease(backend: Backend, lease: object, ttl: float | None) -> str:

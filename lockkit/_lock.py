@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 
 from lockkit import _fork
+from lockkit._breaking import break_steps
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
 from lockkit._heartbeat import renewer
 from lockkit._info import Lease, Owner
 from lockkit._numbers import check
-from lockkit._stale import judge
+from lockkit._steps import Break, Inspect, Step, TryAcquire, Wait
 from lockkit.errors import (
     InvalidLockName,
     LockError,
@@ -62,43 +63,6 @@ _monotonic = time.monotonic
 # Immediate retries after a lock vanished or was broken, before waiting like anyone else.
 _MAX_QUICK_RETRIES = 3
 
-
-@attrs.frozen
-class TryAcquire:
-    """Request: make one attempt (``Backend.try_acquire``); reply with the lease or ``None``."""
-
-
-@attrs.frozen
-class Inspect:
-    """Request: read the holder (``Backend.inspect``); reply with it, or ``None`` if unknown."""
-
-
-@attrs.frozen
-class Break:
-    """Request: break the stale lock ``info`` describes; reply with whether it was broken.
-
-    Attributes:
-        info: The holding judged stale.
-    """
-
-    info: LockInfo
-
-
-@attrs.frozen
-class Wait:
-    """Request: wait for a release (``Backend.wait``); reply with whether one was seen.
-
-    Attributes:
-        deadline: The acquisition's deadline, a `time.monotonic` value.
-        attempt: How many attempts have failed so far (from 1).
-    """
-
-    deadline: float
-    attempt: int
-
-
-Step = TryAcquire | Inspect | Break | Wait
-"""What the acquisition loop asks its driver to do next."""
 
 _TRY = TryAcquire()
 _INSPECT = Inspect()
@@ -257,30 +221,10 @@ class _LockCore:
 
     def _recover(self, info: LockInfo | None) -> Generator[Step, Any, bool]:
         """Whether to retry at once: the lock vanished, or it was stale and we broke it."""
-        if info is None:
-            # It vanished between our attempt and the look: free, not stale.
-            # Retry the create; never unlink on this path.
-            return True
-        verdict = judge(info, stale_after=self.stale)
-        if not verdict.stale:
-            return False
-        if not (yield Break(info)):
-            # Another breaker was first, or what we read was out of date: a share's
-            # client caches attributes, and the breaker's own re-read found another
-            # version of the lock. Read it once more, and break that if it is stale.
-            fresh = yield _INSPECT
-            if fresh is None:
-                return True  # gone: free
-            if fresh.identity == info.identity:
-                return False
-            verdict = judge(fresh, stale_after=self.stale)
-            if not verdict.stale or not (yield Break(fresh)):
-                return False
-            info = fresh
-        log.info("lockkit: broke stale lock %s: %s", self._name, verdict.reason)
-        if self._registry.has_event_hooks:
-            self._registry.stale_broken(self._name, self._backend.name, info, verdict.reason)
-        return True
+        outcome = yield from break_steps(
+            self._name, self._backend.name, info, stale_after=self.stale, registry=self._registry
+        )
+        return outcome.broken or outcome.free
 
     def _inspect_quietly(self) -> LockInfo | None:
         try:

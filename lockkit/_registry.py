@@ -391,7 +391,11 @@ class Registry:
 
     def origin(self, cls: type[spec.Backend]) -> str:
         """Where backend class ``cls`` comes from (``"lockkit-mkdir 0.1.0"``), for messages."""
-        return self._origins.get(cls) or f"module {cls.__module__}"
+        label = self._origins.get(cls)
+        if label is None or label == "registered in-process":
+            how = "registered in-process" if label else "passed as an instance"
+            return f"module {cls.__module__}, {how}"
+        return label
 
     def scheme_backend(self, scheme: str) -> str:
         """The name of the backend serving URL scheme ``scheme`` (else ``scheme`` itself).

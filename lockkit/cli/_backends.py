@@ -130,7 +130,7 @@ def _configured_server(here: str) -> tuple[str, str, str] | None:
 
 def _check_server(registry: Registry, name: str, url: str, source: str) -> Support:
     """Ask the configured server about a lock nobody holds: it answers or it is down."""
-    from lockkit._breaking import call_backend  # noqa: PLC0415
+    from lockkit._calls import call_backend  # noqa: PLC0415
     from lockkit._redact import redact_url  # noqa: PLC0415
     from lockkit.spec import Support  # noqa: PLC0415
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
-from lockkit._breaking import break_stale, call_backend
+from lockkit._breaking import break_stale
+from lockkit._calls import call_backend
 from lockkit.cli._report import Report, emit, show
 from lockkit.errors import LockError
 

@@ -52,7 +52,8 @@ def database_locked(url: str) -> Iterator[None]:
 
 
 def _no_busy_wait(lock: lockkit.Lock | lockkit.AsyncLock) -> None:
-    lock.backend.busy_timeout = 0.0  # type: ignore[attr-defined] - the plugin's knob
+    # The plugin's own knob: fail at once instead of waiting for SQLite's write lock.
+    lock.backend.busy_timeout = 0.0  # type: ignore[attr-defined]
 
 
 def test_a_store_error_reaches_the_caller_as_a_lock_error(sqlite_url: str) -> None:
@@ -168,8 +169,9 @@ def test_a_lease_without_what_the_capabilities_promise_is_refused(
     lock = lockkit.Lock("n", backend=backend, ttl=30, timeout=0)
     with pytest.raises(PluginError) as caught:
         lock.acquire()
-    assert "backend 'broken' (from module tests.fs.test_core_promises)" in str(caught.value)
-    assert says in str(caught.value)
+    message = str(caught.value)
+    assert "backend 'broken' (from module tests.fs.test_core_promises, passed as" in message
+    assert says in message
     assert not lock.locked
     assert backend.held == {}  # the refused lease was given back
 

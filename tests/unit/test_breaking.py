@@ -10,7 +10,8 @@ from typing import ClassVar
 import attrs
 import pytest
 
-from lockkit._breaking import backend_error, break_stale
+from lockkit._breaking import break_stale
+from lockkit._calls import failure
 from lockkit._info import LockInfo, Owner
 from lockkit._registry import get_registry
 from lockkit.errors import BackendUnavailable
@@ -141,13 +142,18 @@ def test_whatever_the_backend_raises_becomes_backend_unavailable(error: Exceptio
     with pytest.raises(BackendUnavailable) as caught:
         break_stale(backend, "x", info)
     message = str(caught.value)
-    assert message.startswith("breaking lock 'x' (breakable) failed: ")
+    assert message.startswith("breaking lock 'x' failed in backend 'breakable' (from module ")
     assert type(error).__name__ in message
     assert str(error) in message
     assert caught.value.__cause__ is error
 
 
 def test_an_os_error_keeps_its_errno() -> None:
-    exc = backend_error(PermissionError(13, "Permission denied", "/x/a.lock"), "reading", "n", "b")
+    exc = failure(
+        PermissionError(13, "Permission denied", "/x/a.lock"), "reading", "n", BreakableBackend()
+    )
+    assert isinstance(exc, BackendUnavailable)
     assert exc.errno == 13
-    assert str(exc) == "[Errno 13] reading lock 'n' (b) failed: Permission denied (/x/a.lock)"
+    assert str(exc) == (
+        "[Errno 13] reading lock 'n' (breakable) failed: Permission denied (/x/a.lock)"
+    )

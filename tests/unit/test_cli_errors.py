@@ -94,7 +94,7 @@ def one_clear_line(capsys: pytest.CaptureFixture[str], error: Exception) -> str:
     assert len(lines) == 1, captured.err
     [line] = lines
     assert line.startswith("lockkit: error: ")
-    assert "(broken)" in line  # names the backend
+    assert "backend 'broken'" in line  # names the backend
     assert f"{type(error).__name__}: {error}" in line
     return line
 
@@ -114,7 +114,7 @@ def test_status_when_inspect_raises(
         monkeypatch.setenv("LOCKKIT_BACKEND", "broken")
     assert main(argv) == EXIT_UNAVAILABLE
     line = one_clear_line(capsys, error)
-    assert "reading lock 'jobs/x' (broken) failed" in line
+    assert "reading lock 'jobs/x' failed in backend 'broken'" in line
 
 
 def test_break_when_inspect_raises(
@@ -133,7 +133,7 @@ def test_break_when_break_lock_raises(
     assert main(["break", "x", "--backend", "broken"]) == EXIT_UNAVAILABLE
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
-    assert "breaking lock 'x' (broken) failed" in captured.err
+    assert "breaking lock 'x' failed in backend 'broken'" in captured.err
     assert f"{type(error).__name__}: {error}" in captured.err
 
 
