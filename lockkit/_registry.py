@@ -97,10 +97,12 @@ class PluginProblem:
     plugin: str
     distribution: str
     error: str
+    skipped: bool = True
 
     def describe(self) -> str:
         """One line for warnings and ``lockkit backends``."""
-        return f"lockkit plugin {self.plugin!r} from {self.distribution} was skipped: {self.error}"
+        what = "was skipped" if self.skipped else "has a problem"
+        return f"lockkit plugin {self.plugin!r} from {self.distribution} {what}: {self.error}"
 
 
 def _disabled_from_env() -> frozenset[str]:
@@ -238,7 +240,7 @@ class Registry:
                 f"{attr}() is not decorated with @lockkit.spec.hookimpl, so lockkit never "
                 "calls it; decorate it"
             )
-            self._report(PluginProblem(plugin_name, label, problem))
+            self._report(PluginProblem(plugin_name, label, problem, skipped=False))
         try:
             self._pm.register(plugin, name=f"{plugin_name}@{label}")
             self._pm.check_pending()
@@ -299,7 +301,7 @@ class Registry:
                 f"loads the entry point of that name, so rename the entry point to the "
                 "backend's name in [project.entry-points.lockkit]"
             )
-            self._report(PluginProblem(plugin_name, label, problem))
+            self._report(PluginProblem(plugin_name, label, problem, skipped=False))
 
     def _add(self, entry: BackendEntry) -> None:
         providers = self._providers.setdefault(entry.name, [])
@@ -466,6 +468,7 @@ class Registry:
                     " and ".join(p.distribution for p in providers),
                     "two backends share this name; select or disable one as "
                     + " or ".join(repr(p.qualified) for p in providers),
+                    skipped=False,
                 )
                 for name, providers in self._providers.items()
                 if len(providers) > 1

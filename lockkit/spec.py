@@ -62,7 +62,10 @@ that lacks what the capabilities promise (``expires`` and ``ttl`` with ``ttl``, 
 **asyncio** works for every backend through a core adapter that runs the blocking
 methods in worker threads. A backend with a native async client opts in by defining
 ``try_acquire_async``, ``release_async``, ``inspect_async`` or ``break_lock_async``
-(same arguments, awaited) and, for waiting, `Waiter.wait_async`.
+(same arguments, awaited) and, for waiting, `Waiter.wait_async`. Such a method keeps
+the cancellation rules the adapter keeps: an attempt cancelled in flight leaves nothing
+held (it did not happen, or what it took is released); a release that has begun
+completes even if its caller is cancelled; none of them blocks the event loop.
 """
 
 from __future__ import annotations
