@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import sqlite3
+import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +23,7 @@ import lockkit
 from lockkit import BackendError, Lease, LockError, LockInfo, Owner, PluginError
 from lockkit._registry import get_registry
 from lockkit.spec import Backend, Capabilities, Waiter, hookimpl
-from tests.helpers.guide import install_guide_plugin
+from tests.helpers.guide import GuidePlugin, install_guide_plugin
 
 if TYPE_CHECKING:
     import pathlib
@@ -31,12 +33,18 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The guide's plugin installed (as ``lockkit-sqlite 0.1.0``) and a database URL."""
+def guide_plugin(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GuidePlugin]:
+    """The guide's plugin installed (as ``lockkit-sqlite 0.1.0``) on ``sys.path``."""
     plugin = install_guide_plugin(ROOT, tmp_path)
     monkeypatch.syspath_prepend(str(plugin.site))
-    yield f"sqlite://{tmp_path}/locks.db"
+    yield plugin
     sys.modules.pop(plugin.module, None)
+
+
+@pytest.fixture
+def sqlite_url(guide_plugin: GuidePlugin, tmp_path: pathlib.Path) -> str:
+    """A database URL for the guide's plugin."""
+    return f"sqlite://{tmp_path}/locks.db"
 
 
 @contextlib.contextmanager
@@ -232,3 +240,25 @@ def test_a_backend_constructor_failure_names_the_plugin() -> None:
     registry.register(module)
     with pytest.raises(BackendError, match=r"creating backend 'unbuildable' .*ImportError: libfoo"):
         lockkit.Lock("n", backend="unbuildable")
+
+
+@pytest.mark.slow
+def test_doctor_shows_a_plugins_store_error_without_a_traceback(
+    guide_plugin: GuidePlugin, sqlite_url: str, tmp_path: pathlib.Path
+) -> None:
+    """``lockkit doctor --backend URL`` of the guide's plugin while its store is locked."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(guide_plugin.site), str(ROOT)])}
+    with database_locked(sqlite_url):
+        done = subprocess.run(
+            [sys.executable, "-m", "lockkit", "doctor", str(tmp_path), "--backend", sqlite_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output
+    assert "OperationalError: database is locked" in output, output
+    assert "(from lockkit-sqlite 0.1.0)" in output, output
+    assert done.returncode == 1, output  # doctor's "a check failed"
