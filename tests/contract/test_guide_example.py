@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from tests.helpers.guide import install_guide_plugin, tabs
+import lockkit
+from tests.helpers.guide import install_guide_plugin, python_blocks, tabs
 
 pytestmark = [pytest.mark.multiprocess]
 
@@ -54,3 +55,15 @@ def test_the_guides_plugin_passes_the_contract_suite(tmp_path: pathlib.Path) -> 
     )
     assert " passed" in summary
     assert "failed" not in summary, summary
+
+
+def test_the_guides_observer_example_observes(tmp_path: pathlib.Path) -> None:
+    """The in-process observer block of the guide, run as printed, sees a contention."""
+    [block] = [b for b in python_blocks(ROOT) if "register_plugin" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "writing-a-backend.md", "exec"), namespace)  # noqa: S102 - the guide
+    watcher = namespace["watcher"]
+    path = str(tmp_path / "observed.lock")
+    with lockkit.Lock(path, backend="excl"), pytest.raises(lockkit.LockTimeout):
+        lockkit.Lock(path, backend="excl").acquire(timeout=0.05)
+    assert watcher.waits == [path]  # type: ignore[attr-defined]

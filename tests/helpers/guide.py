@@ -47,6 +47,15 @@ def tabs(root: pathlib.Path) -> dict[str, str]:
     return {m["title"]: textwrap.dedent(m["body"]) + "\n" for m in _TAB.finditer(text)}
 
 
+_BLOCK = re.compile(r"^```python\n(?P<body>.*?)\n```$", re.MULTILINE | re.DOTALL)
+
+
+def python_blocks(root: pathlib.Path) -> list[str]:
+    """The guide's untabbed ``python`` code blocks, in page order."""
+    text = (root / GUIDE).read_text(encoding="utf-8")
+    return [m["body"] + "\n" for m in _BLOCK.finditer(text)]
+
+
 def install_guide_plugin(root: pathlib.Path, dest: pathlib.Path) -> GuidePlugin:
     """Extract the guide's plugin from ``root``'s docs and install it under ``dest``."""
     blocks = tabs(root)
