@@ -95,14 +95,6 @@ def plan(backend: Backend) -> Plan:
         legacy = cls.waiter is Backend.waiter and any(
             getattr(cls, method) is not getattr(SpecV1Methods, method) for method in _V1_WAITING
         )
-        if legacy:
-            message = (
-                f"lockkit backend {cls.name!r} ({cls.__module__}) waits through spec v1's "
-                "wait()/stop_waiting(); implement Backend.waiter() returning a "
-                "lockkit.spec.Waiter instead (spec v1 support ends in lockkit 1.0)"
-            )
-            log.info("%s", message)
-            warnings.warn(message, DeprecationWarning, stacklevel=2)
         native = frozenset(
             method
             for method in _ASYNC
@@ -115,7 +107,17 @@ def plan(backend: Backend) -> Plan:
             native_async=native,
             async_accepts_waiter=_takes_waiter(cls.try_acquire_async),
         )
+        # Cached before warning: where warnings are errors, the warning is raised once per
+        # class, not by every Lock() of that backend.
         _PLANS[cls] = found
+        if legacy:
+            message = (
+                f"lockkit backend {cls.name!r} ({cls.__module__}) waits through spec v1's "
+                "wait()/stop_waiting(); implement Backend.waiter() returning a "
+                "lockkit.spec.Waiter instead (spec v1 support ends in lockkit 1.0)"
+            )
+            log.info("%s", message)
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
     return found
 
 
