@@ -173,7 +173,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 # A supported Python that is missing fails the run; nox would otherwise skip it.
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "redis_oldest", "plugins"]
+nox.options.sessions = ["lint", "typecheck", "tests", "redis_oldest", "plugins", "plugins_v1"]
 
 
 def _in_ci() -> bool:
@@ -266,6 +266,43 @@ def plugins(session: nox.Session) -> None:
     for plugin in found:
         config = ["-c", str(plugin / "pyproject.toml"), "--rootdir", str(plugin)]
         session.run("pytest", *config, str(plugin / "tests"), *session.posargs)
+    session.run("pytest", "tests/contract/test_plugins_realfs.py", *session.posargs)
+
+
+# Plugins exactly as released for backend spec v1, each with the start of the
+# DeprecationWarning the core gives it (``lockkit._calls.plan``).
+V1_PLUGINS = {
+    "lockkit-mkdir-0.1.0": "lockkit backend 'mkdir' (lockkit_mkdir) waits through spec v1's",
+}
+
+
+@nox.session
+def plugins_v1(session: nox.Session) -> None:
+    """Plugins written for backend spec v1, unchanged, on today's core.
+
+    ``tests/plugins_v1/lockkit-mkdir-0.1.0`` is ``plugins/lockkit-mkdir`` as of commit
+    3a4946e, byte for byte (``tests/plugins_v1/test_mkdir_v1.py`` proves it, with git or
+    without). It is installed from its wheel in this session's own environment (it has
+    the name of today's plugin), then its own tests run as they are, lockkit.testing's
+    contract suite among them, and the installed plugin takes the real-filesystem test.
+
+    Its pytest configuration makes every warning an error, and the core warns once per
+    spec v1 backend class (``DeprecationWarning``): that one warning, matched by the
+    start of its message, is shown instead (``-W default:...``), so any other warning
+    still fails the run. That the warning is given, once, and that the core drives the
+    plugin's ``wait`` is asserted by ``tests/plugins_v1``.
+    """
+    copies = [ROOT / "tests" / "plugins_v1" / name for name in V1_PLUGINS]
+    session.install(".", *map(str, copies), "--group", "tests")
+    session.run("pytest", "tests/plugins_v1", *session.posargs)
+    # Nothing is written into the copies: no bytecode, no pytest cache.
+    pristine = {"PYTHONDONTWRITEBYTECODE": "1"}
+    for plugin, warning in zip(copies, V1_PLUGINS.values(), strict=True):
+        config = ["-c", str(plugin / "pyproject.toml"), "--rootdir", str(plugin)]
+        allow = ["-p", "no:cacheprovider", "-W", f"default:{warning}:DeprecationWarning"]
+        session.run(
+            "pytest", *config, *allow, str(plugin / "tests"), *session.posargs, env=pristine
+        )
     session.run("pytest", "tests/contract/test_plugins_realfs.py", *session.posargs)
 
 

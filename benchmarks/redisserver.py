@@ -1,9 +1,13 @@
-"""A private ``redis-server`` on a free loopback port, for the length of one run.
+"""Private ``redis-server`` processes on free loopback ports: the one launcher of the repo.
 
-It keeps nothing on disk (``--save '' --appendonly no``), lives in its own temporary
-directory, and is stopped on exit, on error, on Ctrl-C and on SIGTERM of the benchmark
-(`benchmarks.__main__` turns SIGTERM into ``SystemExit``). Should the benchmark be killed
-outright, the kernel stops the server too (``PR_SET_PDEATHSIG``).
+The benchmarks (`private_server`) and the tests (``tests/redis_server.py``, whose pytest
+fixtures wrap `RedisServer` and `running`) both start their servers here. A server
+keeps nothing on disk (``--save '' --appendonly no``), lives in a temporary directory,
+and is ready once the process *we* started answers on the port (its ``process_id``,
+or, for a TLS-only server, a connection). The benchmark's server is stopped on exit,
+on error, on Ctrl-C and on SIGTERM (`benchmarks.__main__` turns SIGTERM into
+``SystemExit``); should the benchmark be killed outright, the kernel stops the server
+too (``die_with_parent``: ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["find_binary", "private_server", "redact", "server_version"]
+__all__ = ["RedisServer", "find_binary", "private_server", "redact", "running", "server_version"]
 
 _PR_SET_PDEATHSIG = 1
 _START_TIMEOUT = 15.0
+_START_TRIES = 3
 
 
 def find_binary() -> str | None:
@@ -51,34 +56,132 @@ def _free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """Run in the child before exec: the kernel kills it when the benchmark dies."""
+    """Run in the child before exec: the kernel kills it when its parent dies."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: pathlib.Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            text = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"redis-server exited at start:\n{text}")
-        pid = _server_pid(port)
-        if pid == process.pid:
-            return
-        if pid is not None:
-            # Another program's server answered on the port we were given.
-            raise RuntimeError(f"port {port} is taken by another server (pid {pid})")
-        time.sleep(0.02)
-    raise RuntimeError(f"redis-server did not listen within {_START_TIMEOUT:.0f} s")
+class RedisServer:
+    """One ``redis-server`` process on a fixed loopback port, restartable on that port.
+
+    Attributes:
+        binary: The server executable (`find_binary`).
+        directory: Its working directory, holding ``server.log``; the caller owns it.
+        port: The loopback port, chosen free at construction and kept across restarts.
+        extra: More command-line arguments (``--maxmemory-policy``, TLS files...).
+        tls: Serve TLS only, on ``port`` (``rediss://`` URLs).
+        die_with_parent: The kernel stops the server when this process dies. It runs
+            Python in the forked child (``preexec_fn``): only for single-threaded callers.
+        process: The running server, if any.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        directory: pathlib.Path,
+        *extra: str,
+        tls: bool = False,
+        die_with_parent: bool = False,
+    ) -> None:
+        """A server that `start` runs; nothing is started yet."""
+        self.binary = binary
+        self.directory = directory
+        self.port = _free_port()
+        self.extra = extra
+        self.tls = tls
+        self.die_with_parent = die_with_parent
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0`` (``rediss://`` for TLS)."""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server and return once it listens.
+
+        Raises:
+            RuntimeError: It exited at start (the end of its log is in the message), the
+                port answers for another server, or it did not listen within 15 s.
+        """
+        if self.tls:
+            port_args = ["--port", "0", "--tls-port", str(self.port)]
+        else:
+            port_args = ["--port", str(self.port)]
+        args = [
+            self.binary,
+            *port_args,
+            *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--dir", str(self.directory), *self.extra),
+        ]
+        with (self.directory / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+            )
+        self._wait_until_listening(self.process)
+
+    def _wait_until_listening(self, process: subprocess.Popen[bytes]) -> None:
+        # Poll the port: the server gives no other signal that it is ready.
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                text = (self.directory / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited at start:\n{text}")
+            if self.tls:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+                ):
+                    return
+            else:
+                pid = _server_pid(self.port)
+                if pid in {process.pid, _REFUSED}:  # ours, or one that wants a password
+                    return
+                if pid is not None:
+                    # Another program's server answered on the port we were given.
+                    raise RuntimeError(f"port {self.port} is taken by another server (pid {pid})")
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not listen within {_START_TIMEOUT:.0f} s")
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would; `start` runs it again."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL if it has not exited within 5 s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+
+_REFUSED = -1
+"""What `_server_pid` returns when a server answers with an error (``-NOAUTH`` from one
+started with ``--requirepass``): its pid is unknown, the answer is all the evidence."""
 
 
 def _server_pid(port: int) -> int | None:
-    """Ask the server on ``port`` for its ``process_id`` (inline ``INFO server``)."""
+    """Ask the server on ``port`` for its ``process_id`` (inline ``INFO server``).
+
+    ``None`` when nothing answers there; `_REFUSED` when a server refuses to say.
+    """
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"INFO server\r\n")
             data = b""
             while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                if data.startswith(b"-") and data.endswith(b"\r\n"):
+                    return _REFUSED
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
@@ -92,59 +195,47 @@ def _server_pid(port: int) -> int | None:
 
 
 @contextlib.contextmanager
-def private_server(binary: str) -> Iterator[str]:
-    """Start ``binary`` on a free port of 127.0.0.1; yield its URL; always stop it."""
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="lockkit-bench-redis-"))
-    log = directory / "server.log"
-    process: subprocess.Popen[bytes] | None = None
+def running(
+    binary: str, *extra: str, tls: bool = False, die_with_parent: bool = False
+) -> Iterator[RedisServer]:
+    """A started `RedisServer` in a fresh temporary directory; always stopped and removed.
+
+    A port taken between choosing it and the server's bind makes the server exit: it is
+    tried on another free port, three times in all.
+
+    Raises:
+        RuntimeError: The last start's failure (see `RedisServer.start`).
+    """
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="lockkit-redis-"))
+    server: RedisServer | None = None
     try:
-        # A port taken between _free_port() and the bind makes the server exit: retry.
-        for _ in range(3):
-            port = _free_port()
-            args = [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ]
-            with log.open("ab") as out:
-                # preexec_fn only calls prctl(); the server starts before any thread of ours.
-                process = subprocess.Popen(
-                    args,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509
-                )
+        for attempt in range(_START_TRIES):
+            server = RedisServer(
+                binary, directory, *extra, tls=tls, die_with_parent=die_with_parent
+            )
             try:
-                _wait_until_listening(process, port, log)
+                server.start()
                 break
             except RuntimeError:
-                _stop(process)
-                process = None
-        if process is None:
-            raise RuntimeError(f"redis-server would not start: see {log}")
-        yield f"redis://127.0.0.1:{port}/0"
+                server.stop()
+                if attempt == _START_TRIES - 1:
+                    raise
+        assert server is not None
+        yield server
     finally:
-        if process is not None:
-            _stop(process)
+        if server is not None:
+            server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+@contextlib.contextmanager
+def private_server(binary: str) -> Iterator[str]:
+    """The benchmark's server: start ``binary`` on a free port; yield its URL; always stop it.
+
+    Started before any thread of the benchmark, so it dies with the benchmark too.
+    """
+    with running(binary, die_with_parent=True) as server:
+        yield server.url
 
 
 def redact(url: str) -> str:

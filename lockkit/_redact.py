@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact_text", "redact_url"]
+__all__ = ["redact_text", "redact_url", "redacted_repr"]
 
 # A URL starts at a scheme; in text it ends at whitespace or where the next URL of a
 # comma-separated list starts. A string that *is* a URL ends only at the next URL.
@@ -55,3 +55,12 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Replace every URL password inside ``text`` by ``***``."""
     return _URL.sub(lambda match: _mask_url(match.group(0)), text)
+
+
+def redacted_repr(value: str | None) -> str:
+    """``repr(value)`` with any URL password masked by `redact_url`.
+
+    The ``repr=`` of the attrs fields that may hold a URL (a backend spec, a settings
+    value), so a password never reaches a log through a ``repr``.
+    """
+    return repr(redact_url(value)) if value else repr(value)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from lockkit._redact import redact_url
+from lockkit._redact import redact_url, redacted_repr
 from lockkit._settings import Settings, load_settings, openclaw_state_dir
 
 if TYPE_CHECKING:
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from lockkit.spec import Backend
 
 __all__ = ["Selection", "choose", "parse_spec", "select"]
-
-
-def _redacted(value: str | None) -> str:
-    return repr(redact_url(value)) if value else repr(value)
 
 
 @attrs.frozen
@@ -49,7 +45,7 @@ class Selection:
     """
 
     backend: str
-    url: str | None = attrs.field(default=None, repr=_redacted)
+    url: str | None = attrs.field(default=None, repr=redacted_repr)
     source: str = "argument"
     detail: str = ""
 

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from lockkit._numbers import Kind, check, number, valid_range
-from lockkit._redact import redact_url
+from lockkit._redact import redact_url, redacted_repr
 from lockkit.errors import SettingsError
 
 __all__ = ["KEYS", "Route", "Settings", "load_settings", "openclaw_state_dir", "settings_file"]
@@ -40,10 +40,6 @@ Env = Mapping[str, str]
 
 _VAR = re.compile(r"\$?\$\{([A-Z_][A-Z0-9_]*)\}")
 _JSON5_ERROR = re.compile(r"^<string>:(\d+) (.*)$", re.DOTALL)
-
-
-def _redacted(value: str | None) -> str:
-    return repr(redact_url(value)) if value else repr(value)
 
 
 @attrs.frozen
@@ -58,7 +54,7 @@ class Route:
     """
 
     pattern: str
-    backend: str = attrs.field(repr=_redacted)
+    backend: str = attrs.field(repr=redacted_repr)
     line: int | None = None
 
     def matches(self, relative: str) -> bool:
@@ -84,8 +80,8 @@ class Settings:
     """
 
     source: str
-    backend: str | None = attrs.field(default=None, repr=_redacted)
-    url: str | None = attrs.field(default=None, repr=_redacted)
+    backend: str | None = attrs.field(default=None, repr=redacted_repr)
+    url: str | None = attrs.field(default=None, repr=redacted_repr)
     timeout: float | None = None
     ttl: float | None = None
     stale: float | None = None

@@ -19,7 +19,7 @@ def test_lockkit_backends_lists_the_plugin() -> None:
         check=True,
     ).stdout
     rows = {row["name"]: row for row in json.loads(out)["backends"]}
-    assert rows["mkdir"]["distribution"] == "lockkit-mkdir 0.1.0"
+    assert rows["mkdir"]["distribution"] == "lockkit-mkdir 0.2.0"
     assert rows["mkdir"]["description"].startswith("a directory made with")
 
 
