@@ -35,6 +35,7 @@ __all__ = [
     "poll_delay",
     "wait_bound",
     "wait_for_event",
+    "wait_for_removal",
 ]
 
 IN_CLOSE_WRITE = 0x00000008
@@ -269,3 +270,32 @@ def _scan(buffer: bytes, wd: int, wanted: bytes, mask: int) -> int:
                 found = _FOR_FILE
         offset = start + length
     return found
+
+
+def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
+    """Sleep until ``path`` (a file or directory) is removed, or a bounded time passes.
+
+    Uses inotify where Linux offers it, with a bound that grows with ``attempt`` (up to
+    0.2 s) for removals it cannot see (another host); elsewhere it polls with backoff.
+    Public as `lockkit.files.wait_for_removal`.
+
+    Returns:
+        ``True`` when the removal was seen (or the path was already gone).
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    bound = wait_bound(remaining, attempt)
+    directory, name = os.path.split(path)
+    woken = wait_for_event(
+        directory,
+        name,
+        IN_DELETE | IN_MOVED_FROM,
+        lambda: os.path.lexists(path),
+        bound,
+        attempt=attempt,
+    )
+    if woken is None:
+        time.sleep(poll_delay(remaining, attempt))
+        return False
+    return woken

@@ -43,14 +43,9 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lockkit._info import Owner
-from lockkit.backends._file import (
-    aux_path,
-    decode_payload,
-    encode_payload,
-    file_identity,
-    read_lock_file,
-    unlink_lock_file,
-)
+from lockkit.backends._lockfile import file_identity, read_lock_file, unlink_lock_file
+from lockkit.backends._paths import aux_path
+from lockkit.backends._payload import decode_payload, encode_payload
 from lockkit.errors import LockError
 
 if TYPE_CHECKING:

@@ -37,20 +37,18 @@ from filelock import lock_descriptor, unlock_descriptor
 
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
-from lockkit.backends._file import (
-    MAX_PAYLOAD,
-    LocalIOBackend,
-    check_content,
-    decode_payload,
-    encode_payload,
+from lockkit.backends._file import LocalIOBackend
+from lockkit.backends._fsfacts import run_file_io
+from lockkit.backends._lease import expiry
+from lockkit.backends._lockfile import lock_info
+from lockkit.backends._paths import (
+    errname,
     linked_file_error,
-    lock_info,
     lock_path,
     not_a_file_error,
     open_nofollow,
-    run_file_io,
 )
-from lockkit.backends.excl import _errname, expiry
+from lockkit.backends._payload import MAX_PAYLOAD, check_content, decode_payload, encode_payload
 from lockkit.errors import InvalidLockName, LockError
 from lockkit.spec import Backend, Capabilities, Support, hookimpl
 
@@ -279,7 +277,7 @@ class FilelockBackend(LocalIOBackend):
         try:
             fd, path = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
         except OSError as exc:
-            return Support(ok=False, reason=f"cannot create files: {_errname(exc)}")
+            return Support(ok=False, reason=f"cannot create files: {errname(exc)}")
         other = -1
         try:
             other = os.open(path, os.O_RDONLY | _CLOEXEC)
@@ -291,13 +289,13 @@ class FilelockBackend(LocalIOBackend):
             else:
                 return Support(ok=False, reason="flock() does not exclude on this filesystem")
         except OSError as exc:
-            return Support(ok=False, reason=f"flock() failed: {_errname(exc)}")
+            return Support(ok=False, reason=f"flock() failed: {errname(exc)}")
         finally:
             if other >= 0:
                 os.close(other)
             os.close(fd)
             os.unlink(path)  # noqa: PTH108
-        from lockkit.backends._file import fstype_of, on_share  # noqa: PLC0415 - probe only
+        from lockkit.backends._fsfacts import fstype_of, on_share  # noqa: PLC0415 - probe only
 
         if on_share(location):
             reason = (
