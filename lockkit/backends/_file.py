@@ -26,10 +26,13 @@ import errno
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from lockkit import _notify
+from lockkit._calls import plan, try_acquire_in_thread
+from lockkit.backends import _turn
 from lockkit.backends._breaker import (
     BREAK_BUSY_WAIT,
     BREAKER_BACKEND,
@@ -97,11 +100,10 @@ from lockkit.backends._payload import (
     looks_like_lock,
 )
 from lockkit.errors import BackendUnavailable
-from lockkit.spec import Backend, Capabilities
+from lockkit.spec import Backend, Capabilities, Waiter
 
 if TYPE_CHECKING:
     from lockkit._info import Lease, LockInfo, Owner
-    from lockkit.spec import Waiter
 
 __all__ = [
     "ARRIVAL_MARGIN",
@@ -124,9 +126,11 @@ __all__ = [
     "REASSERT_BREAKER_WAIT",
     "RESERVED_SUFFIXES",
     "FileBackend",
+    "FileWaiter",
     "HeldFile",
     "LocalIOBackend",
     "Payload",
+    "WatchWaiter",
     "aux_path",
     "breaker",
     "breaker_clearable",
@@ -175,23 +179,28 @@ class LocalIOBackend(Backend):
     ``filelock`` backend share this.
     """
 
-    def waiter(self, name: str) -> Waiter:
-        """A waiter driving this backend's `wait`/`stop_waiting` (inotify, bounded).
-
-        Their state still lives per thread or task with the backend (`_turn`); it moves
-        onto the waiter in a later change.
-        """
-        from lockkit._calls import LegacyWaiter  # noqa: PLC0415 - the core imports us first
-
-        return LegacyWaiter(self, name)
-
     async def try_acquire_async(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+        self,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        *,
+        shared: bool = False,
+        waiter: Waiter | None = None,
     ) -> Lease | None:
-        """`try_acquire` on the event loop where `inline_io`, else in a worker thread."""
-        if inline_io(os.path.dirname(name)):  # noqa: PTH120
+        """`try_acquire` on the event loop where `inline_io`, else in a worker thread.
+
+        The ``waiter`` goes on to `try_acquire` if that takes one (`FileBackend` does).
+        """
+        if waiter is not None and not plan(self).accepts_waiter:
+            waiter = None
+        if not inline_io(os.path.dirname(name)):  # noqa: PTH120
+            return await try_acquire_in_thread(self, name, owner, ttl, shared=shared, waiter=waiter)
+        if waiter is None:
             return self.try_acquire(name, owner, ttl, shared=shared)
-        return await super().try_acquire_async(name, owner, ttl, shared=shared)
+        v2: Any = self.try_acquire  # `waiter` is an optional keyword of spec v2
+        lease: Lease | None = v2(name, owner, ttl, shared=shared, waiter=waiter)
+        return lease
 
     async def release_async(self, lease: Lease) -> bool:
         """`release` on the event loop where `inline_io` (unless `_release_may_block`)."""
@@ -235,40 +244,55 @@ class FileBackend(LocalIOBackend):
         return lock_path(name)
 
     def try_acquire(
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
+        self,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        *,
+        shared: bool = False,
+        waiter: Waiter | None = None,
     ) -> Lease | None:
-        """One `attempt`; on a share, stepping aside while another process has the turn.
+        """One `attempt`; on a share, stepping aside while another waiter has the turn.
 
         See `lockkit.backends._turn`: on filesystems other hosts may reach, a waiter
         that has waited a while claims the lock's next turn, and the others let it
-        have the lock. A successful attempt gives back this process's turn.
+        have the lock. The ``waiter`` (a `FileWaiter`, from the core) tells whose turn
+        is this caller's; a successful attempt gives its turn back.
 
         With a TTL, an attempt that took longer than `ARRIVAL_MARGIN` of it (the process
         was paused between computing the expiry and its lock file appearing) re-asserts
         the lock before returning it (`_reassert`): it may have arrived expired.
         """
         del shared  # the core never asks: the capability is off
+        turns = waiter.turns if isinstance(waiter, FileWaiter) else None
         if ttl is None:
-            return self._try_acquire(name, owner, None)
+            return self._try_acquire(name, owner, None, turns)
         started = time.monotonic()
-        lease = self._try_acquire(name, owner, ttl)
+        lease = self._try_acquire(name, owner, ttl, turns)
         if lease is not None and time.monotonic() - started > ttl * ARRIVAL_MARGIN:
             return self._reassert(lease, ttl)
         return lease
 
-    def _try_acquire(self, name: str, owner: Owner, ttl: float | None) -> Lease | None:
+    def _try_acquire(
+        self, name: str, owner: Owner, ttl: float | None, turns: _turn.TurnState | None
+    ) -> Lease | None:
         directory = os.path.dirname(name)  # noqa: PTH120
         if not on_share(directory):
             return self.attempt(name, directory, owner, ttl)
-        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
-
-        turn = _turn.look(name)
+        token = turns.token if turns is not None else ""
+        turn = _turn.look(name, token)
         if turn is not None and not turn.mine:
             return None
         lease = self.attempt(name, directory, owner, ttl)
-        if lease is not None and turn is not None:
-            # No waiting once the lock is won: `stop_waiting` retries a busy turn file.
-            _turn.give_back(name)
+        # A turn found here and not stepped aside for is this waiter's (`turns` has its
+        # token). Given back once, without waiting: `FileWaiter.close` retries if busy.
+        if (
+            lease is not None
+            and turn is not None
+            and turns is not None
+            and _turn.give_back(name, token)
+        ):
+            turns.token = ""
         return lease
 
     def _reassert(self, lease: Lease, ttl: float) -> Lease | None:
@@ -471,39 +495,9 @@ class FileBackend(LocalIOBackend):
             and current.expires == expected.expires
         )
 
-    def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Sleep until the lock file is removed (inotify), bounded for remote releases.
-
-        On a share, while another process has the turn, sleep until its turn ends
-        instead; after `TURN_AFTER` waits that no release ended, claim the next turn
-        (see `try_acquire`).
-        """
-        from lockkit._notify import wait_for_removal  # noqa: PLC0415
-
-        if not on_share(os.path.dirname(name)):  # noqa: PTH120
-            return wait_for_removal(name, deadline, attempt)
-        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
-
-        turn = _turn.look(name)
-        if turn is not None and not turn.mine:
-            until = min(deadline, time.monotonic() + turn.left)
-            wait_for_removal(_turn.turn_path(name), until, attempt)
-            return False
-        if _turn.due(name):
-            _turn.claim(name, _turn.claim_token(name), turn)
-            # The others step aside now: look again soon.
-            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
-        woken = wait_for_removal(name, deadline, attempt)
-        _turn.waited(name, noticed=woken)
-        return woken
-
-    def stop_waiting(self, name: str) -> None:
-        """Give back this waiter's turn of a lock on a share, if it still has it."""
-        if on_share(os.path.dirname(name)):  # noqa: PTH120
-            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
-
-            _turn.give_back(name, patience=_turn.TURN_TTL)
-            _turn.forget(name)
+    def waiter(self, name: str) -> FileWaiter:
+        """A `FileWaiter`: woken by the lock file's removal, taking turns on shares."""
+        return FileWaiter(name)
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
@@ -534,43 +528,167 @@ class FileBackend(LocalIOBackend):
         """`break_lock` on the event loop where `inline_io`, else in a worker thread."""
         return await run_file_io(name, self.break_lock, name, expected)
 
-    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
-        """Await the lock file's removal through the event loop's inotify descriptor.
 
-        No thread per waiter: every waiting task of a loop shares one descriptor (see
-        `lockkit._notify_async`); bounded like `wait` for releases on other hosts.
+class WatchWaiter(Waiter):
+    """A `Waiter` woken by an inotify event on a file in the lock's directory.
+
+    A subclass says which events mean "released" (`mask`) and how to tell that the lock
+    is still busy (`still_busy`). That check runs once the watch is armed: a release
+    between the caller's failed attempt and the arming would otherwise be missed, and
+    one after it leaves an event. The watch then stays armed across this waiter's
+    failed attempts (`lockkit._notify.wait_for_event` knows its waiter), so later waits
+    of the same acquisition need neither re-arming nor the check.
+
+    Each wait is bounded by `lockkit._notify.wait_bound`, for releases no event reports
+    (another host's); where inotify is unavailable it sleeps `lockkit.spec.poll_delay`.
+    Blocking waits use their thread's inotify descriptor, asyncio waits their event
+    loop's one (`lockkit._notify_async`): no thread and no descriptor per waiter.
+    """
+
+    __slots__ = ()
+
+    mask: ClassVar[int] = _notify.IN_DELETE | _notify.IN_MOVED_FROM
+    """The events on the watched file that may mean a release (default: its removal)."""
+
+    def still_busy(self, path: str) -> bool:
+        """Whether the lock is still held, judged by ``path`` (default: it exists)."""
+        return os.path.lexists(path)
+
+    async def still_busy_async(self, path: str) -> bool:
+        """`still_busy` for asyncio: on the loop where `inline_io`, else in a thread."""
+        return await run_file_io(path, self.still_busy, path)
+
+    def watch(self, path: str, deadline: float) -> bool:
+        """Sleep until an event of `mask` on ``path``, or the bound, or ``deadline``.
+
+        Returns:
+            ``True`` when an event came, or `still_busy` said the lock is free.
         """
-        from lockkit._notify_async import wait_for_removal  # noqa: PLC0415 - asyncio only
-
-        exists = lambda: run_file_io(name, os.path.lexists, name)  # noqa: E731
-        if not on_share(os.path.dirname(name)):  # noqa: PTH120
-            return await wait_for_removal(name, deadline, attempt, exists)
-        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
-
-        # Worker threads run with a copy of this task's context, so the turn state is
-        # read there but set here (`claim_token`, `waited`, `forget`).
-        turn = await run_file_io(name, _turn.look, name)
-        if turn is not None and not turn.mine:
-            until = min(deadline, time.monotonic() + turn.left)
-            marker = _turn.turn_path(name)
-            await wait_for_removal(
-                marker, until, attempt, lambda: run_file_io(name, os.path.lexists, marker)
-            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        if _turn.due(name):
-            await run_file_io(name, _turn.claim, name, _turn.claim_token(name), turn)
-            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
-        woken = await wait_for_removal(name, deadline, attempt, exists)
-        _turn.waited(name, noticed=woken)
+        directory, filename = os.path.split(path)
+        woken = _notify.wait_for_event(
+            directory,
+            filename,
+            self.mask,
+            lambda: self.still_busy(path),
+            _notify.wait_bound(remaining, self.attempts),
+            waiter=self,
+        )
+        if woken is None:
+            time.sleep(_notify.poll_delay(remaining, self.attempts))
+            return False
         return woken
 
-    async def stop_waiting_async(self, name: str) -> None:
-        """`stop_waiting` without blocking the event loop."""
-        if on_share(os.path.dirname(name)):  # noqa: PTH120
-            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+    async def watch_async(self, path: str, deadline: float) -> bool:
+        """`watch` through the event loop's inotify descriptor; cancellable at any point."""
+        import asyncio  # noqa: PLC0415 - already imported by the running event loop
 
-            await run_file_io(name, _turn.give_back, name, patience=_turn.TURN_TTL)
-            _turn.forget(name)
+        from lockkit import _notify_async  # noqa: PLC0415 - asyncio callers only
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        directory, filename = os.path.split(path)
+        woken = await _notify_async.wait_for_event(
+            directory,
+            filename,
+            self.mask,
+            lambda: self.still_busy_async(path),
+            _notify.wait_bound(remaining, self.attempts),
+        )
+        if woken is None:
+            await asyncio.sleep(_notify.poll_delay(remaining, self.attempts))
+            return False
+        return woken
+
+    def wait(self, deadline: float) -> bool:
+        """Sleep until the lock file's release is seen (`watch`), bounded."""
+        return self.watch(self.name, deadline)
+
+    async def wait_async(self, deadline: float) -> bool:
+        """`wait` for asyncio callers (`watch_async`)."""
+        return await self.watch_async(self.name, deadline)
+
+
+class FileWaiter(WatchWaiter):
+    """The waiter of `FileBackend`: woken by the lock file's removal; takes turns on shares.
+
+    On a filesystem other hosts may reach, it keeps this acquisition's `_turn.TurnState`
+    (its claim token, its waits that saw no release): while another waiter's turn is
+    live it sleeps until that turn ends; once `_turn.TURN_AFTER` waits saw no release it
+    claims the next turn, which `FileBackend.try_acquire` recognises by its token. Its
+    `close` gives a turn it still has back.
+
+    Attributes:
+        turns: The turn state, made by the first wait on a share (else ``None``).
+    """
+
+    __slots__ = ("turns",)
+
+    def __init__(self, name: str) -> None:
+        """A waiter for lock file ``name``; cheap: nothing is looked at before a wait."""
+        super().__init__(name)
+        self.turns: _turn.TurnState | None = None
+
+    def _turns(self) -> _turn.TurnState:
+        turns = self.turns
+        if turns is None:
+            turns = self.turns = _turn.TurnState()
+        return turns
+
+    def wait(self, deadline: float) -> bool:
+        """Sleep until the lock file is removed; on a share, take turns (see the class)."""
+        name = self.name
+        if not on_share(os.path.dirname(name)):  # noqa: PTH120
+            return self.watch(name, deadline)
+        turns = self._turns()
+        turn = _turn.look(name, turns.token)
+        if turn is not None and not turn.mine:
+            self.watch(_turn.turn_path(name), min(deadline, time.monotonic() + turn.left))
+            return False
+        if turns.due():
+            _turn.claim(name, turns.claim_token(), turn)
+            # The others step aside now: look again soon.
+            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
+        woken = self.watch(name, deadline)
+        turns.waited(noticed=woken)
+        return woken
+
+    async def wait_async(self, deadline: float) -> bool:
+        """`wait` for asyncio: turn files are read and written where `run_file_io` says."""
+        name = self.name
+        if not on_share(os.path.dirname(name)):  # noqa: PTH120
+            return await self.watch_async(name, deadline)
+        turns = self._turns()
+        turn = await run_file_io(name, _turn.look, name, turns.token)
+        if turn is not None and not turn.mine:
+            until = min(deadline, time.monotonic() + turn.left)
+            await self.watch_async(_turn.turn_path(name), until)
+            return False
+        if turns.due():
+            # The token is made here, before the thread hop: if this task is cancelled
+            # during the claim, `close_async` still knows which turn to give back.
+            await run_file_io(name, _turn.claim, name, turns.claim_token(), turn)
+            deadline = min(deadline, time.monotonic() + _turn.TURN_POLL)
+        woken = await self.watch_async(name, deadline)
+        turns.waited(noticed=woken)
+        return woken
+
+    def close(self) -> None:
+        """Give back this waiter's turn, if it still has one (retrying a busy turn file)."""
+        turns, self.turns = self.turns, None
+        if turns is not None and turns.token:
+            _turn.give_back(self.name, turns.token, patience=_turn.TURN_TTL)
+
+    async def close_async(self) -> None:
+        """`close` without blocking the event loop."""
+        turns, self.turns = self.turns, None
+        if turns is not None and turns.token:
+            await run_file_io(
+                self.name, _turn.give_back, self.name, turns.token, patience=_turn.TURN_TTL
+            )
 
 
 def _close_handle(lease: Lease) -> None:
