@@ -242,7 +242,9 @@ def give_back(name: str, token: str, *, patience: float = 0.0) -> bool:
     if not still_mine():
         return True
     try:
-        unlink_lock_file(turn_path(name), still_mine, patience=patience)
+        removed = unlink_lock_file(turn_path(name), still_mine, patience=patience)
     except OSError:
         return False  # still busy, or failing: it may be ours yet
-    return True  # removed, or no longer ours
+    # Not removed: gone, no longer ours, or (with no patience) busy on a share, where
+    # it is still ours and `FileWaiter.close` must retry.
+    return removed or not still_mine()
