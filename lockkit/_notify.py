@@ -24,17 +24,21 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from lockkit.spec import poll_delay as _poll_delay
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "IN_CLOSE_WRITE",
     "IN_DELETE",
     "IN_MOVED_FROM",
     "available",
+    "events",
     "poll_delay",
     "wait_bound",
     "wait_for_event",
+    "wait_for_removal",
 ]
 
 IN_CLOSE_WRITE = 0x00000008
@@ -111,9 +115,10 @@ class _Watcher:
         self.poller.register(fd, select.POLLIN)
         # Watched directories, most recent last; few, but bounded all the same.
         self.watches: dict[int, None] = {}
-        # The last wait: its watch descriptor and (directory, file, mask, attempt).
+        # The last wait: its watch descriptor and (directory, file, mask, and its waiter
+        # or, without one, its attempt number).
         self.last_wd = -1
-        self.last: tuple[str, str, int, int] | None = None
+        self.last: tuple[str, str, int, object] | None = None
 
     def watch(self, directory: str, mask: int) -> int:
         # IN_MASK_ADD keeps the events other waits of this thread asked for (a
@@ -162,18 +167,30 @@ def _watcher(libc: ctypes.CDLL) -> _Watcher | None:
     return watcher
 
 
+WATCHED_SLOWER = 5
+"""How many times longer a watched wait may last than a blind poll at the same attempt:
+events report the releases on this machine, the bound only the others."""
+WATCHED_MAX = 0.2
+"""The longest watched wait, in seconds: a release on another host is seen within it."""
+
+
 def wait_bound(remaining: float, attempt: int) -> float:
     """How long one watched wait may last: 10 ms after the first attempt, doubling to 0.2 s.
 
     Events cover releases on this machine; the bound covers the ones no event reports
-    (another host's, on a network filesystem). Never past the deadline (``remaining``).
+    (another host's, on a network filesystem). The backoff is lockkit's one rule,
+    `lockkit.spec.poll_delay`, `WATCHED_SLOWER` times longer. Never past the deadline
+    (``remaining``).
     """
-    return min(remaining, 0.005 * (1 << max(0, min(attempt, 8))), 0.2)
+    return min(remaining, WATCHED_SLOWER * _poll_delay(attempt), WATCHED_MAX)
 
 
 def poll_delay(remaining: float, attempt: int) -> float:
-    """How long to sleep where no events can be watched: 2 ms, doubling to 64 ms."""
-    return min(remaining, 0.001 * (1 << max(0, min(attempt, 6))))
+    """How long to sleep where no events can be watched: `lockkit.spec.poll_delay`.
+
+    Never past the deadline (``remaining``).
+    """
+    return min(remaining, _poll_delay(attempt))
 
 
 def wait_for_event(
@@ -184,19 +201,21 @@ def wait_for_event(
     timeout: float,
     *,
     attempt: int = 0,
+    waiter: object | None = None,
 ) -> bool | None:
     """Wait up to ``timeout`` seconds for an event on ``filename`` inside ``directory``.
 
     ``still_busy`` is checked *after* the watch is armed: a release that happened between
     the caller's failed attempt and the watch would otherwise be missed.
 
-    ``attempt`` numbers the waits of one acquisition (1, 2, ...; 0 = unknown). When
-    this thread's previous wait was this acquisition's previous one, its watch has
-    stayed armed since, across the failed attempt in between: any release since then
-    left an event in the queue, so the watch is neither re-added nor drained, and
-    ``still_busy`` is not asked. Under contention that saves a waiter four or five
-    system calls per wake-up, most of a woken waiter's work when another process took
-    the lock first.
+    When this thread's previous wait was the same acquisition's (the same ``waiter``,
+    a `lockkit.spec.Waiter`; without one, ``attempt`` numbers the waits of an
+    acquisition, 1, 2, ..., and the previous wait must be number ``attempt - 1``) for the
+    same file, its watch has stayed armed since, across the failed attempt in between:
+    any release since then left an event in the queue, so the watch is neither re-added
+    nor drained, and ``still_busy`` is not asked. Under contention that saves a waiter
+    four or five system calls per wake-up, most of a woken waiter's work when another
+    process took the lock first.
 
     Returns:
         ``True`` when an event for the file arrived or the lock was already free,
@@ -209,7 +228,10 @@ def wait_for_event(
     watcher = _watcher(libc)
     if watcher is None:
         return None
-    armed = attempt > 1 and watcher.last == (directory, filename, mask, attempt - 1)
+    if waiter is not None:
+        armed = watcher.last == (directory, filename, mask, waiter)
+    else:
+        armed = attempt > 1 and watcher.last == (directory, filename, mask, attempt - 1)
     watcher.last = None  # set again below, once this wait's watch is armed
     if armed:
         wd = watcher.last_wd
@@ -220,7 +242,7 @@ def wait_for_event(
         # Events from earlier waits are history: the re-check below covers them.
         watcher.drain()
     watcher.last_wd = wd
-    watcher.last = (directory, filename, mask, attempt)
+    watcher.last = (directory, filename, mask, attempt if waiter is None else waiter)
     if not armed and not still_busy():
         return True
     return _poll_for(watcher, wd, os.fsencode(filename), mask, timeout)
@@ -247,6 +269,22 @@ def _poll_for(watcher: _Watcher, wd: int, wanted: bytes, mask: int, timeout: flo
     return False
 
 
+def events(buffer: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """``(watch descriptor, mask, file name)`` of each event in one inotify read.
+
+    The one parser of ``struct inotify_event`` records, for the blocking waiters here
+    and the event loop's (`lockkit._notify_async`).
+    """
+    offset = 0
+    size = _EVENT.size
+    end = len(buffer)
+    while offset + size <= end:
+        wd, mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
+        start = offset + size
+        yield wd, mask, buffer[start : start + length].rstrip(b"\0")
+        offset = start + length
+
+
 def _scan(buffer: bytes, wd: int, wanted: bytes, mask: int) -> int:
     """What ``buffer`` holds: an event for ``wanted``, the end of watch ``wd``, or neither.
 
@@ -254,18 +292,41 @@ def _scan(buffer: bytes, wd: int, wanted: bytes, mask: int) -> int:
         `_FOR_FILE`, `_LOST` or `_NOTHING`.
     """
     found = _NOTHING
-    offset = 0
-    while offset + _EVENT.size <= len(buffer):
-        event_wd, event_mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
-        start = offset + _EVENT.size
+    for event_wd, event_mask, name in events(buffer):
         # Dropped events (ours may be among them) or a dead watch: re-check the lock,
         # and arm afresh next time. Looked for in the whole buffer: a directory removed
         # right after a release shows both.
         if event_mask & _IN_Q_OVERFLOW or (event_wd == wd and event_mask & _WATCH_GONE):
             return _LOST
-        if event_wd == wd and event_mask & mask:
-            name = buffer[start : start + length].rstrip(b"\0")
-            if name == wanted:
-                found = _FOR_FILE
-        offset = start + length
+        if event_wd == wd and event_mask & mask and name == wanted:
+            found = _FOR_FILE
     return found
+
+
+def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
+    """Sleep until ``path`` (a file or directory) is removed, or a bounded time passes.
+
+    Uses inotify where Linux offers it, with a bound that grows with ``attempt`` (up to
+    0.2 s) for removals it cannot see (another host); elsewhere it polls with backoff.
+    Public as `lockkit.files.wait_for_removal`.
+
+    Returns:
+        ``True`` when the removal was seen (or the path was already gone).
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    bound = wait_bound(remaining, attempt)
+    directory, name = os.path.split(path)
+    woken = wait_for_event(
+        directory,
+        name,
+        IN_DELETE | IN_MOVED_FROM,
+        lambda: os.path.lexists(path),
+        bound,
+        attempt=attempt,
+    )
+    if woken is None:
+        time.sleep(poll_delay(remaining, attempt))
+        return False
+    return woken

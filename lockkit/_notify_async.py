@@ -29,7 +29,6 @@ import weakref
 from typing import TYPE_CHECKING
 
 from lockkit._notify import (
-    _EVENT,
     _IN_CLOEXEC,
     _IN_MASK_ADD,
     _IN_NONBLOCK,
@@ -39,13 +38,14 @@ from lockkit._notify import (
     IN_DELETE,
     IN_MOVED_FROM,
     _load,
+    events,
     poll_delay,
     wait_bound,
 )
 
 if TYPE_CHECKING:
     import ctypes
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 __all__ = ["wait_for_event", "wait_for_removal", "waiting"]
 
@@ -135,7 +135,7 @@ class _Watcher:
         except OSError:
             self.close()
             return
-        for wd, mask, name in _events(buffer):
+        for wd, mask, name in events(buffer):
             if mask & (_IN_Q_OVERFLOW | _IN_IGNORED):
                 self._lost_track(wd, mask)
                 continue
@@ -169,16 +169,6 @@ def _resolve(future: asyncio.Future[bool], *, value: bool) -> None:
 
 def _expire(future: asyncio.Future[bool]) -> None:
     _resolve(future, value=False)
-
-
-def _events(buffer: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """``(watch descriptor, mask, file name)`` of each event in an inotify read."""
-    offset = 0
-    while offset + _EVENT.size <= len(buffer):
-        wd, mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
-        start = offset + _EVENT.size
-        yield wd, mask, buffer[start : start + length].rstrip(b"\0")
-        offset = start + length
 
 
 _WATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = (

@@ -19,23 +19,18 @@ and its ``break_lock`` removes exactly the holding it is given, under `breaker`.
 
 from __future__ import annotations
 
-import os
-import time
-
-from lockkit import _notify
-from lockkit.backends._file import (
-    Payload,
-    breaker,
+from lockkit._notify import wait_for_removal
+from lockkit.backends._breaker import breaker
+from lockkit.backends._lease import expiry
+from lockkit.backends._lockfile import (
     create_exclusive,
-    decode_payload,
-    encode_payload,
     inspect_file,
     lock_info,
-    lock_path,
     read_lock_file,
     remove_if_ours,
 )
-from lockkit.backends.excl import expiry
+from lockkit.backends._paths import lock_path
+from lockkit.backends._payload import Payload, decode_payload, encode_payload
 
 __all__ = [
     "Payload",
@@ -51,31 +46,3 @@ __all__ = [
     "remove_if_ours",
     "wait_for_removal",
 ]
-
-
-def wait_for_removal(path: str, deadline: float, attempt: int) -> bool:
-    """Sleep until ``path`` (a file or directory) is removed, or a bounded time passes.
-
-    Uses inotify where Linux offers it, with a bound that grows with ``attempt`` (up to
-    0.2 s) for removals it cannot see (another host); elsewhere it polls with backoff.
-
-    Returns:
-        ``True`` when the removal was seen (or the path was already gone).
-    """
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return False
-    bound = _notify.wait_bound(remaining, attempt)
-    directory, name = os.path.split(path)
-    woken = _notify.wait_for_event(
-        directory,
-        name,
-        _notify.IN_DELETE | _notify.IN_MOVED_FROM,
-        lambda: os.path.lexists(path),
-        bound,
-        attempt=attempt,
-    )
-    if woken is None:
-        time.sleep(_notify.poll_delay(remaining, attempt))
-        return False
-    return woken

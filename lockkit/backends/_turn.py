@@ -16,8 +16,9 @@ falls to the claimant at its next poll; the claimant gives the turn back once it
 lock, or when it stops waiting.
 
 What a waiter knows of its own turn (its claim token, how many of its waits saw no
-release) lives in a context variable: per thread, and per asyncio task, whose worker
-threads run with a copy of it.
+release) is a `TurnState` kept on its `lockkit.spec.Waiter`, which the core makes per
+acquisition: so a turn belongs to one acquisition (one thread or task), never to a
+whole process, and worker threads of an asyncio task see and update the same state.
 
 A turn never decides who holds the lock (the lock file does): it only decides who tries.
 A turn that is stale, forged, unreadable or unknown to the program (an older lockkit,
@@ -36,25 +37,14 @@ import datetime as dt
 import os
 import secrets
 import stat
-import types
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lockkit._info import Owner
-from lockkit.backends._file import (
-    aux_path,
-    decode_payload,
-    encode_payload,
-    file_identity,
-    read_lock_file,
-    unlink_lock_file,
-)
+from lockkit.backends._lockfile import file_identity, read_lock_file, unlink_lock_file
+from lockkit.backends._paths import aux_path
+from lockkit.backends._payload import decode_payload, encode_payload
 from lockkit.errors import LockError
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = [
     "TURN_AFTER",
@@ -62,14 +52,11 @@ __all__ = [
     "TURN_SUFFIX",
     "TURN_TTL",
     "Turn",
+    "TurnState",
     "claim",
-    "claim_token",
-    "due",
-    "forget",
     "give_back",
     "look",
     "turn_path",
-    "waited",
 ]
 
 TURN_SUFFIX = ".turn"
@@ -95,17 +82,35 @@ _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 _REWRITE = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
-@attrs.frozen
-class _Waiting:
-    unnoticed: int = 0  # waits that ended without seeing a release
-    token: str = ""  # the claim token of this waiter's turn, once it claimed one
+@attrs.define
+class TurnState:
+    """What one waiting acquisition knows of its turns of one lock.
 
+    Kept on the acquisition's waiter (`lockkit.backends._file.FileWaiter`); used from
+    one thread or task at a time.
 
-_NOT_WAITING = _Waiting()
-_EMPTY: Mapping[str, _Waiting] = types.MappingProxyType({})
-# Per lock name: what this waiter (thread or task) knows. Replaced, never mutated: a
-# task's context shares its parent's mapping until it sets its own.
-_STATE: ContextVar[Mapping[str, _Waiting]] = ContextVar("lockkit_turns", default=_EMPTY)
+    Attributes:
+        unnoticed: Waits that ended without seeing a release.
+        token: The claim token of this waiter's turn, once it claimed one.
+    """
+
+    unnoticed: int = 0
+    token: str = ""
+
+    def waited(self, *, noticed: bool) -> None:
+        """Count one wait; ``noticed`` if a release ended it (those do not count)."""
+        if not noticed:
+            self.unnoticed += 1
+
+    def due(self) -> bool:
+        """Whether this waiter holds, or has waited long enough to claim, the next turn."""
+        return bool(self.token) or self.unnoticed >= TURN_AFTER
+
+    def claim_token(self) -> str:
+        """This waiter's claim token, made on first use."""
+        if not self.token:
+            self.token = secrets.token_hex(16)
+        return self.token
 
 
 def turn_path(name: str) -> str:
@@ -113,56 +118,12 @@ def turn_path(name: str) -> str:
     return aux_path(name, TURN_SUFFIX)
 
 
-def _get(name: str) -> _Waiting:
-    return _STATE.get().get(name, _NOT_WAITING)
-
-
-def _put(name: str, waiting: _Waiting | None) -> None:
-    state = dict(_STATE.get())
-    if waiting is None:
-        state.pop(name, None)
-    else:
-        state[name] = waiting
-    _STATE.set(types.MappingProxyType(state))
-
-
-def waited(name: str, *, noticed: bool) -> None:
-    """Count one wait of this waiter for lock ``name``; ``noticed`` if a release ended it."""
-    if not noticed:
-        waiting = _get(name)
-        _put(name, attrs.evolve(waiting, unnoticed=waiting.unnoticed + 1))
-
-
-def due(name: str) -> bool:
-    """Whether this waiter holds, or has waited long enough to claim, the next turn."""
-    waiting = _get(name)
-    return bool(waiting.token) or waiting.unnoticed >= TURN_AFTER
-
-
-def claim_token(name: str) -> str:
-    """This waiter's claim token for lock ``name``, made on first use.
-
-    Call it in the waiter's own thread or task (not in a worker thread: what it sets
-    would stay in the worker's copy of the context).
-    """
-    waiting = _get(name)
-    if not waiting.token:
-        waiting = attrs.evolve(waiting, token=secrets.token_hex(16))
-        _put(name, waiting)
-    return waiting.token
-
-
-def forget(name: str) -> None:
-    """Drop what this waiter knows of lock ``name``: its acquisition is over."""
-    _put(name, None)
-
-
 @attrs.frozen
 class Turn:
     """A live turn of a lock.
 
     Attributes:
-        mine: Whether this waiter (thread or task) holds it.
+        mine: Whether the waiter that looked (by its claim token) holds it.
         left: Seconds until it expires unless renewed.
         identity: The turn file's version, as `file_identity` gives it.
     """
@@ -193,8 +154,12 @@ def _left(expires: dt.datetime | None) -> float:
     return left if 0 < left <= 2 * TURN_TTL else 0.0  # expired or from the future: 0
 
 
-def look(name: str) -> Turn | None:
-    """The live turn of lock ``name``, if there is a believable one."""
+def look(name: str, token: str = "") -> Turn | None:
+    """The live turn of lock ``name``, if there is a believable one.
+
+    It is ``mine`` when it carries ``token``, the looking waiter's claim token (``""``
+    for a waiter without one: then no turn is its own).
+    """
     found = _read(name)
     if found is None:
         return None
@@ -202,7 +167,6 @@ def look(name: str) -> Turn | None:
     left = _left(expires)
     if owner is None or not left:
         return None
-    token = _get(name).token
     return Turn(mine=bool(token) and owner.token == token, left=left, identity=identity)
 
 
@@ -259,17 +223,28 @@ def _remove_dead_turn(name: str) -> None:
             unlink_lock_file(turn_path(name), unchanged, patience=0)
 
 
-def give_back(name: str, *, patience: float = 0.0) -> None:
-    """Remove this waiter's turn of lock ``name``, if it has one.
+def give_back(name: str, token: str, *, patience: float = 0.0) -> bool:
+    """Remove the turn of lock ``name`` claimed with ``token``, if it is still there.
 
     Retried while a share reports the file busy (other waiters read it), for up to
-    ``patience`` seconds and for as long as it is still this waiter's turn.
+    ``patience`` seconds and for as long as it is still that waiter's turn.
+
+    Returns:
+        ``True`` when no turn of ``token`` is left (removed, or never there).
     """
+    if not token:
+        return True
 
     def still_mine() -> bool:
-        turn = look(name)
+        turn = look(name, token)
         return turn is not None and turn.mine
 
-    if still_mine():
-        with contextlib.suppress(OSError):
-            unlink_lock_file(turn_path(name), still_mine, patience=patience)
+    if not still_mine():
+        return True
+    try:
+        removed = unlink_lock_file(turn_path(name), still_mine, patience=patience)
+    except OSError:
+        return False  # still busy, or failing: it may be ours yet
+    # Not removed: gone, no longer ours, or (with no patience) busy on a share, where
+    # it is still ours and `FileWaiter.close` must retry.
+    return removed or not still_mine()

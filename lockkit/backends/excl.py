@@ -8,49 +8,23 @@ holder dies; stale-lock rules recover from that.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from typing import TYPE_CHECKING, ClassVar
 
-from lockkit._info import Lease, Owner
-from lockkit.backends._file import (
-    FileBackend,
-    create_exclusive,
-    create_held,
-    encode_payload,
-    unlink_lock_file,
-)
+from lockkit.backends._file import FileBackend
+from lockkit.backends._lease import create_lease, expiry
+from lockkit.backends._lockfile import create_exclusive, unlink_lock_file
+from lockkit.backends._paths import errname
 from lockkit.spec import Support, hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from lockkit._info import Lease, Owner
     from lockkit.spec import Backend
 
-__all__ = ["ExclBackend", "create_lease", "lockkit_register_backends"]
-
-
-def expiry(ttl: float | None) -> dt.datetime | None:
-    """The UTC moment a lock taken now with ``ttl`` seconds expires, or ``None``."""
-    if ttl is None:
-        return None
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-
-
-def create_lease(
-    backend: FileBackend, name: str, directory: str, owner: Owner, ttl: float | None
-) -> Lease | None:
-    """Create lock file ``name`` with ``O_CREAT|O_EXCL`` for ``backend``; ``None`` if held.
-
-    ``excl``'s attempt, and ``hardlink``'s where ``link()`` is refused.
-    """
-    expires = expiry(ttl)
-    held = create_held(name, encode_payload(owner, backend.name, expires))
-    if held is None:
-        return None
-    handle = backend.keep_open(held, directory)
-    return Lease(name, backend.name, owner, expires=expires, ttl=ttl, handle=handle)
+__all__ = ["ExclBackend", "create_lease", "expiry", "lockkit_register_backends"]
 
 
 class ExclBackend(FileBackend):
@@ -69,23 +43,17 @@ class ExclBackend(FileBackend):
         try:
             fd, probe = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
         except OSError as exc:
-            return Support(ok=False, reason=f"cannot create files: {_errname(exc)}")
+            return Support(ok=False, reason=f"cannot create files: {errname(exc)}")
         os.close(fd)
         try:
             again = create_exclusive(probe, b"")
         except OSError as exc:
-            return Support(ok=False, reason=f"O_EXCL create failed: {_errname(exc)}")
+            return Support(ok=False, reason=f"O_EXCL create failed: {errname(exc)}")
         finally:
             unlink_lock_file(probe)
         if again is not None:
             return Support(ok=False, reason="O_EXCL create of an existing file succeeded")
         return Support(ok=True, preference=50, reason="O_CREAT|O_EXCL is exclusive")
-
-
-def _errname(exc: OSError) -> str:
-    import errno  # noqa: PLC0415 - probe path only
-
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno)) + f" ({exc.strerror})"
 
 
 @hookimpl

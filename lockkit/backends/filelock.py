@@ -29,7 +29,6 @@ import os
 import stat
 import tempfile
 import threading
-import time
 from typing import TYPE_CHECKING, ClassVar
 
 import attrs
@@ -37,20 +36,17 @@ from filelock import lock_descriptor, unlock_descriptor
 
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
-from lockkit.backends._file import (
-    MAX_PAYLOAD,
-    LocalIOBackend,
-    check_content,
-    decode_payload,
-    encode_payload,
+from lockkit.backends._file import LocalIOBackend, WatchWaiter
+from lockkit.backends._lease import expiry
+from lockkit.backends._lockfile import lock_info
+from lockkit.backends._paths import (
+    errname,
     linked_file_error,
-    lock_info,
     lock_path,
     not_a_file_error,
     open_nofollow,
-    run_file_io,
 )
-from lockkit.backends.excl import _errname, expiry
+from lockkit.backends._payload import MAX_PAYLOAD, check_content, decode_payload, encode_payload
 from lockkit.errors import InvalidLockName, LockError
 from lockkit.spec import Backend, Capabilities, Support, hookimpl
 
@@ -205,59 +201,15 @@ class FilelockBackend(LocalIOBackend):
         del name, expected
         return False
 
-    def wait(self, name: str, deadline: float, attempt: int) -> bool:
-        """Sleep until the holder closes its write descriptor (inotify), bounded.
-
-        Writers and readers wait the same way: every holder, shared or not, closes a
-        write descriptor on release. A reader can find the lock "busy" here when only
-        readers hold it (``_busy`` asks for exclusive access); it then sleeps until the
-        bound at worst, never wrongly.
-        """
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        bound = _notify.wait_bound(remaining, attempt)
-        directory, filename = os.path.split(name)
-        woken = _notify.wait_for_event(
-            directory,
-            filename,
-            _notify.IN_CLOSE_WRITE,
-            lambda: self._busy(name),
-            bound,
-            attempt=attempt,
-        )
-        if woken is None:
-            return super().wait(name, deadline, attempt)
-        return woken
+    def waiter(self, name: str) -> FilelockWaiter:
+        """A `FilelockWaiter`: woken when a holder closes its write descriptor."""
+        return FilelockWaiter(name)
 
     # -- asyncio: inline on local filesystems (see `inline_io`), else in a worker thread --
 
     async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
         """Nothing to break (see `break_lock`); answered without a thread."""
         return self.break_lock(name, expected)
-
-    async def wait_async(self, name: str, deadline: float, attempt: int) -> bool:
-        """Await the holder's close of its write descriptor via the loop's inotify descriptor.
-
-        No thread per waiter (see `lockkit._notify_async`); bounded like `wait`.
-        """
-        from lockkit import _notify_async  # noqa: PLC0415 - asyncio callers only
-
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        bound = _notify.wait_bound(remaining, attempt)
-        directory, filename = os.path.split(name)
-        woken = await _notify_async.wait_for_event(
-            directory,
-            filename,
-            _notify.IN_CLOSE_WRITE,
-            lambda: run_file_io(name, self._busy, name),
-            bound,
-        )
-        if woken is None:
-            return await super().wait_async(name, deadline, attempt)
-        return woken
 
     @staticmethod
     def _busy(name: str) -> bool:
@@ -279,7 +231,7 @@ class FilelockBackend(LocalIOBackend):
         try:
             fd, path = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
         except OSError as exc:
-            return Support(ok=False, reason=f"cannot create files: {_errname(exc)}")
+            return Support(ok=False, reason=f"cannot create files: {errname(exc)}")
         other = -1
         try:
             other = os.open(path, os.O_RDONLY | _CLOEXEC)
@@ -291,13 +243,13 @@ class FilelockBackend(LocalIOBackend):
             else:
                 return Support(ok=False, reason="flock() does not exclude on this filesystem")
         except OSError as exc:
-            return Support(ok=False, reason=f"flock() failed: {_errname(exc)}")
+            return Support(ok=False, reason=f"flock() failed: {errname(exc)}")
         finally:
             if other >= 0:
                 os.close(other)
             os.close(fd)
             os.unlink(path)  # noqa: PTH108
-        from lockkit.backends._file import fstype_of, on_share  # noqa: PLC0415 - probe only
+        from lockkit.backends._fsfacts import fstype_of, on_share  # noqa: PLC0415 - probe only
 
         if on_share(location):
             reason = (
@@ -307,6 +259,25 @@ class FilelockBackend(LocalIOBackend):
         else:
             reason = "flock() excludes (within this host's kernel)"
         return Support(ok=True, preference=40, reason=reason)
+
+
+class FilelockWaiter(WatchWaiter):
+    """The waiter of `FilelockBackend`: woken by a holder's ``IN_CLOSE_WRITE``, bounded.
+
+    Writers and readers wait the same way: every holder, shared or not, closes a write
+    descriptor on release (after unlocking). A reader can find the lock "busy" when only
+    readers hold it (`still_busy` asks for exclusive access); it then sleeps until the
+    bound at worst, never wrongly. Contenders open the file read-only, so failed
+    attempts wake nobody.
+    """
+
+    __slots__ = ()
+
+    mask: ClassVar[int] = _notify.IN_CLOSE_WRITE
+
+    def still_busy(self, path: str) -> bool:
+        """Whether someone holds the flock of ``path`` (tried without blocking)."""
+        return FilelockBackend._busy(path)  # noqa: SLF001 - the backend's own check
 
 
 def _open_own(name: str, flags: int) -> tuple[int, os.stat_result]:

@@ -20,15 +20,12 @@ import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
-from lockkit.backends._file import (
-    FileBackend,
-    aux_path,
-    carries_token,
-    create_held,
-    encode_payload,
-    unlink_lock_file,
-)
-from lockkit.backends.excl import ExclBackend, _errname, create_lease, expiry
+from lockkit.backends._file import FileBackend
+from lockkit.backends._lease import create_lease, expiry
+from lockkit.backends._lockfile import carries_token, create_held, unlink_lock_file
+from lockkit.backends._paths import aux_path, errname
+from lockkit.backends._payload import encode_payload
+from lockkit.backends.excl import ExclBackend
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, hookimpl
 
@@ -162,7 +159,7 @@ class HardlinkBackend(FileBackend):
             self._warned.add(device)
         if first:
             message = (
-                f"link() is not supported in {directory} ({_errname(exc)}); the hardlink "
+                f"link() is not supported in {directory} ({errname(exc)}); the hardlink "
                 "backend falls back to O_CREAT|O_EXCL on this filesystem"
             )
             log.warning("%s", message)
@@ -186,7 +183,7 @@ class HardlinkBackend(FileBackend):
         try:
             os.link(source, target)
         except OSError as exc:
-            reason = f"link() failed: {_errname(exc)}; falls back to O_EXCL here"
+            reason = f"link() failed: {errname(exc)}; falls back to O_EXCL here"
             return Support(ok=True, preference=10, reason=reason)
         else:
             count = os.lstat(source).st_nlink

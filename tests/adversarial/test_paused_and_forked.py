@@ -58,7 +58,7 @@ def _child(code: str, *argv: str) -> Iterator[subprocess.Popen[str]]:
 PAUSED_WRITER = """
     import os, signal, sys
     import lockkit
-    import lockkit.backends._file as F
+    import lockkit.backends._lockfile as F
 
     real = F.write_all
 
@@ -112,8 +112,8 @@ def test_a_writer_paused_past_the_write_grace_does_not_become_a_second_holder(
 EXPIRED_ON_ARRIVAL = """
     import os, signal, sys
     import lockkit
-    import lockkit.backends._file as F
-    import lockkit.backends.excl as E
+    import lockkit.backends._lease as E
+    import lockkit.backends._lockfile as F
     import lockkit.backends.hardlink as H
 
     path, backend = sys.argv[1], sys.argv[2]

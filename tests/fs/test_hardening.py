@@ -16,7 +16,7 @@ import pytest
 import lockkit
 from lockkit import cli
 from lockkit._info import process_identity, read_start_time
-from lockkit.backends import _file, _turn
+from lockkit.backends import _breaker, _file, _paths, _turn
 from lockkit.backends._file import BREAKER_MAX_AGE, aux_path, breaker_path
 from lockkit.errors import InvalidLockName, LockTimeout
 from tests.fs.test_stale import dead_pid, me, plant
@@ -39,7 +39,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def test_a_breaker_from_the_future_delays_recovery_only_by_its_observed_age(
     tmp_path: pathlib.Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_file, "BREAKER_MAX_AGE", 0.5)
+    monkeypatch.setattr(_breaker, "BREAKER_MAX_AGE", 0.5)
     path = tmp_path / "a.lock"
     plant(path, {"pid": dead_pid(), **me(), "token": "t"})
     plant(pathlib.Path(breaker_path(str(path))), FUTURE_BREAKER)
@@ -59,7 +59,7 @@ def test_lockkit_break_clears_a_breaker_from_the_future_once_it_is_old(
     plant(path, {"pid": dead_pid(), **me(), "token": "t"})
     plant(pathlib.Path(breaker_path(str(path))), FUTURE_BREAKER)
     assert cli.main(["break", str(path), "--backend", backend]) == 1  # young: it waits
-    monkeypatch.setattr(_file, "BREAKER_MAX_AGE", 0.0)  # as if 30 s had passed
+    monkeypatch.setattr(_breaker, "BREAKER_MAX_AGE", 0.0)  # as if 30 s had passed
     assert cli.main(["break", str(path), "--backend", backend]) == 0
     assert os.listdir(tmp_path) == []
 
@@ -80,7 +80,7 @@ def test_a_provably_held_breaker_is_never_cleared_by_age(
 ) -> None:
     # A release paused inside the breaker (this process, alive, same user): breaking
     # past it would let the paused release remove the next holder's lock.
-    monkeypatch.setattr(_file, "BREAKER_MAX_AGE", 0.0)
+    monkeypatch.setattr(_breaker, "BREAKER_MAX_AGE", 0.0)
     path = tmp_path / "a.lock.break"
     ident = process_identity()
     payload = {"pid": os.getpid(), **me(), "startTime": read_start_time(os.getpid())}
@@ -136,7 +136,7 @@ def test_a_smaller_name_limit_is_respected(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(os, "pathconf", lambda *_: 143)  # eCryptfs
-    monkeypatch.setattr(_file, "_NAME_MAX_OF", {})
+    monkeypatch.setattr(_paths, "_NAME_MAX_OF", {})
     name = str(tmp_path / ("z" * 140))
     assert len(os.path.basename(breaker_path(name))) <= 143
     with pytest.raises(InvalidLockName, match="limit there is 143 bytes"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+import time
 
 import pytest
 
@@ -104,3 +105,38 @@ def test_replaced_directory_is_watched_again(tmp_path: pathlib.Path, how: str) -
     assert _wait(lock, 10.0, attempt=2) is True
     # ...and the next wait watches the new directory: its release wakes it.
     assert _wait_through_release(lock, attempt=3) is True
+
+
+# -- the same rules when a Waiter, not an attempt number, tells the acquisitions apart --
+
+
+def test_a_waiters_watch_stays_armed_between_its_waits(tmp_path: pathlib.Path) -> None:
+    """A `WatchWaiter` keeps its watch across its failed attempts, whatever their number."""
+    from lockkit.backends._file import FileWaiter
+
+    lock = tmp_path / "held.lock"
+    lock.write_bytes(b"holder 1")
+    waiter = FileWaiter(str(lock))
+    waiter.attempts = 1
+    assert waiter.wait(time.monotonic() + 0.01) is False
+    lock.unlink()  # released and taken again between the waits
+    lock.write_bytes(b"holder 2")
+    waiter.attempts = 5  # quick retries in between do not matter: same waiter
+    assert waiter.wait(time.monotonic() + 10) is True
+    # Another acquisition's waiter does not take that event for its own.
+    other = FileWaiter(str(lock))
+    other.attempts = 2
+    assert other.wait(time.monotonic() + 0.05) is False
+    waiter.close()
+    other.close()
+
+
+def test_a_waiter_sees_a_release_before_its_first_wait(tmp_path: pathlib.Path) -> None:
+    """Released between the failed attempt and the arming: the re-check catches it."""
+    from lockkit.backends._file import FileWaiter
+
+    waiter = FileWaiter(str(tmp_path / "gone.lock"))
+    waiter.attempts = 1
+    started = time.monotonic()
+    assert waiter.wait(started + 10) is True
+    assert time.monotonic() - started < 1

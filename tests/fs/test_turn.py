@@ -3,12 +3,11 @@
 A turn only decides who tries first on a share; these tests check that nothing in the
 turn file can hold others off for long, that it is never followed or read past its
 type, that nothing but a dead turn is ever removed, and that a turn belongs to one
-waiter (thread or task), not to a whole process.
+waiter (one acquisition's `FileWaiter`, so one thread or task), not to a whole process.
 """
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import json
 import os
@@ -21,8 +20,9 @@ import pytest
 
 import lockkit
 from lockkit._info import Owner
-from lockkit.backends import _turn
-from lockkit.backends._file import encode_payload
+from lockkit.backends import _file, _turn
+from lockkit.backends._file import FileWaiter, encode_payload
+from lockkit.backends.excl import ExclBackend
 from lockkit.errors import InvalidLockName
 
 pytestmark = pytest.mark.fs
@@ -36,11 +36,6 @@ def _plant(lock: pathlib.Path, expires_in: float, backend: str = "turn") -> path
     return turn
 
 
-def _in_another_waiter(call: Callable[[], object]) -> object:
-    """Run ``call`` as another thread or task would: in a context of its own."""
-    return contextvars.Context().run(call)
-
-
 def test_a_live_turn_of_another_waiter_is_seen(tmp_path: pathlib.Path) -> None:
     lock = tmp_path / "a.lock"
     _plant(lock, 0.5)
@@ -52,30 +47,64 @@ def test_a_live_turn_of_another_waiter_is_seen(tmp_path: pathlib.Path) -> None:
 
 def test_a_turn_belongs_to_one_waiter_not_to_its_process(tmp_path: pathlib.Path) -> None:
     lock = str(tmp_path / "a.lock")
-
-    def claim() -> None:
-        _turn.claim(lock, _turn.claim_token(lock), None)
-        mine = _turn.look(lock)
-        assert mine is not None
-        assert mine.mine
-
-    _in_another_waiter(claim)
-    # This thread is another waiter of the same process: it must step aside too.
-    turn = _turn.look(lock)
-    assert turn is not None
-    assert not turn.mine
-    _turn.give_back(lock)  # not ours: left alone
-    assert os.path.exists(lock + _turn.TURN_SUFFIX)
+    theirs = _turn.TurnState()
+    _turn.claim(lock, theirs.claim_token(), None)
+    mine = _turn.look(lock, theirs.token)
+    assert mine is not None
+    assert mine.mine
+    # Another waiter of the same process (another thread or task, or no waiter at all)
+    # must step aside too.
+    for token in (_turn.TurnState().claim_token(), ""):
+        turn = _turn.look(lock, token)
+        assert turn is not None
+        assert not turn.mine
+        assert _turn.give_back(lock, token)  # no turn of this token is left...
+        assert os.path.exists(lock + _turn.TURN_SUFFIX)  # ...and theirs is left alone
 
 
 def test_our_own_turn_is_given_back(tmp_path: pathlib.Path) -> None:
     lock = str(tmp_path / "a.lock")
-    _turn.claim(lock, _turn.claim_token(lock), None)
-    assert _turn.due(lock)
-    _turn.give_back(lock)
-    _turn.forget(lock)
+    turns = _turn.TurnState()
+    _turn.claim(lock, turns.claim_token(), None)
+    assert turns.due()
+    assert _turn.give_back(lock, turns.token)
     assert os.listdir(tmp_path) == []
-    assert not _turn.due(lock)
+
+
+def test_a_waiter_gives_its_turn_back_when_closed(tmp_path: pathlib.Path) -> None:
+    lock = str(tmp_path / "a.lock")
+    waiter = _excl().waiter(lock)
+    assert isinstance(waiter, FileWaiter)
+    waiter.close()  # never waited: nothing to do
+    waiter.turns = _turn.TurnState()
+    _turn.claim(lock, waiter.turns.claim_token(), None)
+    waiter.close()
+    assert os.listdir(tmp_path) == []
+    assert waiter.turns is None
+
+
+def test_an_attempt_on_a_share_steps_aside_for_another_waiters_turn(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_file, "on_share", lambda directory: True)
+    lock = str(tmp_path / "a.lock")
+    backend = _excl()
+    theirs, mine = backend.waiter(lock), backend.waiter(lock)
+    theirs.turns = _turn.TurnState()
+    _turn.claim(lock, theirs.turns.claim_token(), None)
+    assert backend.try_acquire(lock, Owner.current(), None, waiter=mine) is None
+    assert backend.try_acquire(lock, Owner.current(), None) is None  # no waiter, no turn
+    lease = backend.try_acquire(lock, Owner.current(), None, waiter=theirs)
+    assert lease is not None
+    assert not theirs.turns.token  # given back with the win
+    assert not os.path.exists(lock + _turn.TURN_SUFFIX)
+    backend.release(lease)
+    theirs.close()
+    mine.close()
+
+
+def _excl() -> ExclBackend:
+    return ExclBackend()
 
 
 @pytest.mark.parametrize("expires_in", [-1.0, 3600.0], ids=["expired", "from-the-future"])
@@ -85,11 +114,11 @@ def test_a_dead_turn_counts_for_nothing_and_is_replaced(
     lock = tmp_path / "a.lock"
     _plant(lock, expires_in)
     assert _turn.look(str(lock)) is None
-    _turn.claim(str(lock), _turn.claim_token(str(lock)), None)
-    turn = _turn.look(str(lock))
+    turns = _turn.TurnState()
+    _turn.claim(str(lock), turns.claim_token(), None)
+    turn = _turn.look(str(lock), turns.token)
     assert turn is not None
     assert turn.mine
-    _turn.forget(str(lock))
 
 
 def test_another_locks_file_at_the_turn_name_is_never_touched(tmp_path: pathlib.Path) -> None:
@@ -102,9 +131,8 @@ def test_another_locks_file_at_the_turn_name_is_never_touched(tmp_path: pathlib.
     other.write_bytes(encode_payload(Owner.current(), "excl", None))
     before = other.read_bytes()
     assert _turn.look(str(lock)) is None
-    _turn.claim(str(lock), _turn.claim_token(str(lock)), None)
+    _turn.claim(str(lock), _turn.TurnState().claim_token(), None)
     assert other.read_bytes() == before
-    _turn.forget(str(lock))
 
 
 def test_a_symlink_at_the_turn_is_neither_followed_nor_trusted(tmp_path: pathlib.Path) -> None:
@@ -113,10 +141,9 @@ def test_a_symlink_at_the_turn_is_neither_followed_nor_trusted(tmp_path: pathlib
     victim.write_text("precious")
     os.symlink(victim, str(lock) + _turn.TURN_SUFFIX)
     assert _turn.look(str(lock)) is None
-    _turn.claim(str(lock), _turn.claim_token(str(lock)), None)
+    _turn.claim(str(lock), _turn.TurnState().claim_token(), None)
     assert victim.read_text() == "precious"
     assert os.path.islink(str(lock) + _turn.TURN_SUFFIX)  # not a turn: left alone
-    _turn.forget(str(lock))
 
 
 def _returns_promptly(call: Callable[[], object]) -> object:
@@ -158,15 +185,11 @@ def test_garbage_in_the_turn_is_no_turn(tmp_path: pathlib.Path) -> None:
 
 
 def test_a_waiter_counts_only_the_waits_no_release_ended() -> None:
-    name = "/nowhere/a.lock"
-
-    def count() -> tuple[bool, bool]:
-        for _ in range(5):
-            _turn.waited(name, noticed=True)
-        before = _turn.due(name)
-        for _ in range(_turn.TURN_AFTER):
-            _turn.waited(name, noticed=False)
-        return before, _turn.due(name)
-
-    assert _in_another_waiter(count) == (False, True)
-    assert not _turn.due(name)  # another waiter's count is not ours
+    turns, other = _turn.TurnState(), _turn.TurnState()
+    for _ in range(5):
+        turns.waited(noticed=True)
+    assert not turns.due()
+    for _ in range(_turn.TURN_AFTER):
+        turns.waited(noticed=False)
+    assert turns.due()
+    assert not other.due()  # another waiter's count is not ours
