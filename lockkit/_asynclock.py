@@ -209,7 +209,7 @@ class AsyncLock(_LockCore):
         backend = self._backend
         ttl = self.ttl if backend.capabilities.ttl else None
         start = time.monotonic()
-        if self._plan.accepts_waiter and timeout > 0:
+        if self._plan.eager_waiter and timeout > 0:
             # Spec v2: the first attempt already knows the caller will wait.
             waiter = make_waiter(backend, self._plan, self._name)
             lease = await self._acquire_contended(backend, ttl, timeout, deadline, waiter)

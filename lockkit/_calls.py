@@ -14,7 +14,6 @@ This is where the core keeps its promises whatever a plugin does (architecture Â
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import warnings
@@ -24,11 +23,11 @@ import attrs
 
 from lockkit._info import Lease
 from lockkit._spec_v1 import SpecV1Methods
+from lockkit._threads import try_acquire_in_thread
 from lockkit.errors import BackendError, BackendUnavailable, LockError, PluginError
 from lockkit.spec import Backend, Waiter
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable
 
     from lockkit._info import LockInfo, Owner
@@ -60,6 +59,7 @@ class Plan:
 
     Attributes:
         accepts_waiter: ``try_acquire`` takes ``waiter=`` (spec v2).
+        eager_waiter: It takes it from the first attempt (``Backend.eager_waiter``).
         own_waiter: The backend makes its own waiter (``waiter`` overridden, or v1
             ``wait``): the core makes it before the first attempt of a waiting caller.
         legacy_waiting: Spec v1 waiting (``wait``/``stop_waiting`` overridden).
@@ -68,6 +68,7 @@ class Plan:
     """
 
     accepts_waiter: bool
+    eager_waiter: bool
     own_waiter: bool
     legacy_waiting: bool
     native_async: frozenset[str]
@@ -100,8 +101,10 @@ def plan(backend: Backend) -> Plan:
             for method in _ASYNC
             if getattr(cls, method) is not getattr(SpecV1Methods, method)
         )
+        accepts = _takes_waiter(cls.try_acquire)
         found = Plan(
-            accepts_waiter=_takes_waiter(cls.try_acquire),
+            accepts_waiter=accepts,
+            eager_waiter=accepts and cls.eager_waiter,
             own_waiter=legacy or cls.waiter is not Backend.waiter,
             legacy_waiting=legacy,
             native_async=native,
@@ -168,52 +171,6 @@ def make_waiter(backend: Backend, how: Plan, name: str) -> Waiter:
 # -- asyncio ---------------------------------------------------------------------------
 
 
-async def try_acquire_in_thread(
-    backend: Backend,
-    name: str,
-    owner: Owner,
-    ttl: float | None,
-    *,
-    shared: bool,
-    waiter: Waiter | None,
-) -> Lease | None:
-    """``try_acquire`` in a worker thread, leaving nothing held if the caller is cancelled.
-
-    A thread cannot be stopped: on cancellation the attempt finishes, and the lease it
-    got (if any) is released, in a worker thread too.
-    """
-    import asyncio  # noqa: PLC0415 - already imported by the running event loop
-
-    if waiter is not None and plan(backend).accepts_waiter:
-        v2: Any = backend.try_acquire  # `waiter` is an optional keyword of spec v2
-        call = asyncio.to_thread(
-            functools.partial(v2, waiter=waiter), name, owner, ttl, shared=shared
-        )
-    else:
-        call = asyncio.to_thread(backend.try_acquire, name, owner, ttl, shared=shared)
-    attempt = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(attempt)
-    except asyncio.CancelledError:
-        attempt.add_done_callback(lambda done: _release_abandoned(backend, done))
-        raise
-
-
-def _release_abandoned(backend: Backend, attempt: asyncio.Future[Lease | None]) -> None:
-    """Release what an attempt got after its caller was cancelled (a done callback)."""
-    if attempt.cancelled() or attempt.exception() is not None:
-        return
-    lease = attempt.result()
-    if lease is not None:
-        import asyncio  # noqa: PLC0415
-
-        # The executor keeps the work item alive; nobody needs its result.
-        try:
-            asyncio.get_running_loop().run_in_executor(None, backend.release, lease)
-        except RuntimeError:  # the loop is shutting its executor down: do it here
-            backend.release(lease)
-
-
 async def try_acquire_async(
     backend: Backend,
     how: Plan,
@@ -226,7 +183,8 @@ async def try_acquire_async(
 ) -> Lease | None:
     """One attempt for an asyncio caller: native if the backend has it, else in a thread."""
     if "try_acquire_async" not in how.native_async:
-        return await try_acquire_in_thread(backend, name, owner, ttl, shared=shared, waiter=waiter)
+        given = waiter if how.accepts_waiter else None
+        return await try_acquire_in_thread(backend, name, owner, ttl, shared=shared, waiter=given)
     native: Any = backend.try_acquire_async
     if waiter is not None and how.async_accepts_waiter:
         lease: Lease | None = await native(name, owner, ttl, shared=shared, waiter=waiter)

@@ -496,7 +496,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         try:
             ttl = self.ttl if backend.capabilities.ttl else None
             # The uncontended case is one call; the loop and its generator only on failure.
-            if self._plan.accepts_waiter and timeout > 0:
+            if self._plan.eager_waiter and timeout > 0:
                 # Spec v2: the first attempt already knows the caller will wait.
                 waiter = make_waiter(backend, self._plan, self._name)
                 lease = self._acquire_contended(backend, ttl, timeout, deadline, waiter)

@@ -13,16 +13,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from lockkit._backoff import poll_delay
+
 if TYPE_CHECKING:
     from lockkit._info import Lease, LockInfo, Owner
 
 __all__ = ["SpecV1Methods"]
-
-
-def _delay(attempt: int) -> float:
-    from lockkit.spec import poll_delay  # noqa: PLC0415 - spec imports this module
-
-    return poll_delay(attempt)
 
 
 class SpecV1Methods:
@@ -37,7 +33,7 @@ class SpecV1Methods:
         del name
         remaining = deadline - time.monotonic()
         if remaining > 0:
-            time.sleep(min(_delay(attempt), remaining))
+            time.sleep(min(poll_delay(attempt), remaining))
         return False
 
     def stop_waiting(self, name: str) -> None:
@@ -51,7 +47,7 @@ class SpecV1Methods:
         del name
         remaining = deadline - time.monotonic()
         if remaining > 0:
-            await asyncio.sleep(min(_delay(attempt), remaining))
+            await asyncio.sleep(min(poll_delay(attempt), remaining))
         return False
 
     async def stop_waiting_async(self, name: str) -> None:
@@ -62,7 +58,7 @@ class SpecV1Methods:
         self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
     ) -> Lease | None:
         """Spec v1 default: `try_acquire` in a worker thread (the core adapter's default)."""
-        from lockkit._calls import try_acquire_in_thread  # noqa: PLC0415
+        from lockkit._threads import try_acquire_in_thread  # noqa: PLC0415 - asyncio only
 
         backend: Any = self
         return await try_acquire_in_thread(backend, name, owner, ttl, shared=shared, waiter=None)

@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 import attrs
 import pluggy
 
+from lockkit._backoff import POLL_MAX, POLL_MIN, poll_delay
 from lockkit._spec_v1 import SpecV1Methods
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAME",
+    "POLL_MAX",
+    "POLL_MIN",
     "Backend",
     "Capabilities",
     "Support",
@@ -107,21 +110,6 @@ NAME = "lockkit"
 _spec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)
 """Decorator that marks a plugin's hook implementations."""
-
-POLL_MIN = 0.002
-"""The first pause of a polling wait, in seconds."""
-POLL_MAX = 0.05
-"""The longest pause of a polling wait, in seconds: a release is seen within it."""
-
-
-def poll_delay(attempt: int) -> float:
-    """The pause before attempt ``attempt + 1`` of a polling wait: 2 ms doubling to 50 ms.
-
-    The one backoff rule of lockkit: `Waiter`, the file backends' bounded waits and
-    the asyncio waits all use it.
-    """
-    delay: float = min(0.001 * 2.0 ** min(max(attempt, 1), 16), POLL_MAX)
-    return delay
 
 
 @attrs.frozen
@@ -258,6 +246,11 @@ class Backend(SpecV1Methods, abc.ABC):
     """URL schemes this backend serves (``LOCKKIT_URL=scheme://...``), built by
     `from_url`. Advertise each extra scheme as an entry point too, so a URL loads only
     this plugin."""
+    eager_waiter: ClassVar[bool] = False
+    """Hand the `Waiter` to the *first* attempt of a caller that will wait, not only to
+    the attempts after a failure (for a ``try_acquire`` that declares ``waiter=``): the
+    failing attempt can then queue the caller in the same round trip. It costs a waiter
+    per blocking acquisition, so only backends that use it set it."""
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -311,9 +304,10 @@ class Backend(SpecV1Methods, abc.ABC):
                 ``shared`` capability.
 
         **Optional keyword** ``waiter: Waiter | None = None``: a backend that declares
-        it receives the `Waiter` of a caller that will wait if the attempt fails (made
-        by `waiter`), or ``None``, and may queue or arm a watch as it fails. The core
-        passes it only to backends whose ``try_acquire`` declares it.
+        it receives the `Waiter` of a caller that waits (made by `waiter`) on every
+        attempt after the first failure, and on the first one too with
+        ``eager_waiter``; otherwise ``None``. It may queue or arm a watch as it fails.
+        The core passes it only to backends whose ``try_acquire`` declares it.
 
         Returns:
             A lease on success, ``None`` when the lock is held by someone else.
