@@ -43,7 +43,7 @@ import attrs
 from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import AsyncScript, LoopConnections, import_redis, unavailable
-from lockkit.backends.redis._payload import holder_info, version_text
+from lockkit.backends.redis._payload import from_inspect, version_text
 from lockkit.backends.redis._single import queued_args
 
 if TYPE_CHECKING:
@@ -138,6 +138,7 @@ class _LoopSide:
         self.break_ = AsyncScript(_scripts.BREAK, self.connections)
         self.enqueue = AsyncScript(_scripts.ENQUEUE, self.connections)
         self.leave = AsyncScript(_scripts.LEAVE, self.connections)
+        self.inspect = AsyncScript(_scripts.INSPECT, self.connections)
         # The listener's reads block until a wake-up comes: no socket timeout there.
         self._listen_pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=None
@@ -352,14 +353,11 @@ class AsyncRedis:
         """The holder's payload, expiry, fencing token and version (as `RedisBackend.inspect`)."""
         side = await self._side(backend)
         redis = import_redis()
-        key, fence, _ = backend.keys(name)
         try:
-            value, pttl, counter = await _shielded(_read_holder(side, key, fence))
+            reply = await _shielded(side.inspect(keys=backend.keys(name)[:2], args=[]))
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable(side, exc) from None
-        if value is None:
-            return None
-        return holder_info(name, backend.name, value, pttl, counter)
+        return from_inspect(name, backend.name, reply)
 
     async def break_lock(self, backend: RedisBackend, name: str, expected: LockInfo) -> bool:
         """Delete the key if it still holds ``expected``'s token and version."""
@@ -391,7 +389,10 @@ class AsyncRedis:
         redis = import_redis()
         try:
             wait = await self._wait_of(side, waiter)
-            if not wait.queued:
+            # A wake-up took our entry out of the queue; an attempt made in a worker
+            # thread (a reader's) did not put it back.
+            if not wait.queued or wait.woken:
+                wait.woken = False
                 keys = backend.keys(waiter.name)
                 args = [wait.channel, _scripts.QUEUE_TTL_MS]
                 enqueue = asyncio.ensure_future(side.enqueue(keys=keys, args=args))
@@ -450,15 +451,6 @@ class AsyncRedis:
         woken = "1" if wait.woken or wait.signalled else "0"
         with contextlib.suppress(redis.RedisError, OSError):
             await wait.side.leave(keys=keys, args=[wait.channel, wait.name, woken, ""])
-
-
-async def _read_holder(side: _LoopSide, key: str, fence: str) -> tuple[Any, Any, Any]:
-    async with side.client.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.pttl(key)
-        pipe.get(fence)
-        value, pttl, counter = await pipe.execute()
-    return value, pttl, counter
 
 
 def _expire(future: asyncio.Future[bool]) -> None:

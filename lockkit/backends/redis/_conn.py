@@ -421,6 +421,7 @@ class Server:
     release: Script = attrs.field(repr=False)
     refresh: Script = attrs.field(repr=False)
     fence: Script = attrs.field(repr=False)
+    inspect: Script = attrs.field(repr=False)
     break_: Script = attrs.field(repr=False)
     enqueue: Script = attrs.field(repr=False)
     leave: Script = attrs.field(repr=False)
@@ -474,6 +475,7 @@ def connect(url: str) -> Server:
         release=Script(_scripts.RELEASE, connection),
         refresh=Script(_scripts.REFRESH, connection),
         fence=Script(_scripts.FENCE, connection),
+        inspect=Script(_scripts.INSPECT, connection),
         break_=Script(_scripts.BREAK, connection),
         enqueue=Script(_scripts.ENQUEUE, connection),
         leave=Script(_scripts.LEAVE, connection),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -15,7 +15,7 @@ from lockkit.backends._file import decode_payload, encode_payload
 if TYPE_CHECKING:
     from lockkit._info import Owner
 
-__all__ = ["Offer", "Reader", "holder_info", "version_of", "version_text"]
+__all__ = ["Offer", "Reader", "from_inspect", "holder_info", "version_of", "version_text"]
 
 # The version the scripts append to a holder's payload (see `._scripts`).
 _VERSION = re.compile(rb',"fence":(\d+),"renewals":(\d+)\}\s*$')
@@ -147,3 +147,18 @@ def holder_info(
         shared=shared,
         identity=version,
     )
+
+
+def from_inspect(name: str, backend: str, reply: list[Any]) -> LockInfo | None:
+    """The holder `._scripts.INSPECT` found (its reply), or ``None`` when the lock is free."""
+    if reply[0] is not None:
+        value, pttl, counter = reply
+        return holder_info(name, backend, value, pttl, counter)
+    _, counter, member, score, seconds, micros = reply
+    if member is None or score is None:
+        return None
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    left = int(float(score)) - now_ms
+    if left <= 0:
+        return None  # a crashed reader's entry, past its expiry
+    return holder_info(name, backend, member, left, counter, shared=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 from lockkit._calls import try_acquire_in_thread
 from lockkit._spec_v1 import SpecV1Methods
 from lockkit.backends.redis._payload import Reader, holder_info, version_of, version_text
-from lockkit.backends.redis._single import RedisBackend, queued_args, read_holder
+from lockkit.backends.redis._single import RedisBackend, queued_args
 from lockkit.backends.redis._waiter import RedisWaiter
 from lockkit.errors import BackendUnavailable, SharedLocksUnsupported
 from lockkit.spec import Capabilities
@@ -189,15 +189,16 @@ class RedlockBackend(RedisBackend):
         missed a refresh lags). Raises `BackendUnavailable` when the unreachable
         servers could make up the difference (cannot tell).
         """
-        key, fence, _ = self.keys(name)
+        keys = self.keys(name)[:2]
         copies: dict[str, list[tuple[bytes, int | None]]] = {}
         failures: list[BackendUnavailable] = []
         for server in self.servers:
             try:
-                value, pttl, _counter = self.call(server, read_holder, server, key, fence)
+                reply = self.call(server, server.inspect, keys, [])
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
+            value, pttl = reply[0], reply[1]
             if value is not None:
                 holder = holder_info(name, self.name, value, pttl, None)
                 token = holder.owner.token if holder.owner is not None else ""

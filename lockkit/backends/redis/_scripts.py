@@ -37,6 +37,7 @@ __all__ = [
     "BREAK",
     "ENQUEUE",
     "FENCE",
+    "INSPECT",
     "LEAVE",
     "QUEUE_TTL_MS",
     "REFRESH",
@@ -366,4 +367,18 @@ return 1
 """Extend a reader's entry. KEYS: lock. ARGV: the reader's payload, ttl ms.
 
 An entry past its expiry is lost: a writer may have got in since.
+"""
+
+INSPECT = """
+local value = redis.call('get', KEYS[1])
+if value then return {value, redis.call('pttl', KEYS[1]), redis.call('get', KEYS[2])} end
+local last = redis.call('zrange', KEYS[1] .. ':readers', -1, -1, 'WITHSCORES')
+local t = redis.call('time')
+return {false, redis.call('get', KEYS[2]), last[1] or false, last[2] or false, t[1], t[2]}
+"""
+"""Read the holder (read-only), in one round trip on the kept connection.
+
+KEYS: lock, fence. Returns ``{value, pttl ms, counter}`` when an exclusive holder has
+the key, else ``{nil, counter, reader, its expiry ms, server seconds, microseconds}``
+for the reader whose entry lasts longest (nil, nil when there is none).
 """

@@ -36,7 +36,7 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
-from lockkit.backends.redis._payload import Offer, Reader, holder_info, version_text
+from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
 from lockkit.backends.redis._scripts import QUEUE_TTL_MS
 from lockkit.backends.redis._waiter import Listeners, RedisWaiter
 from lockkit.errors import BackendUnavailable, InvalidLockName, LockkitWarning, SettingsError
@@ -357,12 +357,9 @@ class RedisBackend(Backend):
 
     def inspect(self, name: str) -> LockInfo | None:
         """The holder's payload, expiry, fencing token and version (always read afresh)."""
-        key, fence, _ = self.keys(name)
         server = self.servers[0]
-        value, pttl, counter = self.call(server, read_holder, server, key, fence)
-        if value is None:
-            return self._inspect_shared(server, name, counter)
-        return holder_info(name, self.name, value, pttl, counter)
+        reply = self.call(server, server.inspect, self.keys(name)[:2], [])
+        return from_inspect(name, self.name, reply)
 
     def break_lock(self, name: str, expected: LockInfo) -> bool:
         """Delete the key if it still holds ``expected``'s token *and* version (in Lua)."""
@@ -421,16 +418,6 @@ class RedisBackend(Backend):
         server = self.servers[0]
         args = [lease.handle.payload, max(1, int(ttl * 1000))]
         return bool(self.call(server, server.refresh_shared, [key], args))
-
-    def _inspect_shared(self, server: Server, name: str, counter: Any) -> LockInfo | None:  # noqa: ANN401
-        """Readers holding ``name``: the one whose entry lasts longest stands for them."""
-        key = self.keys(name)[0]
-        last, (seconds, micros) = self.call(server, _last_reader, server, f"{key}:readers")
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        if not last or last[0][1] <= now_ms:
-            return None
-        member, score = last[0]
-        return holder_info(name, self.name, member, score - now_ms, counter, shared=True)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -554,24 +541,6 @@ class RedisBackend(Backend):
             ok=False,
             reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
         )
-
-
-def _last_reader(server: Server, readers: str) -> tuple[Any, Any]:
-    pipe = server.client.pipeline(transaction=False)
-    pipe.zrange(readers, -1, -1, withscores=True)
-    pipe.time()
-    last, now = pipe.execute()
-    return last, now
-
-
-def read_holder(server: Server, key: str, fence: str) -> tuple[Any, Any, Any]:
-    """The lock key's value and time to live, and the fence counter (one round trip)."""
-    pipe = server.client.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.pttl(key)
-    pipe.get(fence)
-    value, pttl, counter = pipe.execute()
-    return value, pttl, counter
 
 
 def _default_root() -> str:
