@@ -71,6 +71,10 @@ def _until(condition: object, what: str, timeout: float = 10.0) -> None:
 
 
 def _waiter_of(backend: RedisBackend, name: str) -> RedisWaiter:
+    """A waiter whose attempts can queue at once: an idle listener is at hand."""
+    listeners = backend.listeners[0]
+    if not listeners.has_idle():
+        listeners.give_back(listeners.take())
     waiter = backend.waiter(name)
     assert isinstance(waiter, RedisWaiter)
     return waiter

@@ -132,3 +132,21 @@ def test_threads_waiting_in_one_process_never_overlap(redis_url: str, name: str)
         assert backend.inspect(name) is None
     finally:
         backend.close()
+
+
+def test_an_uncontended_acquisition_subscribes_to_nothing(redis_url: str, name: str) -> None:
+    # A listener is subscribed when some acquisition first has to wait, not before.
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        lock = lockkit.Lock(name, backend=backend, timeout=10)
+        for _ in range(3):
+            with lock:
+                pass
+        assert not backend.listeners[0].has_idle()
+        other = lockkit.Lock(name, backend=backend, timeout=10)
+        with lock:
+            with pytest.raises(lockkit.LockTimeout):
+                other.acquire(timeout=0.05)  # waits: subscribes, then gives it back
+        assert backend.listeners[0].has_idle()
+    finally:
+        backend.close()

@@ -91,7 +91,7 @@ class RedlockBackend(RedisBackend):
         failures: list[BackendUnavailable] = []
         for index, server in enumerate(self.servers):
             try:
-                if waiter is not None and index == waiter.server:
+                if waiter is not None and index == waiter.server and waiter.can_queue():
                     fence = self._attempt_queued(index, offer, waiter)
                 else:
                     args = [offer.payload, offer.ttl_ms]

@@ -267,11 +267,15 @@ class RedisBackend(Backend):
         if shared:
             return self._try_acquire_shared(name, owner, ttl, mine)
         server = self.servers[0]
-        if mine is None:
+        if mine is None or (mine.granted is None and not mine.can_queue()):
             offer = self.offer(name, owner, ttl)
             keys = self.keys(name)
             fence = self.call(server, server.acquire, keys[:2], [offer.payload, offer.ttl_ms])
-            return None if fence is None else offer.lease(int(fence))
+            if fence is None:
+                if mine is not None:
+                    mine.offer = offer  # what `wait` queues, so a release can grant it
+                return None
+            return offer.lease(int(fence))
         grant = mine.take_grant()
         if grant is not None:
             # A release gave us the lock and told us so (`RedisWaiter.wait`).
@@ -378,6 +382,8 @@ class RedisBackend(Backend):
         server = self.servers[0]
         offer = self.offer(name, owner, ttl)
         args: list[Any] = [offer.payload, offer.ttl_ms]
+        if waiter is not None and not waiter.can_queue():
+            waiter = None  # `wait` subscribes and queues, if it comes to that
         if waiter is not None:
             # Readers queue plain entries: they are woken, never granted the lock.
             channel = waiter.channel()
@@ -426,16 +432,20 @@ class RedisBackend(Backend):
         return RedisWaiter(self, name)
 
     def enqueue(self, waiter: RedisWaiter) -> bool:
-        """Queue a plain entry for ``waiter`` (whose last attempt did not queue it).
+        """Queue ``waiter``, whose last attempt did not queue it.
 
-        Returns ``False`` when the lock turned out free: the caller tries again.
+        A grant entry for the offer of that attempt if it has one (one server,
+        exclusive), else a plain entry. Returns ``False`` when the lock turned out
+        free: the caller tries again.
         """
         server = self.servers[waiter.server]
         channel = waiter.channel()
+        offer = waiter.offer
+        entry = channel if offer is None else offer.grant_entry(channel)
         keys = self.keys(waiter.name)
-        if not self.call(server, server.enqueue, keys, [channel, QUEUE_TTL_MS]):
+        if not self.call(server, server.enqueue, keys, [entry, QUEUE_TTL_MS]):
             return False
-        waiter.queue(channel, None)
+        waiter.queue(entry, offer)
         return True
 
     def leave(self, waiter: RedisWaiter) -> None:

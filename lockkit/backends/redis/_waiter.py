@@ -104,6 +104,10 @@ class Listeners:
             raise
         return Listener(pubsub, channel)
 
+    def has_idle(self) -> bool:
+        """Whether `take` would lend an idle listener (no round trip), as far as known now."""
+        return bool(self._idle) and self._pid == os.getpid()
+
     def give_back(self, listener: Listener) -> None:
         """Keep ``listener`` for the next waiter (or close it, past `_IDLE_LISTENERS`)."""
         if listener.pid != os.getpid():
@@ -136,10 +140,22 @@ class RedisWaiter(Waiter):
         queued: The offer a grant entry registered (``None`` for a plain entry).
         woken: A plain wake-up arrived and no attempt has used it yet.
         granted: The fencing token of a grant that no attempt has used yet.
+        offer: The offer of a failed attempt that could not queue (no listener was at
+            hand): `wait` queues it as a grant entry.
         tasks: The asyncio side's state, when an asyncio caller waits.
     """
 
-    __slots__ = ("backend", "entry", "granted", "listener", "queued", "server", "tasks", "woken")
+    __slots__ = (
+        "backend",
+        "entry",
+        "granted",
+        "listener",
+        "offer",
+        "queued",
+        "server",
+        "tasks",
+        "woken",
+    )
 
     def __init__(self, backend: RedisBackend, name: str) -> None:
         """A waiter for ``name`` through ``backend``; it connects nothing yet."""
@@ -151,7 +167,20 @@ class RedisWaiter(Waiter):
         self.queued: Offer | None = None
         self.woken = False
         self.granted: int | None = None
+        self.offer: Offer | None = None
         self.tasks: AsyncWait | None = None
+
+    def can_queue(self) -> bool:
+        """Whether an attempt can queue this waiter without subscribing first.
+
+        True once it has a listener, or when an idle one is at hand. The first
+        acquisition of a process that ever waits subscribes in `wait` instead (and
+        queues there): an uncontended acquisition never pays for a subscription.
+        """
+        listener = self.listener
+        if listener is not None and listener.pid == os.getpid():
+            return True
+        return self.backend.listeners[self.server].has_idle()
 
     def channel(self) -> str:
         """This waiter's channel, borrowing a listener first if it has none.
@@ -173,6 +202,7 @@ class RedisWaiter(Waiter):
     def queue(self, entry: str, offer: Offer | None) -> None:
         """Record that an attempt queued ``entry`` (registering ``offer`` if a grant entry)."""
         self.entry, self.queued = entry, offer
+        self.offer = None
         self.woken = False
         self.granted = None
 
@@ -182,6 +212,7 @@ class RedisWaiter(Waiter):
         self.queued = None
         self.woken = False
         self.granted = None
+        self.offer = None
 
     def take_grant(self) -> tuple[Offer, int] | None:
         """The grant a release sent and `wait` read, once: (offer, fencing token)."""
@@ -195,7 +226,8 @@ class RedisWaiter(Waiter):
         """Listen until a release wakes or grants this waiter, bounded by ``poll``.
 
         The failed attempt queued the entry; only a waiter whose attempt did not queue
-        it (a Redlock attempt that won one server, a server that failed) queues here.
+        it (no listener was at hand yet, a Redlock attempt that won one server, a
+        server that failed) subscribes and queues here.
         """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
