@@ -144,9 +144,8 @@ def test_an_uncontended_acquisition_subscribes_to_nothing(redis_url: str, name: 
                 pass
         assert not backend.listeners[0].has_idle()
         other = lockkit.Lock(name, backend=backend, timeout=10)
-        with lock:
-            with pytest.raises(lockkit.LockTimeout):
-                other.acquire(timeout=0.05)  # waits: subscribes, then gives it back
+        with lock, pytest.raises(lockkit.LockTimeout):
+            other.acquire(timeout=0.05)  # waits: subscribes, then gives it back
         assert backend.listeners[0].has_idle()
     finally:
         backend.close()
