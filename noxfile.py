@@ -240,7 +240,7 @@ def coverage(session: nox.Session) -> None:
 def redis_oldest(session: nox.Session) -> None:
     """The Redis tests against the oldest redis-py the ``redis`` extra allows.
 
-    lockkit drives redis-py's connections directly (``lockkit.backends._redis_conn``),
+    lockkit drives redis-py's connections directly (``lockkit.backends.redis._conn``),
     whose API moved between releases; the floor is read from pyproject.toml, so this
     session follows it.
     """

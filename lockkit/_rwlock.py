@@ -353,8 +353,10 @@ def _why_not(lock: Lock) -> str:
     """Where the backend choice came from, and whether another setup of it would do."""
     backend, selection = lock.backend, lock.selection
     hints = []
-    if type(backend).capabilities.shared:
-        # The class can share, this instance cannot (a Redlock over several servers).
+    family = type(backend).__mro__
+    if any(getattr(getattr(cls, "capabilities", None), "shared", False) for cls in family):
+        # A class it derives from can share, this one cannot (a Redlock over several
+        # servers is a RedisBackend that takes no shared locks).
         hints.append(f"{backend.name!r} can in some setups, but not this one ({backend!r}).")
     if selection.source != "argument":
         detail = f": {selection.detail}" if selection.detail else ""

@@ -1,6 +1,6 @@
 """The connections each thread (and event loop) keeps to Redis for lock scripts.
 
-`lockkit.backends._redis_conn` replaces redis-py's per-command pool checkout, so these
+`lockkit.backends.redis._conn` replaces redis-py's per-command pool checkout, so these
 tests pin what a checkout gave: scripts load again after the server forgot them, a
 connection the server closed is replaced, a thread's connection goes back to the pool
 when the thread ends, a forked child never talks on its parent's socket, and a late
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lockkit._info import Owner
-from lockkit.backends import _redis_conn
-from lockkit.backends._redis_conn import pack_command
 from lockkit.backends.redis import RedisBackend
+from lockkit.backends.redis import _conn as _redis_conn
+from lockkit.backends.redis._conn import pack_command
 from lockkit.errors import BackendUnavailable
 from tests.redis_server import RedisServer
 
@@ -129,7 +129,7 @@ def test_failed_send_is_sent_again_on_a_connection_of_its_own(
     redis_url: str, make_backend: Callable[[str], RedisBackend]
 ) -> None:
     backend = make_backend(redis_url)
-    connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
+    connection = backend._servers[0].acquire.connection  # noqa: SLF001
     assert connection.execute("ECHO", "before") == b"before"
     held = connection.held
     assert held is not None
@@ -243,7 +243,7 @@ def test_interrupted_read_never_reaches_the_next_command(
     from redis.exceptions import TimeoutError as RedisTimeout
 
     backend = make_backend(f"{redis_url}?socket_timeout=0.1")
-    connection = backend._servers[0].acquire_fast.connection  # noqa: SLF001
+    connection = backend._servers[0].acquire.connection  # noqa: SLF001
     empty = f"empty-{uuid.uuid4().hex}"
     # The server answers BLPOP after 0.5 s, long after the client gave up on it: that
     # late reply must not be read as the answer to the next command.
@@ -308,7 +308,7 @@ def test_async_connection_closed_by_the_server(
 def test_async_interrupted_read_never_reaches_the_next_command(
     redis_url: str, make_backend: Callable[[str], RedisBackend]
 ) -> None:
-    from lockkit.backends._redis_async import for_backend
+    from lockkit.backends.redis._async import for_backend
 
     backend = make_backend(redis_url)
     empty = f"empty-async-{uuid.uuid4().hex}"
@@ -331,7 +331,7 @@ def test_async_interrupted_read_never_reaches_the_next_command(
 def test_async_tasks_share_the_loop_connections(
     redis_url: str, make_backend: Callable[[str], RedisBackend]
 ) -> None:
-    from lockkit.backends._redis_async import for_backend
+    from lockkit.backends.redis._async import for_backend
 
     backend = make_backend(redis_url)
 

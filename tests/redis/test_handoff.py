@@ -23,7 +23,7 @@ import pytest
 
 import lockkit
 from lockkit._info import Owner
-from lockkit.backends.redis import RedisBackend
+from lockkit.backends.redis import RedisBackend, RedisWaiter
 from lockkit.errors import LockTimeout
 
 if TYPE_CHECKING:
@@ -70,10 +70,22 @@ def _until(condition: object, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
-def _queue_behind(waiter: RedisBackend, name: str, owner: Owner | None = None) -> None:
-    """Make ``waiter`` fail an attempt and queue, its wait over before any release."""
-    assert waiter.try_acquire(name, owner or Owner.current(), 30) is None
-    assert not waiter.wait(name, time.monotonic() + 0.05, 1)
+def _waiter_of(backend: RedisBackend, name: str) -> RedisWaiter:
+    """A waiter whose attempts can queue at once: an idle listener is at hand."""
+    listeners = backend.listeners[0]
+    if not listeners.has_idle():
+        listeners.give_back(listeners.take())
+    waiter = backend.waiter(name)
+    assert isinstance(waiter, RedisWaiter)
+    return waiter
+
+
+def _queue_behind(backend: RedisBackend, name: str, owner: Owner | None = None) -> RedisWaiter:
+    """Make ``backend`` fail an attempt with a waiter, which queues it (no wait yet)."""
+    waiter = _waiter_of(backend, name)
+    assert backend.try_acquire(name, owner or Owner.current(), 30, waiter=waiter) is None
+    assert waiter.entry  # queued by the failed attempt itself
+    return waiter
 
 
 def _waiter(url: str, name: str, conn: Connection) -> None:
@@ -127,17 +139,17 @@ def test_a_grant_found_by_the_next_attempt_is_used(
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
     queued_owner = Owner.current()
-    _queue_behind(waiter, name, queued_owner)  # not listening when the release comes
+    wait = _queue_behind(waiter, name, queued_owner)  # not listening when the release comes
     assert holder.release(held)
     info = holder.inspect(name)
     assert info is not None
     assert info.owner is not None
     assert info.owner.token == queued_owner.token  # granted to the queued entry
-    lease = waiter.try_acquire(name, Owner.current(), 30)
+    lease = waiter.try_acquire(name, Owner.current(), 30, waiter=wait)
     assert lease is not None
     assert lease.token == queued_owner.token
     assert lease.fencing_token == held.fencing_token + 1  # type: ignore[operator]
-    waiter.stop_waiting(name)  # a no-op: the grant took it out of the queue
+    wait.close()  # no round trip: the grant took it out of the queue
     assert waiter.inspect(name) is not None
     assert waiter.release(lease)
     assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
@@ -149,19 +161,25 @@ def test_a_stale_grant_message_is_not_taken_for_a_new_grant(
     holder, waiter = backends
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
-    _queue_behind(waiter, name)
+    wait = _queue_behind(waiter, name)
     holder.release(held)  # grants; the message waits unread in the waiter's connection
-    first = waiter.try_acquire(name, Owner.current(), 30)  # finds the grant in Redis
+    first = waiter.try_acquire(name, Owner.current(), 30, waiter=wait)  # finds the grant
     assert first is not None
-    waiter.stop_waiting(name)
+    assert wait.listener is not None
+    channel = wait.listener.channel
+    wait.close()  # gives the listener back, the grant message still unread on it
     waiter.release(first)
-    # A new acquisition of the same lock: the old grant message must not count.
+    # A new acquisition of the same lock, on the same listener: the old grant message
+    # must not count.
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
-    assert waiter.try_acquire(name, Owner.current(), 30) is None
-    assert not waiter.wait(name, time.monotonic() + 0.3, 1)
-    assert waiter.try_acquire(name, Owner.current(), 30) is None
-    waiter.stop_waiting(name)
+    again = _waiter_of(waiter, name)
+    assert waiter.try_acquire(name, Owner.current(), 30, waiter=again) is None
+    assert again.listener is not None
+    assert again.listener.channel == channel  # the same listener
+    assert not again.wait(time.monotonic() + 0.3)
+    assert waiter.try_acquire(name, Owner.current(), 30, waiter=again) is None
+    again.close()
     info = waiter.inspect(name)
     assert info is not None
     assert info.owner is not None
@@ -177,20 +195,21 @@ def test_an_unused_grant_goes_to_the_next_waiter(
     try:
         held = holder.try_acquire(name, Owner.current(), 30)
         assert held is not None
-        _queue_behind(waiter, name)
+        first = _queue_behind(waiter, name)
         next_owner = Owner.current()
-        _queue_behind(third, name, next_owner)
+        second = _queue_behind(third, name, next_owner)
         assert client.llen(f"lockkit:{{{name}}}:waiters") == 2
         holder.release(held)  # granted to the first waiter...
-        waiter.stop_waiting(name)  # ...which gives up (timed out, cancelled)
+        first.close()  # ...which gives up (timed out, cancelled)
         info = holder.inspect(name)
         assert info is not None
         assert info.owner is not None
         assert info.owner.token == next_owner.token  # passed on to the next in line
-        assert third.wait(name, time.monotonic() + 5, 2)  # and it is told
-        lease = third.try_acquire(name, Owner.current(), 30)
+        assert second.wait(time.monotonic() + 5)  # and it is told
+        lease = third.try_acquire(name, Owner.current(), 30, waiter=second)
         assert lease is not None
         assert lease.token == next_owner.token
+        second.close()
         third.release(lease)
         assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
         assert holder.inspect(name) is None
@@ -238,24 +257,41 @@ def test_a_grant_to_a_killed_waiter_is_undone(
         other.release(lease)
 
 
-def test_the_inspect_after_a_failed_attempt_reports_the_holder_it_saw(
+def test_inspect_never_answers_from_a_failed_attempt(
     backends: tuple[RedisBackend, RedisBackend], name: str
 ) -> None:
     holder, waiter = backends
     held = holder.try_acquire(name, Owner.current(), 30)
     assert held is not None
-    assert waiter.try_acquire(name, Owner.current(), 30) is None
-    seen = waiter.inspect(name)  # answered from the failed attempt's own reading
+    wait = _waiter_of(waiter, name)
+    assert waiter.try_acquire(name, Owner.current(), 30, waiter=wait) is None
+    holder.release(held)  # granted to the waiter's entry
+    seen = waiter.inspect(name)  # asks Redis: the holder now is the grant
     assert seen is not None
     assert seen.owner is not None
-    assert seen.owner.token == held.token
-    assert seen.fencing_token == held.fencing_token
-    assert seen.expires is not None
-    asked = holder.inspect(name)
-    assert asked is not None
-    assert abs((asked.expires - seen.expires).total_seconds()) < 1  # type: ignore[operator]
-    holder.release(held)
-    assert waiter.inspect(name) is None  # used once: the next one asks Redis
+    assert seen.owner.token != held.token
+    wait.close()  # the unused grant is undone
+    assert waiter.inspect(name) is None
+
+
+def test_an_attempt_does_not_depend_on_what_the_thread_did_before(
+    backends: tuple[RedisBackend, RedisBackend], name: str, client: redis.Redis
+) -> None:
+    # Another acquisition's waiter (left open) must not make this attempt queue or take
+    # its grant: waiting state lives on the waiter, not on the thread.
+    holder, waiter = backends
+    held = holder.try_acquire(name, Owner.current(), 30)
+    assert held is not None
+    wait = _queue_behind(waiter, name)
+    assert waiter.try_acquire(name, Owner.current(), 30) is None
+    assert client.llen(f"lockkit:{{{name}}}:waiters") == 1
+    holder.release(held)  # granted to `wait`'s entry
+    assert waiter.try_acquire(name, Owner.current(), 30) is None  # not ours without it
+    lease = waiter.try_acquire(name, Owner.current(), 30, waiter=wait)
+    assert lease is not None
+    wait.close()
+    assert waiter.release(lease)
+    assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
 
 
 _IMPATIENT_ROUNDS = 150

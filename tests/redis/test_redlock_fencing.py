@@ -12,7 +12,7 @@ import pytest
 
 import lockkit
 from lockkit._info import Owner
-from lockkit.backends.redis import RedisBackend
+from lockkit.backends.redis import RedisBackend, RedlockBackend
 from tests.helpers.fencing import run_fenced
 from tests.redis_server import RedisServer
 
@@ -68,14 +68,15 @@ def test_a_key_lost_between_the_rounds_is_not_a_lease(
     clients = _clients(redlock_servers)
     backend = RedisBackend([server.url for server in redlock_servers])
     key, _ = _keys("between")
-    original = RedisBackend._raise_fences  # noqa: SLF001 - the second round, made late
+    assert isinstance(backend, RedlockBackend)
+    original = RedlockBackend._raise_fences  # noqa: SLF001 - the second round, made late
 
-    def expire_first(self: RedisBackend, *args: object) -> object:
+    def expire_first(self: RedlockBackend, *args: object) -> object:
         for client in clients[:2]:
             client.delete(key)  # type: ignore[attr-defined] # expired (a long pause)
         return original(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(RedisBackend, "_raise_fences", expire_first)
+    monkeypatch.setattr(RedlockBackend, "_raise_fences", expire_first)
     assert backend.try_acquire("between", Owner.current(), 10) is None
     assert [client.exists(key) for client in clients] == [0, 0, 0]  # type: ignore[attr-defined]
 

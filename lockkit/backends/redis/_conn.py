@@ -1,4 +1,8 @@
-"""Lua scripts run on a connection each thread (or event loop) keeps to a Redis server.
+"""Connections to a Redis server: redis-py loaded on first use, errors, and kept connections.
+
+`connect` builds a `Server` (redis-py pool plus the scripts of `._scripts`); `unavailable`
+turns any redis-py error into `BackendUnavailable`. Lua scripts run on a connection each
+thread (or event loop) keeps to a Redis server.
 
 Why not ``client.register_script``: a redis-py command checks a connection out of the
 pool (a lock, a health-check ``poll`` and ``recv``, metrics hooks) and back in for every
@@ -23,17 +27,27 @@ import hashlib
 import os
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import attrs
+
+from lockkit._redact import redact_url
+from lockkit.backends.redis import _scripts
+from lockkit.errors import BackendUnavailable, SettingsError
 
 __all__ = [
     "IDLE_CHECK",
     "AsyncScript",
     "LoopConnections",
     "Script",
+    "Server",
     "ThreadConnection",
+    "connect",
+    "eviction_warning",
+    "import_redis",
     "pack_command",
+    "unavailable",
 ]
 
 IDLE_CHECK = 0.1
@@ -290,3 +304,182 @@ class AsyncScript:
         except _errors().NoScriptError:
             await self.connections.execute("SCRIPT", "LOAD", self.text)
             return await self.connections.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+# -- servers -------------------------------------------------------------------------
+
+_redis_module: Any = None
+
+
+def redis_module() -> Any:  # noqa: ANN401 - the module, typed at the use sites
+    """redis-py, imported on first use (`BackendUnavailable` when it is not installed)."""
+    return _redis_module or import_redis()
+
+
+def import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
+    global _redis_module  # noqa: PLW0603 - imported once, on first use
+    if _redis_module is None:
+        try:
+            import redis  # imported only when this backend is used
+        except ImportError:
+            raise BackendUnavailable(
+                "the redis backend needs redis-py: pip install 'lockkit[redis]'"
+            ) from None
+        _redis_module = redis
+    return _redis_module
+
+
+def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
+    """The `BackendUnavailable` that a redis-py error on the server ``shown`` becomes.
+
+    One place for the blocking and asyncio sides, so every redis-py exception leaves a
+    public call as a `lockkit.LockError` with a message that says what to do.
+    """
+    errors = redis_module().exceptions
+    detail = redact_url(str(exc)) or type(exc).__name__
+
+    def kind(name: str) -> type[BaseException]:
+        found: type[BaseException] = getattr(errors, name, type(None))  # type: ignore[arg-type]
+        return found
+
+    if isinstance(exc, kind("OutOfMemoryError")):
+        message = (
+            f"Redis at {shown} is out of memory: it is over its maxmemory and, with the "
+            "noeviction policy, refuses writes, so locks cannot be taken or renewed. Free "
+            "memory, raise maxmemory, or keep locks on a server of their own"
+        )
+    elif isinstance(exc, kind("ReadOnlyError")):
+        message = f"Redis at {shown} is a read-only replica: give lockkit the master's URL"
+    elif isinstance(exc, kind("BusyLoadingError")):
+        message = f"Redis at {shown} is loading its dataset; try again when it is done"
+    elif isinstance(exc, kind("NoPermissionError")):
+        message = (
+            f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
+            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels)"
+        )
+    elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
+        message = f"cannot reach Redis at {shown}"
+    elif isinstance(exc, errors.ResponseError):
+        message = f"Redis at {shown} answered with an error"
+    else:
+        message = f"Redis at {shown} failed ({type(exc).__name__})"
+    return BackendUnavailable(f"{message}: {detail}")
+
+
+def eviction_warning(server: Server) -> str | None:
+    """Why ``server`` may drop lock keys on its own (its eviction policy), or ``None``.
+
+    Read from ``INFO memory``, else ``CONFIG GET`` (either may be disabled or denied:
+    then nothing is known and nothing is said). Any policy but ``noeviction`` lets a
+    server that reaches ``maxmemory`` delete keys: ``volatile-*`` those with a TTL, which
+    every lock key has, ``allkeys-*`` any, fencing counters included.
+    """
+    redis = redis_module()
+    policy = limit = None
+    down = (redis.ConnectionError, redis.TimeoutError, OSError)
+    try:
+        info = server.client.info("memory")
+        policy, limit = info.get("maxmemory_policy"), info.get("maxmemory")
+    except down as exc:
+        raise unavailable(server.shown, exc) from None
+    except redis.RedisError:
+        pass  # INFO renamed away or denied to this user: try CONFIG GET
+    if policy is None:
+        try:
+            config = server.client.config_get("maxmemory*")
+            policy, limit = config.get("maxmemory-policy"), config.get("maxmemory")
+        except down as exc:
+            raise unavailable(server.shown, exc) from None
+        except redis.RedisError:
+            return None  # neither is allowed: nothing known, nothing said
+    if isinstance(policy, bytes):
+        policy = policy.decode(errors="replace")
+    if policy in (None, "noeviction") or str(limit) == "0":
+        return None  # no maxmemory (0): nothing is ever evicted
+    dropped = (
+        "any key, fencing counters included"
+        if "allkeys" in str(policy)
+        else ("keys with a TTL, which every lock key has")
+    )
+    return (
+        f"Redis at {server.shown} evicts keys when it reaches maxmemory "
+        f"(maxmemory-policy {policy}): it may delete {dropped}, so a held lock can vanish "
+        "(two holders) and fencing tokens can restart. Use maxmemory-policy noeviction "
+        "(lockkit then reports the server out of memory instead), or a server of its own "
+        "for locks"
+    )
+
+
+@attrs.frozen
+class Server:
+    """One Redis server: its pool (shared by every lock of the process) and scripts."""
+
+    url: str = attrs.field(repr=redact_url)
+    client: Any = attrs.field(repr=False)
+    acquire: Script = attrs.field(repr=False)
+    acquire_queued: Script = attrs.field(repr=False)
+    release: Script = attrs.field(repr=False)
+    refresh: Script = attrs.field(repr=False)
+    fence: Script = attrs.field(repr=False)
+    inspect: Script = attrs.field(repr=False)
+    break_: Script = attrs.field(repr=False)
+    enqueue: Script = attrs.field(repr=False)
+    leave: Script = attrs.field(repr=False)
+    acquire_shared: Script = attrs.field(repr=False)
+    release_shared: Script = attrs.field(repr=False)
+    refresh_shared: Script = attrs.field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password."""
+        return redact_url(self.url)
+
+
+def connect(url: str) -> Server:
+    """A `Server` for ``url`` (no connection is made yet).
+
+    Raises:
+        SettingsError: The URL or one of its options is invalid (said without its
+            password).
+    """
+    redis = redis_module()
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+    userinfo = url.rfind("@") >= 0
+    try:
+        if userinfo and "@" not in urllib.parse.urlsplit(url).netloc:
+            # An unencoded "/", "?" or "#" in the password ends the authority early:
+            # redis-py would take the rest of the password for a path or options.
+            raise ValueError("the user name or password holds an unencoded character")  # noqa: TRY301
+        pool = redis.ConnectionPool.from_url(url, **options)
+        # Options go to the connection class: build one (it does not connect yet),
+        # so a wrong option is reported here, not as a TypeError at first use.
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError) as exc:
+        # redis-py's message may quote a piece of the password (a port "cast to
+        # integer" that is half of it): with userinfo in the URL, it is not shown.
+        reason = str(exc)
+        if userinfo or "%40" in url:
+            reason = (
+                "it cannot be parsed; percent-encode special characters in the user "
+                "name and password (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
+            )
+        raise SettingsError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
+    client = redis.Redis(connection_pool=pool)
+    # Scripts run on a connection each thread keeps (see the module docstring for why).
+    connection = ThreadConnection(pool)
+    return Server(
+        url=url,
+        client=client,
+        acquire=Script(_scripts.ACQUIRE, connection),
+        acquire_queued=Script(_scripts.ACQUIRE_QUEUED, connection),
+        release=Script(_scripts.RELEASE, connection),
+        refresh=Script(_scripts.REFRESH, connection),
+        fence=Script(_scripts.FENCE, connection),
+        inspect=Script(_scripts.INSPECT, connection),
+        break_=Script(_scripts.BREAK, connection),
+        enqueue=Script(_scripts.ENQUEUE, connection),
+        leave=Script(_scripts.LEAVE, connection),
+        acquire_shared=Script(_scripts.ACQUIRE_SHARED, connection),
+        release_shared=Script(_scripts.RELEASE_SHARED, connection),
+        refresh_shared=Script(_scripts.REFRESH_SHARED, connection),
+    )

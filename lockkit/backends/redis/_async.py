@@ -1,7 +1,8 @@
 """The asyncio side of the redis backend: ``redis.asyncio``, same scripts, same hand-off.
 
-`lockkit.backends.redis.RedisBackend`'s ``*_async`` methods delegate here for a single
-server (a Redlock of several runs the blocking methods in worker threads instead).
+`RedisBackend`'s ``*_async`` methods and its `RedisWaiter`'s ``wait_async`` and
+``close_async`` delegate here (a `RedlockBackend` runs the blocking methods in worker
+threads instead).
 The keys, the Lua scripts and the hand-off protocol are the blocking side's, so
 blocking and asyncio processes contend for the same lock correctly.
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import importlib
 import itertools
@@ -40,31 +40,21 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockkit._info import Lease, LockInfo, Owner
 from lockkit._redact import redact_url
-from lockkit.backends._file import encode_payload
-from lockkit.backends._redis_conn import AsyncScript, LoopConnections
-from lockkit.backends.redis import (
-    _ACQUIRE,
-    _ACQUIRE_FAST,
-    _BREAK,
-    _ENQUEUE,
-    _LEAVE,
-    _QUEUE_TTL_MS,
-    _RELEASE,
-    _import_redis,
-    holder_info,
-    queued_args,
-    unavailable,
-)
+from lockkit.backends.redis import _scripts
+from lockkit.backends.redis._conn import AsyncScript, LoopConnections, import_redis, unavailable
+from lockkit.backends.redis._payload import from_inspect, version_text
+from lockkit.backends.redis._single import queued_args
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
 
-    from lockkit.backends.redis import RedisBackend
+    from lockkit._info import Lease, LockInfo, Owner
+    from lockkit.backends.redis._single import RedisBackend
+    from lockkit.backends.redis._waiter import RedisWaiter
     from lockkit.errors import BackendUnavailable
 
-__all__ = ["AsyncRedis", "for_backend"]
+__all__ = ["AsyncRedis", "AsyncWait", "for_backend"]
 
 log = logging.getLogger("lockkit")
 
@@ -75,7 +65,7 @@ _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 def _import_redis_asyncio() -> Any:  # noqa: ANN401 - the module, typed at the use sites
     """redis-py with its ``redis.asyncio`` package loaded (``import redis`` may not)."""
-    redis = _import_redis()
+    redis = import_redis()
     importlib.import_module("redis.asyncio")
     return redis
 
@@ -96,12 +86,14 @@ async def _shielded(command: Awaitable[Any]) -> Any:  # noqa: ANN401 - a Redis r
 
 
 @attrs.define
-class _Wait:
-    """One task's place in one lock's hand-off queue (its ``threading.local`` in sync).
+class AsyncWait:
+    """An asyncio acquisition's place in one lock's hand-off queue (on its `RedisWaiter`).
 
     Attributes:
         name: The lock waited for.
-        channel: Where a release wakes this waiter.
+        channel: Where a release wakes this waiter (under the loop's pattern).
+        side: The event loop's connections it belongs to.
+        queued: Its plain entry is in the queue (as far as this side knows).
         woken: A wake-up arrived and the next attempt has not used it yet.
         signalled: A wake-up arrived while no `future` was waiting for it.
         future: Resolved by the listener when a wake-up arrives.
@@ -111,12 +103,15 @@ class _Wait:
 
     name: str
     channel: str
+    side: _LoopSide
+    queued: bool = False
     woken: bool = False
     signalled: bool = False
     future: asyncio.Future[bool] | None = None
     inflight: asyncio.Future[Any] | None = None
 
     def wake(self) -> None:
+        """A release woke this waiter (called by the loop's listener)."""
         if self.future is not None and not self.future.done():
             self.future.set_result(True)
         else:
@@ -135,14 +130,15 @@ class _LoopSide:
             url, socket_connect_timeout=2.0, socket_timeout=5.0
         )
         self.client = redis.asyncio.Redis(connection_pool=pool)
-        # Scripts run on connections the loop keeps (see _redis_conn for why).
+        # Scripts run on connections the loop keeps (see `._conn` for why).
         self.connections = LoopConnections(pool)
-        self.acquire_fast = AsyncScript(_ACQUIRE_FAST, self.connections)
-        self.acquire = AsyncScript(_ACQUIRE, self.connections)
-        self.release = AsyncScript(_RELEASE, self.connections)
-        self.break_ = AsyncScript(_BREAK, self.connections)
-        self.enqueue = AsyncScript(_ENQUEUE, self.connections)
-        self.leave = AsyncScript(_LEAVE, self.connections)
+        self.acquire = AsyncScript(_scripts.ACQUIRE, self.connections)
+        self.acquire_queued = AsyncScript(_scripts.ACQUIRE_QUEUED, self.connections)
+        self.release = AsyncScript(_scripts.RELEASE, self.connections)
+        self.break_ = AsyncScript(_scripts.BREAK, self.connections)
+        self.enqueue = AsyncScript(_scripts.ENQUEUE, self.connections)
+        self.leave = AsyncScript(_scripts.LEAVE, self.connections)
+        self.inspect = AsyncScript(_scripts.INSPECT, self.connections)
         # The listener's reads block until a wake-up comes: no socket timeout there.
         self._listen_pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=None
@@ -153,10 +149,7 @@ class _LoopSide:
         self._closing = False
         self._base = f"{backend.prefix}waiter:{os.urandom(12).hex()}:"
         self._serial = itertools.count()
-        self.by_channel: dict[bytes, _Wait] = {}
-        self.by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], _Wait] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.by_channel: dict[bytes, AsyncWait] = {}
         self._closer: AsyncIterator[None] | None = None
 
     async def register_closer(self, on_close: Any) -> None:  # noqa: ANN401 - a callback
@@ -217,7 +210,7 @@ class _LoopSide:
         )
 
     async def _listen(self, pubsub: Any) -> None:  # noqa: ANN401 - a redis-py PubSub
-        redis = _import_redis()
+        redis = import_redis()
         try:
             while not self._closing:
                 message = await pubsub.get_message(timeout=None)
@@ -269,30 +262,44 @@ class AsyncRedis:
     def _unavailable(side: _LoopSide, exc: Exception) -> BackendUnavailable:
         return unavailable(side.shown, exc)
 
+    async def _wait_of(self, side: _LoopSide, waiter: RedisWaiter) -> AsyncWait:
+        """``waiter``'s place on this loop's side, made (and the listener started) once."""
+        wait = waiter.tasks
+        if wait is None or wait.side is not side:
+            await side.listening()
+            wait = AsyncWait(waiter.name, side.new_channel(), side)
+            # Registered before anything is queued: the listener may see the wake-up
+            # before this task sees the script's reply.
+            side.by_channel[wait.channel.encode()] = wait
+            waiter.tasks = wait
+        return wait
+
     async def try_acquire(
-        self, backend: RedisBackend, name: str, owner: Owner, ttl: float | None
+        self,
+        backend: RedisBackend,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        waiter: RedisWaiter | None,
     ) -> Lease | None:
-        """One ``SET NX PX`` (the acquire script); re-queues a waiting task, as in sync."""
+        """One attempt (`._scripts.ACQUIRE`); with a waiter, it queues if busy, as in sync.
+
+        Tasks queue plain entries (their channel): they are woken, never granted.
+        """
         side = await self._side(backend)
-        redis = _import_redis()
-        ttl = ttl or backend.default_ttl
-        ttl_ms = max(1, int(ttl * 1000))
-        keys = backend._keys(name)  # noqa: SLF001 - the same keys as the blocking side
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-        payload = encode_payload(owner, backend.name, expires).decode()
-        task = asyncio.current_task()
-        wait = side.by_task.get(task) if task is not None else None
-        queued = wait is not None and wait.name == name
-        if queued:
-            assert wait is not None
-            # Woken by a release and beaten to it: keep our place at the front. Tasks
-            # queue plain entries (the channel): they are woken, never granted the lock.
-            args = queued_args(payload, ttl_ms, wait.channel, woken=wait.woken, queued=wait.channel)
-            command = side.acquire(keys=keys, args=args)
+        redis = import_redis()
+        offer = backend.offer(name, owner, ttl)
+        keys = backend.keys(name)
+        wait = None if waiter is None else await self._wait_of(side, waiter)
+        if wait is not None:
+            # Woken by a release and beaten to it: keep our place at the front.
+            queued = wait.channel if wait.queued else ""
+            args = queued_args(offer, wait.channel, woken=wait.woken, queued=queued)
+            command = side.acquire_queued(keys=keys, args=args)
         else:
-            command = side.acquire_fast(keys=keys[:2], args=[payload, ttl_ms])
+            command = side.acquire(keys=keys[:2], args=[offer.payload, offer.ttl_ms])
         attempt = asyncio.ensure_future(command)
-        if wait is not None and queued:
+        if wait is not None:
             wait.inflight = attempt
         try:
             result = await asyncio.shield(attempt)
@@ -300,29 +307,22 @@ class AsyncRedis:
             # The script may still run: a lock it takes is nobody's, so give it back.
             # `inflight` stays set: leaving the queue waits for the script to land.
             attempt.add_done_callback(
-                functools.partial(self._release_abandoned, side, keys, payload, name)
+                functools.partial(self._release_abandoned, side, keys, offer.payload, name)
             )
             raise
         except (redis.RedisError, OSError) as exc:
-            if wait is not None and queued:
+            if wait is not None:
                 wait.inflight = None
             raise self._unavailable(side, exc) from None
-        if wait is not None and queued:
-            wait.woken = False
+        if wait is not None:
             wait.inflight = None
-        if queued and result is not None:
-            result = result[0]  # the queued script answers {fence, granted}
-        if not isinstance(result, int):
-            return None  # busy (the first attempt's script also says who holds it)
-        return Lease(
-            name,
-            backend.name,
-            owner,
-            expires=expires,
-            fencing_token=int(result),
-            ttl=ttl,
-            handle=payload,
-        )
+            wait.woken = False
+            wait.queued = result is None
+            if result is not None:
+                result = result[0]  # the queued script answers {fence, granted}
+        if result is None:
+            return None
+        return offer.lease(int(result))
 
     @staticmethod
     def _release_abandoned(
@@ -334,16 +334,15 @@ class AsyncRedis:
     ) -> None:
         if attempt.cancelled() or attempt.exception() is not None:
             return
-        result = attempt.result()
-        if result is None or (isinstance(result, list) and not isinstance(result[0], int)):
-            return  # busy: the first attempt's script answers with the holder instead
+        if attempt.result() is None:
+            return  # busy (and queued: the leave takes the entry out)
         _keep(asyncio.ensure_future(side.release(keys=keys, args=[payload, name])))
 
     async def release(self, backend: RedisBackend, lease: Lease) -> bool:
         """Compare-and-delete, handing off to the first queued waiter; never abandoned."""
         side = await self._side(backend)
-        redis = _import_redis()
-        keys = backend._keys(lease.name)  # noqa: SLF001
+        redis = import_redis()
+        keys = backend.keys(lease.name)
         try:
             released = await _shielded(side.release(keys=keys, args=[lease.handle, lease.name]))
         except (redis.RedisError, OSError):
@@ -351,33 +350,35 @@ class AsyncRedis:
         return bool(released)
 
     async def inspect(self, backend: RedisBackend, name: str) -> LockInfo | None:
-        """The holder's payload, expiry and fencing token (as `RedisBackend.inspect`)."""
+        """The holder's payload, expiry, fencing token and version (as `RedisBackend.inspect`)."""
         side = await self._side(backend)
-        redis = _import_redis()
-        key, fence, _ = backend._keys(name)  # noqa: SLF001
+        redis = import_redis()
         try:
-            value, pttl, counter = await _shielded(_read_holder(side, key, fence))
+            reply = await _shielded(side.inspect(keys=backend.keys(name)[:2], args=[]))
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable(side, exc) from None
-        if value is None:
-            return None
-        return holder_info(name, backend.name, value, pttl, counter)
+        return from_inspect(name, backend.name, reply)
 
     async def break_lock(self, backend: RedisBackend, name: str, expected: LockInfo) -> bool:
-        """Delete the key if it still holds ``expected``'s token (the break script)."""
+        """Delete the key if it still holds ``expected``'s token and version."""
         if expected.owner is None or not expected.owner.token:
             return False
         side = await self._side(backend)
-        redis = _import_redis()
-        keys = backend._keys(name)  # noqa: SLF001
+        redis = import_redis()
+        keys = backend.keys(name)
+        args = [expected.owner.token, name, version_text(expected.identity)]
         try:
-            broken = await _shielded(side.break_(keys=keys, args=[expected.owner.token, name]))
+            broken = await _shielded(side.break_(keys=keys, args=args))
         except (redis.RedisError, OSError):
             return False
         return bool(broken)
 
-    async def wait(self, backend: RedisBackend, name: str, deadline: float) -> bool:
-        """Queue for the lock and await a hand-off, bounded by ``poll`` (as `wait`)."""
+    async def wait(self, backend: RedisBackend, waiter: RedisWaiter, deadline: float) -> bool:
+        """Await a wake-up for ``waiter``, bounded by ``poll``.
+
+        Its failed attempt queued it; a waiter whose attempt ran in a worker thread (a
+        reader) queues here first.
+        """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
@@ -385,40 +386,32 @@ class AsyncRedis:
         # died (its key expires, nobody releases) or an unreachable server: never hang.
         bound = min(remaining, backend.poll)
         side = await self._side(backend)
-        redis = _import_redis()
-        task = asyncio.current_task()
-        assert task is not None
-        wait = side.by_task.get(task)
-        fresh = None
+        redis = import_redis()
         try:
-            await side.listening()
-            if wait is None or wait.name != name:
-                wait = fresh = _Wait(name, side.new_channel())
-                # Registered before queueing: the listener may see the wake-up before
-                # this task sees the script's reply; and if this task is cancelled
-                # meanwhile, `stop_waiting` finds it and removes the queue entry.
-                side.by_channel[wait.channel.encode()] = wait
-                side.by_task[task] = wait
-                keys = backend._keys(name)  # noqa: SLF001
-                enqueue = asyncio.ensure_future(
-                    side.enqueue(keys=keys, args=[wait.channel, _QUEUE_TTL_MS])
-                )
+            wait = await self._wait_of(side, waiter)
+            # A wake-up took our entry out of the queue; an attempt made in a worker
+            # thread (a reader's) did not put it back.
+            if not wait.queued or wait.woken:
+                wait.woken = False
+                keys = backend.keys(waiter.name)
+                args = [wait.channel, _scripts.QUEUE_TTL_MS]
+                enqueue = asyncio.ensure_future(side.enqueue(keys=keys, args=args))
                 wait.inflight = enqueue
                 queued = await asyncio.shield(enqueue)
                 wait.inflight = None
                 if not queued:
-                    _forget(side, task, wait)
                     return True  # released before we queued: try again now
+                wait.queued = True
+            else:
+                await side.listening()  # restarts a listener that stopped
             return await self._await_wake(wait, bound)
         except (redis.RedisError, OSError):
-            if fresh is not None:
-                _forget(side, task, fresh)
             # Unreachable: wait out the bound here rather than spin.
             await asyncio.sleep(max(0.0, min(bound, deadline - time.monotonic())))
             return False
 
     @staticmethod
-    async def _await_wake(wait: _Wait, bound: float) -> bool:
+    async def _await_wake(wait: AsyncWait, bound: float) -> bool:
         if wait.signalled:  # it came while we were not looking
             wait.signalled = False
             wait.woken = True
@@ -435,48 +428,29 @@ class AsyncRedis:
             wait.woken = True
         return woken
 
-    async def stop_waiting(self, backend: RedisBackend, name: str) -> None:
-        """Leave the queue; a wake-up this task did not use goes to the next waiter."""
-        side = self._loops.get(asyncio.get_running_loop())
-        task = asyncio.current_task()
-        if side is None or task is None:
+    async def leave(self, backend: RedisBackend, waiter: RedisWaiter) -> None:
+        """Leave the queue; a wake-up this waiter did not use goes to the next waiter."""
+        wait, waiter.tasks = waiter.tasks, None
+        if wait is None:
             return
-        wait = side.by_task.get(task)
-        if wait is None or wait.name != name:
-            return
-        del side.by_task[task]
-        side.by_channel.pop(wait.channel.encode(), None)
+        wait.side.by_channel.pop(wait.channel.encode(), None)
+        if not (wait.queued or wait.woken or wait.signalled or wait.inflight is not None):
+            return  # won by an attempt that took our entry out: nothing to leave
         # Shielded: an interrupted leave would leave our channel queued, and a release
-        # would then hand the lock to nobody (the next waiter would wait out `poll`).
-        await _shielded(self._leave(backend, side, wait))
+        # would then wake nobody (the next waiter would wait out `poll`).
+        await _shielded(self._leave(backend, wait))
 
     @staticmethod
-    async def _leave(backend: RedisBackend, side: _LoopSide, wait: _Wait) -> None:
-        redis = _import_redis()
+    async def _leave(backend: RedisBackend, wait: AsyncWait) -> None:
+        redis = import_redis()
         if wait.inflight is not None:
-            # An attempt abandoned by cancellation may still re-queue us: let it land
+            # An attempt abandoned by cancellation may still queue us: let it land
             # first, or the leave could run before it and miss the entry.
             await asyncio.wait([wait.inflight])
-        keys = backend._keys(wait.name)  # noqa: SLF001
+        keys = backend.keys(wait.name)
         woken = "1" if wait.woken or wait.signalled else "0"
         with contextlib.suppress(redis.RedisError, OSError):
-            await side.leave(keys=keys, args=[wait.channel, wait.name, woken, ""])
-
-
-async def _read_holder(side: _LoopSide, key: str, fence: str) -> tuple[Any, Any, Any]:
-    async with side.client.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.pttl(key)
-        pipe.get(fence)
-        value, pttl, counter = await pipe.execute()
-    return value, pttl, counter
-
-
-def _forget(side: _LoopSide, task: asyncio.Task[Any], wait: _Wait) -> None:
-    """Drop a wait that is not (or no longer known to be) queued."""
-    if side.by_task.get(task) is wait:
-        del side.by_task[task]
-    side.by_channel.pop(wait.channel.encode(), None)
+            await wait.side.leave(keys=keys, args=[wait.channel, wait.name, woken, ""])
 
 
 def _expire(future: asyncio.Future[bool]) -> None:

@@ -1,0 +1,560 @@
+"""`RedisBackend`: locks on one Redis or Valkey server (several URLs make a `RedlockBackend`).
+
+Acquire is one round trip (`._scripts.ACQUIRE`: ``SET`` if free, and ``INCR`` the
+fence), release one (compare-and-delete, then a hand-off), like the raw primitive.
+Scripts run on a connection each thread keeps (`._conn`), not one checked out of
+redis-py's pool per command.
+
+**Hand-off.** An attempt made for a caller that will wait (``waiter=`` a
+`RedisWaiter`) queues the waiter's entry in the same script when the lock is busy,
+carrying that attempt's payload. A release then *grants* the lock to the first entry
+whose waiter still listens: in the same script it sets that payload, increments the
+fence and publishes the grant, so the waiter's next attempt returns the lease without
+a round trip and nobody can slip in between (first come, first served). ``PUBLISH``
+says how many received the grant; one nobody heard (a dead waiter) is undone and passed
+on. Readers and asyncio tasks queue plain entries and are only woken. A waiter also
+re-checks after a bounded interval (``poll``), so a lost message or a crashed waiter
+delays but never hangs anyone.
+
+**Shared locks.** A reader joins ``:readers`` if the exclusive key is free; a writer
+takes the key only if no reader's entry is live. Entries past their expiry (a crashed
+reader's) are dropped by the next attempt, so a dead reader holds writers off for at
+most its TTL. The last reader out hands the lock off like a release; a reader that
+gets in passes a wake-up on, so readers queued together get in together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import urllib.parse
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from lockkit._info import Lease, LockInfo, Owner
+from lockkit._numbers import check, parse
+from lockkit._redact import redact_url
+from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
+from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
+from lockkit.backends.redis._scripts import QUEUE_TTL_MS
+from lockkit.backends.redis._waiter import Listeners, RedisWaiter
+from lockkit.errors import BackendUnavailable, InvalidLockName, LockkitWarning, SettingsError
+from lockkit.spec import Backend, Capabilities, Support
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from lockkit.backends.redis._conn import Server
+    from lockkit.spec import Waiter
+
+__all__ = ["DEFAULT_TTL", "MAX_NAME", "RedisBackend", "queued_args"]
+
+log = logging.getLogger("lockkit")
+
+DEFAULT_TTL = 30.0
+"""Seconds a Redis lock lives without renewal when the lock has no ``ttl`` of its own.
+
+A Redis lock always expires, so a crashed holder never blocks forever; the core renews
+it every ``ttl / 3`` while it is held."""
+
+MAX_NAME = 1024
+"""Longest lock name (in UTF-8 bytes) accepted as a key."""
+
+_KEY_CACHE_SIZE = 1024
+
+# Options lockkit reads from the URL query; everything else goes to redis-py.
+_OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
+
+
+def queued_args(
+    offer: Offer, entry: str, *, woken: bool, queued: str, queued_payload: str = ""
+) -> list[str | int]:
+    """ARGV of `._scripts.ACQUIRE_QUEUED`, an attempt that queues if it fails.
+
+    Args:
+        offer: What the attempt stores if it takes the lock.
+        entry: The entry to queue if the lock is busy.
+        woken: A wake-up brought the waiter here: it keeps its place at the front.
+        queued: The entry queued now, which ``entry`` replaces (``""``: none).
+        queued_payload: That entry's payload, if it is a grant entry (``""`` if plain).
+    """
+    position = "front" if woken else "back"
+    return [offer.payload, offer.ttl_ms, entry, position, queued, QUEUE_TTL_MS, queued_payload]
+
+
+class RedisBackend(Backend):
+    """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, one waiter woken per release.
+
+    One URL makes this class; several make a `RedlockBackend` (also when constructed
+    as ``RedisBackend([url, url, url])``).
+    """
+
+    name: ClassVar[str] = "redis"
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "valkey", "valkeys")
+    description: ClassVar[str] = (
+        "Redis/Valkey: SET NX PX with Lua release, queued hand-off, fencing, Redlock"
+    )
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        across_hosts=True, released_on_crash=True, ttl=True, fencing=True, shared=True, notify=True
+    )
+    """One server can share; a `RedlockBackend` cannot."""
+
+    def __new__(cls, urls: Iterable[str] = (), **options: Any) -> Self:  # noqa: ANN401, ARG004
+        """Several URLs make a Redlock: a `RedlockBackend`, whatever class was called."""
+        urls = tuple(urls) if not isinstance(urls, str) else (urls,)
+        if cls is RedisBackend and len(urls) > 1:
+            from lockkit.backends.redis._redlock import RedlockBackend  # noqa: PLC0415
+
+            redlock: Any = object.__new__(RedlockBackend)
+            return redlock  # type: ignore[no-any-return]
+        return object.__new__(cls)
+
+    def __init__(
+        self,
+        urls: Iterable[str] = (),
+        *,
+        prefix: str = "lockkit:",
+        default_ttl: float = DEFAULT_TTL,
+        root: str | None = None,
+        poll: float = 0.5,
+    ) -> None:
+        """Connect lazily to one server, or to several for a Redlock.
+
+        Args:
+            urls: One URL, or several independent masters (Redlock, quorum N/2+1).
+            prefix: Prepended to every key and channel.
+            default_ttl: Lifetime of a lock that has no ``ttl`` of its own.
+            root: Lock paths under this directory become keys relative to it (default:
+                the settings' ``root``, else OpenClaw's state directory).
+            poll: A waiter re-checks the lock at least this often (seconds), in case a
+                release message was lost; releases normally wake it at once.
+        """
+        import_redis()
+        self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self.urls:
+            raise SettingsError(
+                "the redis backend needs a server URL: set LOCKKIT_BACKEND=redis://host:6379/0, "
+                "or LOCKKIT_URL, or `url` in the settings"
+            )
+        if "\n" in prefix:
+            raise SettingsError(f"invalid Redis key prefix {prefix!r}: it contains a newline")
+        self.prefix = prefix
+        self.default_ttl = check("ttl", default_ttl, "default_ttl")
+        self.poll = check("poll", poll)
+        self.root = root or _default_root()
+        self.servers = [connect(url) for url in self.urls]
+        self.quorum = len(self.servers) // 2 + 1
+        self.listeners = [Listeners(server, prefix, self.poll) for server in self.servers]
+        self._unchecked = list(self.servers)  # eviction policies not read yet
+        self._key_cache: dict[str, tuple[str, str, str]] = {}
+
+    @property
+    def _servers(self) -> list[Server]:
+        """The servers (the name tests and tools used before the package split)."""
+        return self.servers
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build from ``redis://``, ``rediss://`` or ``unix://`` URLs, comma-separated.
+
+        Several URLs make a `RedlockBackend`. Query options read by lockkit (and
+        removed before redis-py sees the URL): ``prefix`` (key prefix, default
+        ``lockkit:``), ``ttl`` (default lifetime in seconds), ``root``, ``poll``
+        (longest wait between re-checks, seconds). Everything else is redis-py's:
+        ``db``, ``socket_timeout``, ``socket_connect_timeout``, ``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``...
+        """
+        options: dict[str, str] = {}
+        urls = []
+        for part in url.split(","):
+            raw = part.strip()
+            if not raw:
+                continue
+            # The query starts after the userinfo: a password may hold a "?" unencoded.
+            split = raw.find("?", raw.rfind("@") + 1)
+            base, query_text = (raw, "") if split < 0 else (raw[:split], raw[split + 1 :])
+            # Valkey speaks the Redis protocol; redis-py knows only the redis schemes.
+            for ours, theirs in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+                if base.startswith(ours):
+                    base = theirs + base[len(ours) :]
+            query = urllib.parse.parse_qsl(query_text, keep_blank_values=True)
+            options.update((k, v) for k, v in query if k in _OUR_OPTIONS)
+            rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OUR_OPTIONS])
+            # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
+            urls.append(f"{base}?{rest}" if rest else base)
+        kwargs: dict[str, Any] = {}
+        for key in ("prefix", "root"):
+            if key in options:
+                kwargs[key] = options[key]
+        try:
+            if "ttl" in options:
+                kwargs["default_ttl"] = parse("ttl", options["ttl"], "ttl=")
+            if "poll" in options:
+                kwargs["poll"] = parse("poll", options["poll"], "poll=")
+        except ValueError as exc:
+            raise SettingsError(f"{exc} in Redis URL {redact_url(url)}") from None
+        return cls(urls, **kwargs)
+
+    def __repr__(self) -> str:
+        """Show the servers without passwords."""
+        shown = ", ".join(server.shown for server in self.servers)
+        return f"<{type(self).__name__} {shown} prefix={self.prefix!r}>"
+
+    # -- names and keys ------------------------------------------------------------------
+
+    def normalize_name(self, name: str | os.PathLike[str]) -> str:
+        """A path under ``root`` becomes relative to it; other names are kept as they are."""
+        text = os.fspath(name)
+        if not text or "\0" in text:
+            raise InvalidLockName(f"lock name {text!r} is empty or contains NUL")
+        if os.path.isabs(text):  # noqa: PTH117
+            relative = os.path.relpath(text, self.root)
+            if not relative.startswith(os.pardir):
+                text = relative.replace(os.sep, "/")
+        if len(text.encode()) > MAX_NAME:
+            raise InvalidLockName(f"lock name is longer than {MAX_NAME} bytes")
+        return text
+
+    def keys(self, name: str) -> tuple[str, str, str]:
+        """The lock's keys: the holder's value, the fence counter, the waiters' queue."""
+        keys = self._key_cache.get(name)
+        if keys is None:
+            tagged = f"{self.prefix}{{{name}}}"
+            keys = (tagged, f"{tagged}:fence", f"{tagged}:waiters")
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[name] = keys
+        return keys
+
+    _keys = keys  # the name tests used before the package split
+
+    # -- operations ------------------------------------------------------------------------
+
+    @staticmethod
+    def call(server: Server, action: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
+        """``action(*args)`` against ``server``; a redis-py error becomes `BackendUnavailable`."""
+        redis = import_redis()
+        try:
+            return action(*args)
+        except (redis.RedisError, OSError) as exc:
+            raise unavailable(server.shown, exc) from None
+
+    def offer(self, name: str, owner: Owner, ttl: float | None) -> Offer:
+        """The terms of one attempt at ``name``."""
+        return Offer.make(self.name, name, owner, ttl, self.default_ttl)
+
+    def try_acquire(
+        self,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        *,
+        shared: bool = False,
+        waiter: Waiter | None = None,
+    ) -> Lease | None:
+        """One ``SET`` if free (with ``INCR``); with a waiter, queue it if busy.
+
+        With a `RedisWaiter` (the caller will wait), a failed attempt queues the
+        waiter's entry in the same script, so no release can slip between the attempt
+        and the wait unnoticed; and if a release granted the queued entry the lock
+        meanwhile, the attempt takes that grant (without a round trip when `wait` read
+        the grant message). The result never depends on earlier calls of this thread.
+        """
+        if self._unchecked:
+            self.check_eviction()
+        mine = waiter if isinstance(waiter, RedisWaiter) and waiter.backend is self else None
+        if shared:
+            return self._try_acquire_shared(name, owner, ttl, mine)
+        server = self.servers[0]
+        if mine is None or (mine.granted is None and not mine.can_queue()):
+            offer = self.offer(name, owner, ttl)
+            keys = self.keys(name)
+            fence = self.call(server, server.acquire, keys[:2], [offer.payload, offer.ttl_ms])
+            if fence is None:
+                if mine is not None:
+                    mine.offer = offer  # what `wait` queues, so a release can grant it
+                return None
+            return offer.lease(int(fence))
+        grant = mine.take_grant()
+        if grant is not None:
+            # A release gave us the lock and told us so (`RedisWaiter.wait`).
+            granted, fence = grant
+            return granted.lease(fence)
+        return self._try_acquire_queued(server, name, self.offer(name, owner, ttl), mine)
+
+    def _try_acquire_queued(
+        self, server: Server, name: str, offer: Offer, waiter: RedisWaiter
+    ) -> Lease | None:
+        """An attempt that queues ``waiter`` with a grant entry for ``offer`` if busy."""
+        # A fresh entry replaces the queued one on every attempt, so the payload a
+        # release grants is never older than one `poll` interval.
+        entry = offer.grant_entry(waiter.channel())
+        queued = waiter.queued
+        args = queued_args(
+            offer,
+            entry,
+            woken=waiter.woken,
+            queued=waiter.entry,
+            queued_payload=queued.payload if queued is not None else "",
+        )
+        try:
+            result = self.call(server, server.acquire_queued, self.keys(name), args)
+        except BaseException:
+            # The script may have queued `entry` all the same: close the channel, so a
+            # grant to an entry nobody knows of is undone rather than held for its TTL.
+            waiter.drop_listener()
+            raise
+        if result is None:
+            waiter.queue(entry, offer)
+            return None
+        fence, was_granted = int(result[0]), bool(result[1])
+        waiter.forget()  # the script took our entry out of the queue
+        if was_granted and queued is not None:
+            return queued.lease(fence)
+        return offer.lease(fence)
+
+    def check_eviction(self) -> list[str]:
+        """Warn once per server (`LockkitWarning`) whose eviction policy can drop locks.
+
+        Called on the first acquisition; `lockkit doctor` shows the warning as a note.
+        Returns the warnings of the servers checked now.
+        """
+        found = []
+        for server in list(self._unchecked):
+            try:
+                warning = eviction_warning(server)
+            except BackendUnavailable:
+                continue  # unreachable: asked again on the next acquisition
+            with contextlib.suppress(ValueError):
+                self._unchecked.remove(server)
+            if warning is not None:
+                found.append(warning)
+                log.warning("lockkit: %s", warning)
+                warnings.warn(warning, LockkitWarning, stacklevel=4)
+        return found
+
+    def release(self, lease: Lease) -> bool:
+        """Compare-and-delete; hands the lock to the first queued waiter.
+
+        A reader's lease leaves the readers' set; the last reader out wakes the waiter.
+        """
+        if isinstance(lease.handle, Reader):
+            return self._release_shared(lease)
+        server = self.servers[0]
+        keys = self.keys(lease.name)
+        try:
+            return bool(self.call(server, server.release, keys, [lease.handle, lease.name]))
+        except BackendUnavailable:
+            # Whether the script ran is unknown; either way the key expires by itself,
+            # and the lock counts as lost (as a Redlock does with too few servers).
+            return False
+
+    def refresh(self, lease: Lease, ttl: float) -> bool:
+        """Compare-and-extend; the lock's version (`LockInfo.identity`) changes."""
+        if isinstance(lease.handle, Reader):
+            return self._refresh_shared(lease, ttl)
+        server = self.servers[0]
+        key = self.keys(lease.name)[0]
+        ttl_ms = max(1, int(ttl * 1000))
+        return bool(self.call(server, server.refresh, [key], [lease.handle, ttl_ms]))
+
+    def inspect(self, name: str) -> LockInfo | None:
+        """The holder's payload, expiry, fencing token and version (always read afresh)."""
+        server = self.servers[0]
+        reply = self.call(server, server.inspect, self.keys(name)[:2], [])
+        return from_inspect(name, self.name, reply)
+
+    def break_lock(self, name: str, expected: LockInfo) -> bool:
+        """Delete the key if it still holds ``expected``'s token *and* version (in Lua)."""
+        if expected.owner is None or not expected.owner.token:
+            return False
+        server = self.servers[0]
+        args = [expected.owner.token, name, version_text(expected.identity)]
+        return bool(self.call(server, server.break_, self.keys(name), args))
+
+    # -- shared (read) locks: one server only ------------------------------------------
+
+    def _try_acquire_shared(
+        self, name: str, owner: Owner, ttl: float | None, waiter: RedisWaiter | None
+    ) -> Lease | None:
+        """Join the readers if no writer holds the lock; queue the waiter if busy."""
+        server = self.servers[0]
+        offer = self.offer(name, owner, ttl)
+        args: list[Any] = [offer.payload, offer.ttl_ms]
+        if waiter is not None and not waiter.can_queue():
+            waiter = None  # `wait` subscribes and queues, if it comes to that
+        if waiter is not None:
+            # Readers queue plain entries: they are woken, never granted the lock.
+            channel = waiter.channel()
+            position = "front" if waiter.woken else "back"
+            args += [channel, position, waiter.entry, QUEUE_TTL_MS]
+        else:
+            args += ["", "", "", 0]
+        try:
+            result = self.call(server, server.acquire_shared, self.keys(name), [*args, name])
+        except BaseException:
+            if waiter is not None:
+                waiter.drop_listener()
+            raise
+        if waiter is not None:
+            if result is None:
+                waiter.queue(channel, None)
+            else:
+                waiter.forget()
+        if result is None:
+            return None
+        return Lease(
+            name,
+            self.name,
+            offer.owner,
+            expires=offer.expires,
+            fencing_token=int(result),
+            ttl=offer.ttl,
+            handle=Reader(offer.payload),
+        )
+
+    def _release_shared(self, lease: Lease) -> bool:
+        server = self.servers[0]
+        args = [lease.handle.payload, lease.name]
+        return bool(self.call(server, server.release_shared, self.keys(lease.name), args))
+
+    def _refresh_shared(self, lease: Lease, ttl: float) -> bool:
+        key = self.keys(lease.name)[0]
+        server = self.servers[0]
+        args = [lease.handle.payload, max(1, int(ttl * 1000))]
+        return bool(self.call(server, server.refresh_shared, [key], args))
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def waiter(self, name: str) -> Waiter:
+        """A `RedisWaiter`: this acquisition's place in the hand-off queue."""
+        return RedisWaiter(self, name)
+
+    def enqueue(self, waiter: RedisWaiter) -> bool:
+        """Queue ``waiter``, whose last attempt did not queue it.
+
+        A grant entry for the offer of that attempt if it has one (one server,
+        exclusive), else a plain entry. Returns ``False`` when the lock turned out
+        free: the caller tries again.
+        """
+        server = self.servers[waiter.server]
+        channel = waiter.channel()
+        offer = waiter.offer
+        entry = channel if offer is None else offer.grant_entry(channel)
+        keys = self.keys(waiter.name)
+        if not self.call(server, server.enqueue, keys, [entry, QUEUE_TTL_MS]):
+            return False
+        waiter.queue(entry, offer)
+        return True
+
+    def leave(self, waiter: RedisWaiter) -> None:
+        """Take ``waiter`` out of the queue; a grant or wake-up it did not use goes on."""
+        server = self.servers[waiter.server]
+        queued = waiter.queued
+        woken = waiter.woken or waiter.granted is not None
+        args = [
+            waiter.entry,
+            waiter.name,
+            "1" if woken else "0",
+            queued.payload if queued is not None else "",
+        ]
+        self.call(server, server.leave, self.keys(waiter.name), args)
+
+    # -- asyncio: redis.asyncio, one client per event loop (`._async`) -------------------
+
+    async def try_acquire_async(
+        self,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        *,
+        shared: bool = False,
+        waiter: Waiter | None = None,
+    ) -> Lease | None:
+        """`try_acquire` over ``redis.asyncio``; safe to cancel (see the spec)."""
+        import asyncio  # noqa: PLC0415 - the running loop imported it
+
+        from lockkit._calls import try_acquire_in_thread  # noqa: PLC0415
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        if shared:
+            # Readers run the blocking attempt; their waiter queues on the loop's side.
+            return await try_acquire_in_thread(self, name, owner, ttl, shared=True, waiter=None)
+        if self._unchecked:
+            await asyncio.to_thread(self.check_eviction)  # once per server: one INFO
+        mine = waiter if isinstance(waiter, RedisWaiter) and waiter.backend is self else None
+        return await for_backend(self).try_acquire(self, name, owner, ttl, mine)
+
+    async def release_async(self, lease: Lease) -> bool:
+        """`release` over ``redis.asyncio``; completes even if the caller is cancelled."""
+        if isinstance(lease.handle, Reader):
+            import asyncio  # noqa: PLC0415
+
+            return await asyncio.to_thread(self.release, lease)
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).release(self, lease)
+
+    async def inspect_async(self, name: str) -> LockInfo | None:
+        """`inspect` over ``redis.asyncio``."""
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).inspect(self, name)
+
+    async def break_lock_async(self, name: str, expected: LockInfo) -> bool:
+        """`break_lock` over ``redis.asyncio``."""
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).break_lock(self, name, expected)
+
+    async def wait_async_for(self, waiter: RedisWaiter, deadline: float) -> bool:
+        """`RedisWaiter.wait_async`: await a wake-up on the loop's listener."""
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        return await for_backend(self).wait(self, waiter, deadline)
+
+    async def leave_async(self, waiter: RedisWaiter) -> None:
+        """`RedisWaiter.close_async`: leave the queue, pass on an unused wake-up."""
+        from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
+
+        await for_backend(self).leave(self, waiter)
+
+    def close(self) -> None:
+        """Disconnect every connection of this backend; they reconnect on next use.
+
+        The registry calls it when it is reset, so connections are closed rather than
+        left for the garbage collector (which warns about unclosed sockets).
+        """
+        for listeners in self.listeners:
+            listeners.close()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.client.connection_pool.disconnect()
+
+    def forget_keys(self, name: str | os.PathLike[str]) -> None:
+        """Delete every key of a lock nobody holds, fencing counter included.
+
+        For throw-away locks (``lockkit doctor``'s): a fencing counter never expires by
+        itself, and deleting it restarts the lock's fencing tokens, so never call this
+        for a lock that is in use.
+        """
+        keys = self.keys(self.normalize_name(name))
+        for server in self.servers:
+            self.call(server, server.client.delete, *keys)
+
+    @classmethod
+    def probe(cls, location: str) -> Support:
+        """A directory alone says nothing about Redis: it must be configured by URL."""
+        del location
+        return Support(
+            ok=False,
+            reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
+        )
+
+
+def _default_root() -> str:
+    from lockkit._settings import load_settings, openclaw_state_dir  # noqa: PLC0415
+
+    settings = load_settings()
+    return (settings.root if settings else None) or openclaw_state_dir()
