@@ -6,8 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 import lockkit
 from tests.helpers import import_cycles
 
@@ -35,10 +33,6 @@ def test_no_file_side_module_is_in_an_import_cycle() -> None:
     assert not [c for c in _cycles() if FILE_SIDE & set(c)]
 
 
-@pytest.mark.xfail(
-    reason="redis <-> _redis_async is a cycle until the Redis backend becomes a package",
-    strict=True,
-)
 def test_lockkit_has_no_import_cycles() -> None:
     assert _cycles() == []
 

@@ -44,7 +44,7 @@ from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import AsyncScript, LoopConnections, import_redis, unavailable
 from lockkit.backends.redis._payload import from_inspect, version_text
-from lockkit.backends.redis._single import queued_args
+from lockkit.backends.redis._scripts import queued_args
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable

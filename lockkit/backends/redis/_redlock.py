@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
-from lockkit._calls import try_acquire_in_thread
 from lockkit._spec_v1 import SpecV1Methods
+from lockkit._threads import try_acquire_in_thread
 from lockkit.backends.redis._payload import Reader, holder_info, version_of, version_text
-from lockkit.backends.redis._single import RedisBackend, queued_args
+from lockkit.backends.redis._scripts import queued_args
+from lockkit.backends.redis._single import RedisBackend
 from lockkit.backends.redis._waiter import RedisWaiter
 from lockkit.errors import BackendUnavailable, SharedLocksUnsupported
 from lockkit.spec import Capabilities
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["RedlockBackend"]
 
 
-class RedlockBackend(RedisBackend):
+class RedlockBackend(RedisBackend, several_servers=True):
     """Redlock over several Redis/Valkey masters: quorum, drift allowance, fencing rounds."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -30,6 +30,11 @@ servers are asked for it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lockkit.backends.redis._payload import Offer
+
 __all__ = [
     "ACQUIRE",
     "ACQUIRE_QUEUED",
@@ -44,6 +49,7 @@ __all__ = [
     "REFRESH_SHARED",
     "RELEASE",
     "RELEASE_SHARED",
+    "queued_args",
 ]
 
 QUEUE_TTL_MS = 60_000
@@ -382,3 +388,19 @@ KEYS: lock, fence. Returns ``{value, pttl ms, counter}`` when an exclusive holde
 the key, else ``{nil, counter, reader, its expiry ms, server seconds, microseconds}``
 for the reader whose entry lasts longest (nil, nil when there is none).
 """
+
+
+def queued_args(
+    offer: Offer, entry: str, *, woken: bool, queued: str, queued_payload: str = ""
+) -> list[str | int]:
+    """ARGV of `._scripts.ACQUIRE_QUEUED`, an attempt that queues if it fails.
+
+    Args:
+        offer: What the attempt stores if it takes the lock.
+        entry: The entry to queue if the lock is busy.
+        woken: A wake-up brought the waiter here: it keeps its place at the front.
+        queued: The entry queued now, which ``entry`` replaces (``""``: none).
+        queued_payload: That entry's payload, if it is a grant entry (``""`` if plain).
+    """
+    position = "front" if woken else "back"
+    return [offer.payload, offer.ttl_ms, entry, position, queued, QUEUE_TTL_MS, queued_payload]

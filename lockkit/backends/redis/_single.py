@@ -37,7 +37,7 @@ from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
 from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
-from lockkit.backends.redis._scripts import QUEUE_TTL_MS
+from lockkit.backends.redis._scripts import QUEUE_TTL_MS, queued_args
 from lockkit.backends.redis._waiter import Listeners, RedisWaiter
 from lockkit.errors import BackendUnavailable, InvalidLockName, LockkitWarning, SettingsError
 from lockkit.spec import Backend, Capabilities, Support
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from lockkit.backends.redis._conn import Server
     from lockkit.spec import Waiter
 
-__all__ = ["DEFAULT_TTL", "MAX_NAME", "RedisBackend", "queued_args"]
+__all__ = ["DEFAULT_TTL", "MAX_NAME", "RedisBackend"]
 
 log = logging.getLogger("lockkit")
 
@@ -67,22 +67,6 @@ _KEY_CACHE_SIZE = 1024
 _OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
 
 
-def queued_args(
-    offer: Offer, entry: str, *, woken: bool, queued: str, queued_payload: str = ""
-) -> list[str | int]:
-    """ARGV of `._scripts.ACQUIRE_QUEUED`, an attempt that queues if it fails.
-
-    Args:
-        offer: What the attempt stores if it takes the lock.
-        entry: The entry to queue if the lock is busy.
-        woken: A wake-up brought the waiter here: it keeps its place at the front.
-        queued: The entry queued now, which ``entry`` replaces (``""``: none).
-        queued_payload: That entry's payload, if it is a grant entry (``""`` if plain).
-    """
-    position = "front" if woken else "back"
-    return [offer.payload, offer.ttl_ms, entry, position, queued, QUEUE_TTL_MS, queued_payload]
-
-
 class RedisBackend(Backend):
     """Redis/Valkey locks: ``SET NX PX``, Lua compare-and-delete, one waiter woken per release.
 
@@ -92,6 +76,9 @@ class RedisBackend(Backend):
 
     name: ClassVar[str] = "redis"
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "valkey", "valkeys")
+    # A caller that will wait hands its waiter to the first attempt: if a listener is at
+    # hand, the failing attempt queues it in the same round trip.
+    eager_waiter: ClassVar[bool] = True
     description: ClassVar[str] = (
         "Redis/Valkey: SET NX PX with Lua release, queued hand-off, fencing, Redlock"
     )
@@ -100,13 +87,22 @@ class RedisBackend(Backend):
     )
     """One server can share; a `RedlockBackend` cannot."""
 
+    # The class several URLs make: `RedlockBackend` names itself here when it is defined
+    # (see `__init_subclass__`), so this module need not import it.
+    _several_servers: ClassVar[type[RedisBackend] | None] = None
+
+    def __init_subclass__(cls, *, several_servers: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
+        """``class RedlockBackend(RedisBackend, several_servers=True)`` serves several URLs."""
+        super().__init_subclass__(**kwargs)
+        if several_servers:
+            RedisBackend._several_servers = cls
+
     def __new__(cls, urls: Iterable[str] = (), **options: Any) -> Self:  # noqa: ANN401, ARG004
         """Several URLs make a Redlock: a `RedlockBackend`, whatever class was called."""
         urls = tuple(urls) if not isinstance(urls, str) else (urls,)
-        if cls is RedisBackend and len(urls) > 1:
-            from lockkit.backends.redis._redlock import RedlockBackend  # noqa: PLC0415
-
-            redlock: Any = object.__new__(RedlockBackend)
+        several = RedisBackend._several_servers
+        if cls is RedisBackend and len(urls) > 1 and several is not None:
+            redlock: Any = object.__new__(several)
             return redlock  # type: ignore[no-any-return]
         return object.__new__(cls)
 
@@ -475,7 +471,7 @@ class RedisBackend(Backend):
         """`try_acquire` over ``redis.asyncio``; safe to cancel (see the spec)."""
         import asyncio  # noqa: PLC0415 - the running loop imported it
 
-        from lockkit._calls import try_acquire_in_thread  # noqa: PLC0415
+        from lockkit._threads import try_acquire_in_thread  # noqa: PLC0415
         from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
 
         if shared:
