@@ -243,8 +243,10 @@ def failure(exc: Exception, doing: str, name: str, backend: Backend) -> LockErro
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
+        plugin = origin(backend)
+        who = backend.name if plugin.startswith("lockkit ") else f"{backend.name} from {plugin}"
         return BackendUnavailable(
-            exc.errno, f"{doing} lock {name!r} ({backend.name}) failed: {reason}{where}"
+            exc.errno, f"{doing} lock {name!r} ({who}) failed: {reason}{where}"
         )
     from lockkit._redact import redact_text  # noqa: PLC0415 - only on failure
 

@@ -30,7 +30,14 @@ import attrs
 import pluggy
 
 from lockkit import spec
-from lockkit.errors import BackendError, LockError, LockkitWarning, PluginError, UnknownBackend
+from lockkit.errors import (
+    BackendError,
+    BackendUnavailable,
+    LockError,
+    LockkitWarning,
+    PluginError,
+    UnknownBackend,
+)
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -102,7 +109,12 @@ class PluginProblem:
     def describe(self) -> str:
         """One line for warnings and ``lockkit backends``."""
         what = "was skipped" if self.skipped else "has a problem"
-        return f"lockkit plugin {self.plugin!r} from {self.distribution} {what}: {self.error}"
+        where = (
+            f"({self.distribution})"
+            if self.distribution.startswith("registered")
+            else f"from {self.distribution}"
+        )
+        return f"lockkit plugin {self.plugin!r} {where} {what}: {self.error}"
 
 
 def _disabled_from_env() -> frozenset[str]:
@@ -127,6 +139,18 @@ def _dist_name(label: str) -> str:
     if " " not in label or label.startswith(("an unknown", "registered")):
         return ""
     return _normalized(label.split(" ", 1)[0])
+
+
+_HOOKS = frozenset(name for name in dir(spec) if hasattr(getattr(spec, name), f"{spec.NAME}_spec"))
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    """``@hookimpl`` functions of ``plugin`` whose name is no hook (pluggy would refuse it)."""
+    return [
+        attr
+        for attr in dir(plugin)
+        if hasattr(getattr(plugin, attr, None), f"{spec.NAME}_impl") and attr not in _HOOKS
+    ]
 
 
 def _unmarked_hooks(plugin: object) -> list[str]:
@@ -235,6 +259,12 @@ class Registry:
     ) -> None:
         if self._pm.is_registered(plugin):
             return  # one module behind several entry points (a backend's URL schemes)
+        for attr in _unknown_hooks(plugin):
+            problem = (
+                f"{attr}() is decorated with @hookimpl but matches no lockkit hook, so it is "
+                f"never called; the hooks are {', '.join(sorted(_HOOKS))}"
+            )
+            self._report(PluginProblem(plugin_name, label, problem, skipped=False))
         for attr in _unmarked_hooks(plugin):
             problem = (
                 f"{attr}() is not decorated with @lockkit.spec.hookimpl, so lockkit never "
@@ -243,7 +273,6 @@ class Registry:
             self._report(PluginProblem(plugin_name, label, problem, skipped=False))
         try:
             self._pm.register(plugin, name=f"{plugin_name}@{label}")
-            self._pm.check_pending()
         except (ValueError, pluggy.PluginValidationError) as exc:
             if self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
@@ -384,11 +413,18 @@ class Registry:
             return providers[0].cls
 
     def _unknown_hint(self, name: str, plain: str) -> str:
-        if self._is_disabled(plain, "") or name in self._disabled:
+        if (
+            self._is_disabled(plain, "")
+            or name in self._disabled
+            or any(token.rpartition(":")[2] == plain for token in self._disabled)
+        ):
             return f"It is disabled by {DISABLED_ENV}."
-        failed = [p.describe() for p in self._problems if p.plugin == plain]
+        mine = [p for p in self._problems if p.plugin == plain]
+        failed = [p.describe() for p in mine if p.skipped]
         if failed:
             return "Its plugin failed to load: " + "; ".join(failed)
+        if mine:
+            return "Its plugin has a problem: " + "; ".join(p.describe() for p in mine)
         return ""
 
     def origin(self, cls: type[spec.Backend]) -> str:
@@ -441,14 +477,7 @@ class Registry:
                 except LockError:
                     raise
                 except Exception as exc:
-                    plugin = self.origin(cls)
-                    raise BackendError(
-                        f"creating backend {name!r} (from {plugin}) failed: "
-                        f"{type(exc).__name__}: {exc}",
-                        backend=name,
-                        plugin=plugin,
-                        original=exc,
-                    ) from exc
+                    raise _not_created(name, cls, self.origin(cls), exc, url=url) from exc
                 self._instances[key] = instance
             return instance
 
@@ -512,6 +541,25 @@ def get_registry() -> Registry:
                 _REGISTRY = Registry()
             registry = _REGISTRY
     return registry
+
+
+def _not_created(
+    name: str, cls: type[spec.Backend], plugin: str, exc: Exception, *, url: str | None
+) -> LockError:
+    """The `LockError` for a backend class that could not be built."""
+    from lockkit._redact import redact_text  # noqa: PLC0415 - only on failure
+
+    said = f"{type(exc).__name__}: {redact_text(str(exc))}"
+    message = f"creating backend {name!r} (from {plugin}) failed: {said}"
+    if url is None and cls.schemes and isinstance(exc, TypeError):
+        # Built with cls() because it was selected by name; it wants its URL.
+        message += (
+            f"; it is built from a URL: select it as {cls.schemes[0]}://... "
+            "(backend=, LOCKKIT_URL or the settings' url)"
+        )
+    if isinstance(exc, OSError):
+        return BackendUnavailable(exc.errno, message) if exc.errno else BackendUnavailable(message)
+    return BackendError(message, backend=name, plugin=plugin, original=exc)
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:

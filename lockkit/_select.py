@@ -65,8 +65,13 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if "://" in spec:
         from lockkit._registry import get_registry  # noqa: PLC0415 - only for URLs
 
-        scheme = spec.split("://", 1)[0].lower()
-        return get_registry().scheme_backend(scheme), spec
+        scheme, rest = spec.split("://", 1)
+        # ``dist:scheme://...`` picks one of two backends serving that scheme: the
+        # backend gets the URL without the distribution.
+        dist, _, scheme = scheme.lower().rpartition(":")
+        url = f"{spec.split('://', 1)[0].rpartition(':')[2]}://{rest}"
+        backend = get_registry().scheme_backend(scheme)
+        return (f"{dist}:{backend}" if dist else backend), url
     return spec.strip(), None
 
 
@@ -104,8 +109,9 @@ def choose(
             raise
         # Say where the name came from: an env var or a line of a settings file.
         said = f"{selection.source}: {selection.detail}" if selection.detail else ""
+        hint = f"{exc.hint} " if exc.hint else ""
         raise UnknownBackend(
-            exc.requested, exc.available, f"It was chosen by {said or selection.source}."
+            exc.requested, exc.available, f"{hint}It was chosen by {said or selection.source}."
         ) from None
 
 
@@ -168,7 +174,9 @@ def _url_for(backend: str, url: str | None) -> str | None:
 
     ``LOCKKIT_BACKEND=excl`` with a left-over ``LOCKKIT_URL=redis://...`` means excl.
     """
-    if url is None or parse_spec(url)[0] != backend:
+    # A backend chosen as ``dist:name`` (one of two with that name) takes a URL whose
+    # scheme names it: compare the names, without the distribution.
+    if url is None or parse_spec(url)[0].rpartition(":")[2] != backend.rpartition(":")[2]:
         return None
     return url
 

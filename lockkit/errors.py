@@ -72,12 +72,14 @@ class UnknownBackend(LockError, LookupError):
     Attributes:
         requested: The name that was asked for.
         available: The names that are registered, sorted.
+        hint: What else is known (disabled, failed to load, where it was chosen).
     """
 
     def __init__(self, requested: str, available: Iterable[str], hint: str = "") -> None:
         """Build the message, listing every available backend."""
         self.requested = requested
         self.available = sorted(available)
+        self.hint = hint
         names = ", ".join(self.available) or "none"
         extra = f" {hint}" if hint else ""
         super().__init__(f"unknown lock backend {requested!r}; available backends: {names}.{extra}")

@@ -12,7 +12,7 @@ import pytest
 
 from lockkit import spec
 from lockkit._registry import Registry, get_registry
-from lockkit.errors import LockkitWarning, PluginError, UnknownBackend
+from lockkit.errors import BackendError, LockkitWarning, PluginError, UnknownBackend
 
 BACKEND_TEMPLATE = """
 from typing import ClassVar
@@ -305,3 +305,104 @@ def test_observer_only_plugin_is_loaded_with_the_first_lookup(
     with lockkit.Lock(tmp_path / "o.lock", backend="excl"):
         pass
     assert sys.modules[module].CALLS == ["excl"]
+
+
+URL_BACKEND = """
+from typing import ClassVar
+from lockkit.spec import Backend, hookimpl
+
+
+class UrlBackend(Backend):
+    name: ClassVar[str] = "{name}"
+    schemes: ClassVar[tuple[str, ...]] = ("{name}",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @classmethod
+    def from_url(cls, url):
+        return cls(url)
+
+    def try_acquire(self, name, owner, ttl, *, shared=False):
+        return None
+
+    def release(self, lease):
+        return True
+
+    def inspect(self, name):
+        return None
+
+
+@hookimpl
+def lockkit_register_backends():
+    return [UrlBackend]
+"""
+
+
+@pytest.fixture
+def two_url_backends(site: FakeSite) -> None:
+    first, second = unique("urla"), unique("urlb")
+    site.add("url-a", {"jd": first}, {first: URL_BACKEND.format(name="jd")})
+    site.add("url-b", {"jd": second}, {second: URL_BACKEND.format(name="jd")})
+
+
+@pytest.mark.usefixtures("two_url_backends")
+def test_dist_name_with_a_url_gets_the_url_without_the_distribution() -> None:
+    from lockkit._select import choose
+
+    registry = get_registry()
+    selection, backend = choose("n", "url-b:jd:///srv/locks", None, registry)
+    assert selection.backend == "url-b:jd"
+    assert type(backend).__module__.startswith("urlb_")
+    assert backend.where == "jd:///srv/locks"  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("two_url_backends")
+def test_dist_name_in_the_env_takes_the_url_of_its_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Following the duplicate-name advice must not move locks to another store."""
+    from lockkit._select import choose
+
+    monkeypatch.setenv("LOCKKIT_BACKEND", "url-a:jd")
+    monkeypatch.setenv("LOCKKIT_URL", "jd:///srv/locks")
+    selection, backend = choose("n", None, None, get_registry())
+    assert selection.url == "jd:///srv/locks"
+    assert type(backend).__module__.startswith("urla_")
+    assert backend.where == "jd:///srv/locks"  # type: ignore[attr-defined]
+
+
+def test_a_backend_that_needs_its_url_says_so(site: FakeSite) -> None:
+    module = unique("needsurl")
+    site.add("needsurl", {"needs": module}, {module: URL_BACKEND.format(name="needs")})
+    with pytest.raises(BackendError, match=r"it is built from a URL: select it as needs://"):
+        get_registry().backend("needs")
+
+
+def test_a_misspelled_hook_is_reported_and_the_backend_stays(site: FakeSite) -> None:
+    module = unique("misspelled")
+    source = (
+        backend_module("spelled")
+        + """
+
+@hookimpl
+def lockkit_aquired(name, backend, lease, waited):
+    pass
+"""
+    )
+    site.add("misspelled", {"spelled": module}, {module: source})
+    registry = Registry()
+    with pytest.warns(LockkitWarning, match=r"lockkit_aquired\(\) is decorated with @hookimpl"):
+        assert registry.get("spelled").name == "spelled"
+    [problem] = registry.problems()
+    assert not problem.skipped
+
+
+def test_a_backend_disabled_as_dist_name_says_it_is_disabled(
+    site: FakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = unique("offdist")
+    site.add("off-dist", {"offd": module}, {module: backend_module("offd")})
+    monkeypatch.setenv("LOCKKIT_DISABLED_PLUGINS", "off-dist:offd")
+    with pytest.raises(UnknownBackend, match="disabled by LOCKKIT_DISABLED_PLUGINS"):
+        Registry().get("offd")
