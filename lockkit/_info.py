@@ -265,9 +265,10 @@ class LockInfo:
             read (empty, truncated or not lockkit's format).
         expires: Wall-clock UTC time after which the lock counts as stale, or ``None``.
         fencing_token: Monotonic counter of the acquisition, for backends that have one.
-        identity: Backend-defined identity of this particular holding (for lock files
-            their mtime and size); ``break_lock`` uses it, with the token, to avoid
-            breaking a newer or renewed lock.
+        identity: Backend-defined identity of this version of the holding: it changes
+            whenever the lock is taken again or refreshed (lock files: their mtime and
+            size; redis: the fencing token and the renewal count). ``break_lock`` uses
+            it, with the token, to avoid breaking a newer or renewed lock.
         age: Seconds since the lock was taken (or its file last written), where known.
         problem: Why the payload could not be read, when ``owner`` is ``None``.
         shared: The lock is held shared, by one or more readers (see

@@ -552,6 +552,22 @@ class BackendContract:
         rising = all(a is not None and b is not None and a < b for a, b in pairwise(tokens))
         assert rising, f"fencing tokens of 5 holders in turn: {tokens}; must strictly increase"
 
+    # -- registration --------------------------------------------------------------------
+
+    def test_the_plugin_registers_cleanly(self, contract_backend: str, contract_name: str) -> None:
+        """Nothing lockkit reports about the plugin: entry-point name, hooks, capabilities.
+
+        ``lockkit backends`` lists these problems (an entry point named unlike its
+        backend, a ``lockkit_*`` function without ``@hookimpl``...); they fail here.
+        """
+        from lockkit._registry import get_registry  # noqa: PLC0415
+
+        backend = self.lock(contract_name, contract_backend).backend
+        registry = get_registry()
+        origin = registry.origin(type(backend))
+        problems = [p.describe() for p in registry.problems() if p.distribution == origin]
+        assert problems == [], f"lockkit reports {len(problems)} problem(s): {problems}"
+
     # -- names ---------------------------------------------------------------------------
 
     @pytest.mark.parametrize("bad", ["", "with\0nul"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lockkit.cli._report import Report, emit, show
-from lockkit.errors import LockError
+from lockkit.errors import LockError, LockkitWarning
 
 if TYPE_CHECKING:
     import argparse
@@ -78,9 +79,14 @@ def run_backends(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     here = os.getcwd()  # noqa: PTH109
-    configured = _configured_server(here)
     rows = []
-    for entry in registry.entries():
+    with warnings.catch_warnings():
+        # Each plugin problem is printed below as a `problem:` line; its warning would
+        # say it a second time.
+        warnings.filterwarnings("ignore", message="lockkit plugin ", category=LockkitWarning)
+        configured = _configured_server(here)
+        entries = registry.entries()
+    for entry in entries:
         if configured is not None and configured[0] == entry.name:
             support = _check_server(registry, *configured)
         else:
