@@ -133,8 +133,14 @@ def _plugin_subjects() -> list[Subject]:
     They are shown with the lock files, measured against the same raw ``O_EXCL`` pair;
     no target applies to them.
     """
+    # Only lockkit's own distribution advertises the built-ins (and redis's URL
+    # schemes, which are entry points too): everything else is a plugin.
     names = sorted(
-        {ep.name for ep in importlib.metadata.entry_points(group="lockkit")}
+        {
+            ep.name
+            for ep in importlib.metadata.entry_points(group="lockkit")
+            if ep.dist is None or ep.dist.metadata["Name"] != "lockkit"
+        }
         - set(_BUILTIN_BACKENDS)
     )
     return [Subject(f"lockkit {n} (plugin)", "lockkit", "lockfile", f"lockkit:{n}") for n in names]
