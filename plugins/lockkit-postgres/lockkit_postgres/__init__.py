@@ -252,6 +252,22 @@ _BREAK = (
 )
 
 
+# What `PostgresWaiter.wait` sends: the lock timeout is the caller's remaining time or
+# the live holder's remaining lease, whichever ends first (at least 50 ms, so an expired
+# holder that is being broken does not make waiters spin).
+_WAIT = (
+    """SELECT set_config('lock_timeout', LEAST({ms}, GREATEST(50, COALESCE((
+    SELECT min(ceil(extract(epoch FROM h.expires - clock_timestamp()) * 1000))::bigint + 50
+    FROM lockkit_holders h JOIN pg_locks l ON l.pid = h.session_pid
+    WHERE h.key = ({key}) AND """
+    + _HELD_BY.replace("%(hi)s", "(({key}) >> 32) & 4294967295").replace(
+        "%(lo)s", "({key}) & 4294967295"
+    )
+    + """), {ms})))::text, false);
+SELECT {lock}(({key})); SET lock_timeout = 0"""
+)
+
+
 def lock_key(namespace: str, name: str) -> int:
     """The signed 64-bit advisory key of lock ``name`` in ``namespace``."""
     digest = hashlib.blake2b(f"{namespace}\0{name}".encode(), digest_size=8).digest()
@@ -484,12 +500,14 @@ class PostgresWaiter(Waiter):
             return False
         backend = self.backend
         key = backend.key(self.name)
-        # 0 waits for ever; libpq's timeout is an int of milliseconds.
+        # libpq's lock_timeout is an int of milliseconds (0 waits for ever).
         timeout_ms = 0 if math.isinf(remaining) else max(1, min(int(remaining * 1000), 2**31 - 1))
         lock = "pg_advisory_lock_shared" if self.shared else "pg_advisory_lock"
         # One simple-protocol string runs as one implicit transaction: on a timeout the
-        # SET is rolled back with it, and on success the second SET restores 0.
-        query = f"SET lock_timeout = {timeout_ms}; SELECT {lock}({key}); SET lock_timeout = 0"
+        # SET is rolled back with it, and on success the last SET restores 0. The wait
+        # also ends when the live holder's lease expires (plus 50 ms), so the core can
+        # judge it stale and break it: a paused holder must not keep us queued.
+        query = _WAIT.format(key=key, ms=timeout_ms or 2**31 - 1, lock=lock)
         conn = backend.connection()
         # Past the deadline (plus a margin for the server's own timeout) the server is
         # not answering at all: the watchdog cuts the connection.
