@@ -97,7 +97,7 @@ def test_killed_holder_is_replaced_within_a_second(postgres_url: str) -> None:
         thread.join(30)
         assert got, "the waiter never got the lock"
         handoff = got[0] - killed_at
-        print(f"kill -9 -> next holder: {handoff * 1000:.1f} ms")  # noqa: T201
+        print(f"kill -9 -> next holder: {handoff * 1000:.1f} ms")
         assert handoff < 1.0
         assert tokens[0] is not None
         assert tokens[0] > old_token
@@ -146,7 +146,7 @@ def test_server_restart_during_a_hold_is_a_loss(postgres_server: PostgresServer)
     postgres_server.restart("fast")
     started = time.monotonic()
     assert lost.wait(10), "on_lost did not fire after the server restarted"
-    print(f"restart -> on_lost: {time.monotonic() - started:.2f} s")  # noqa: T201
+    print(f"restart -> on_lost: {time.monotonic() - started:.2f} s")
     assert not lock.is_held()
     _take_after(url, name, lock)
     lock.release()  # lost: releases nothing, raises nothing
@@ -175,7 +175,7 @@ def test_frozen_server_during_a_hold_is_a_loss(postgres_server: PostgresServer) 
     try:
         started = time.monotonic()
         assert lost.wait(10), "on_lost did not fire while the server was frozen"
-        print(f"SIGSTOP -> on_lost: {time.monotonic() - started:.2f} s")  # noqa: T201
+        print(f"SIGSTOP -> on_lost: {time.monotonic() - started:.2f} s")
     finally:
         postgres_server.resume()
     # The holder cut its connection: once the server runs again, the lock is free.
@@ -186,9 +186,7 @@ def test_frozen_server_during_a_hold_is_a_loss(postgres_server: PostgresServer) 
 @pytest.mark.multiprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["restart", "freeze"])
-def test_no_two_holders_across_a_server_fault(
-    postgres_server: PostgresServer, fault: str
-) -> None:
+def test_no_two_holders_across_a_server_fault(postgres_server: PostgresServer, fault: str) -> None:
     """6 contending processes; the server restarts or freezes for 3 s midway."""
 
     def inject() -> None:
@@ -207,7 +205,7 @@ def test_no_two_holders_across_a_server_fault(
         milestone_at=50,
         during=inject,
     )
-    print(  # noqa: T201
+    print(
         f"{fault}: acquisitions={run.acquisitions} non_increasing={run.non_increasing} "
         f"double_holders={run.double_holders} lost_updates={run.lost_updates} "
         f"errors={len(run.errors)} on_lost={run.lost_events}"
@@ -317,7 +315,7 @@ def test_doctor_checks_the_server(postgres_url: str) -> None:
     assert check["works"] is True
     assert check["stress"]["expected"] == 2400
     assert check["stress"]["lost"] == 0
-    print(f"doctor: {check['stress']}")  # noqa: T201
+    print(f"doctor: {check['stress']}")
 
 
 def test_both_schemes_select_the_plugin(postgres_url: str) -> None:

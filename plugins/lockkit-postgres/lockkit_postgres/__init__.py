@@ -83,6 +83,7 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds one statement may take before the server counts as unresponsive."""
 DEFAULT_CONNECT_TIMEOUT = 5
 """libpq's ``connect_timeout`` when the URL sets none (whole seconds, at least 2)."""
+_IDENTITY_PARTS = 2  # (fence, version)
 MAX_IDLE = 8
 """Idle connections kept per URL; more are closed when given back."""
 
@@ -246,9 +247,7 @@ FOR UPDATE OF h
 """
 )
 _BREAK = (
-    "SELECT pg_terminate_backend(found.session_pid, %(wait_ms)s) FROM ("
-    + _BREAK_FIND
-    + ") found"
+    "SELECT pg_terminate_backend(found.session_pid, %(wait_ms)s) FROM (" + _BREAK_FIND + ") found"
 )
 
 
@@ -439,7 +438,7 @@ class _Held:
 
     __slots__ = ("conn", "key", "pid", "session_pid", "shared", "token")
 
-    def __init__(  # noqa: PLR0913 - a plain record
+    def __init__(
         self,
         conn: Any,  # noqa: ANN401 - a psycopg Connection
         key: int,
@@ -642,7 +641,7 @@ class PostgresBackend(Backend):
         text = os.fspath(name)
         if not text or "\0" in text:
             raise InvalidLockName(f"lock name {text!r} is empty or contains NUL")
-        if os.path.isabs(text):  # noqa: PTH117
+        if os.path.isabs(text):
             relative = os.path.relpath(text, self.root)
             if not relative.startswith(os.pardir):
                 text = relative.replace(os.sep, "/")
@@ -654,7 +653,12 @@ class PostgresBackend(Backend):
 
     def _params(self, name: str) -> dict[str, Any]:
         key = self.key(name)
-        return {"ns": self.namespace, "key": key, "hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}
+        return {
+            "ns": self.namespace,
+            "key": key,
+            "hi": (key >> 32) & 0xFFFFFFFF,
+            "lo": key & 0xFFFFFFFF,
+        }
 
     # -- connections -----------------------------------------------------------------------
 
@@ -822,7 +826,9 @@ class PostgresBackend(Backend):
         conn = held.conn
         if conn.closed or conn.broken:
             return False
-        remaining = (lease.expires - dt.datetime.now(dt.UTC)).total_seconds() if lease.expires else ttl
+        remaining = (
+            (lease.expires - dt.datetime.now(dt.UTC)).total_seconds() if lease.expires else ttl
+        )
         # Never past the lease's end: others may break the lock from then on.
         timeout = max(0.1, min(self.timeout, remaining - 0.5))
         params = {**self._params(lease.name), "token": lease.token, "ttl": ttl}
@@ -857,7 +863,22 @@ class PostgresBackend(Backend):
                 problem=f"held by PostgreSQL session {session} without a lockkit holder row "
                 "(just being taken, or not a lockkit lock)",
             )
-        (_, _, token, pid, host, boot_id, pid_ns, start_time, created, left, age, fence, version, _) = row
+        (
+            _,
+            _,
+            token,
+            pid,
+            host,
+            boot_id,
+            pid_ns,
+            start_time,
+            created,
+            left,
+            age,
+            fence,
+            version,
+            _,
+        ) = row
         owner = Owner(
             pid=pid,
             host=host,
@@ -880,9 +901,10 @@ class PostgresBackend(Backend):
 
     def break_lock(self, name: str, expected: LockInfo) -> bool:
         """Terminate the holder's session, only while it is exactly ``expected``."""
-        if expected.owner is None or expected.identity is None or len(expected.identity) != 2:
+        identity = expected.identity
+        if expected.owner is None or identity is None or len(identity) != _IDENTITY_PARTS:
             return False
-        fence, version = expected.identity
+        fence, version = identity
         params = {
             **self._params(name),
             "token": expected.owner.token,
@@ -906,7 +928,9 @@ class PostgresBackend(Backend):
         """
         params = self._params(self.normalize_name(name))
         conn = self.connection()
-        self._run(conn, "DELETE FROM lockkit_fences WHERE namespace = %(ns)s AND key = %(key)s", params)
+        self._run(
+            conn, "DELETE FROM lockkit_fences WHERE namespace = %(ns)s AND key = %(key)s", params
+        )
         self.pool.put(conn)
 
     @classmethod
@@ -932,7 +956,7 @@ def _warn_pooler(shown: str, expected: int, actual: int) -> None:
 
 
 def _conninfo(url: str, shown: str) -> str:
-    """libpq's connection string: the URL plus lockkit's client and session settings."""
+    """Libpq's connection string: the URL plus lockkit's client and session settings."""
     psycopg = _psycopg()
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)

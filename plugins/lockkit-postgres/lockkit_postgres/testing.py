@@ -35,7 +35,9 @@ def _skip_or_fail(reason: str) -> NoReturn:
 def _started() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
-        _skip_or_fail("no PostgreSQL server binaries (initdb, postgres): apt-get install postgresql")
+        _skip_or_fail(
+            "no PostgreSQL server binaries (initdb, postgres): apt-get install postgresql"
+        )
     with running(bindir) as server:
         yield server
 
