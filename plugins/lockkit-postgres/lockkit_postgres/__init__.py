@@ -838,8 +838,14 @@ class PostgresBackend(Backend):
             log.warning("lockkit: lock %s is lost: %s", lease.name, exc)
             return False  # the connection is closed: the session and its lock are gone
         if not rows:
-            # Our session lives but does not hold the key: a pooler moved us, or the
-            # row was removed. The session may hold nothing; close it to be sure.
+            # Our session lives but does not hold the key: a pooler moved us to another
+            # server session, or the row was removed. Close it, so nothing stays held.
+            log.warning(
+                "lockkit: lock %s is lost: the session at %s no longer holds it (is a "
+                "connection pooler in transaction mode in between?)",
+                lease.name,
+                self.shown,
+            )
             self.pool.discard(conn)
             return False
         return True
