@@ -157,8 +157,12 @@ def test_server_crash_during_a_hold_is_a_loss(postgres_server: PostgresServer) -
     url = postgres_server.url
     name = _name()
     lock, lost = _held_until_lost(url, name, ttl=1.5)
+    assert lock.inspect() is not None  # leaves an idle pooled connection behind
     postgres_server.kill()
     postgres_server.start()
+    # The pooled connection died with the server: it is replaced, not reported.
+    info = lock.inspect()
+    assert info is None, f"the lock survived a server crash: {info!r}"
     assert lost.wait(10), "on_lost did not fire after the server crashed"
     assert not lock.is_held()
     _take_after(url, name, lock)

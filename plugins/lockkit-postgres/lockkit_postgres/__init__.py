@@ -49,6 +49,7 @@ one learns of its loss at its next renewal.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import hashlib
@@ -59,6 +60,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from lockkit import Lease, LockInfo, Owner
@@ -363,6 +365,15 @@ def _sever(conn: Any) -> None:  # noqa: ANN401 - a psycopg Connection
 
 _watchdog = _Watchdog()
 
+# Every pool, so that idle connections are closed (not garbage-collected) at exit.
+_POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in list(_POOLS):
+        pool.close()
+
 
 class _Pool:
     """Connections to one server: each is used by one caller at a time.
@@ -379,6 +390,7 @@ class _Pool:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        _POOLS.add(self)
 
     def get(self) -> tuple[Any, bool]:
         """A connection, and whether it was reused (it may have died while idle)."""
@@ -678,6 +690,25 @@ class PostgresBackend(Backend):
             self._run(conn, f"SELECT pg_advisory_xact_lock({_SCHEMA_KEY}); {_SCHEMA}", None)
             self._schema_ready = True
 
+    def _pooled(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run a statement that takes no lock on a pooled connection, then give it back.
+
+        A reused connection that fails (the server restarted while it sat idle) is
+        replaced once by a fresh one; a fresh one failing is the server's answer.
+        """
+        conn, reused = self.pool.get()
+        try:
+            if not self._schema_ready:
+                self._create_schema(conn)
+            rows = self._run(conn, query, params)
+        except BackendUnavailable:
+            if not reused:
+                raise
+            conn = self.connection()
+            rows = self._run(conn, query, params)
+        self.pool.put(conn)
+        return rows
+
     def _run(
         self,
         conn: Any,  # noqa: ANN401
@@ -731,9 +762,9 @@ class PostgresBackend(Backend):
         ttl = ttl or self.default_ttl
         conn = None
         if isinstance(waiter, PostgresWaiter):
-            waiter.shared = shared  # what its next wait queues for
             if waiter.granted is not None and waiter.shared == shared:
                 conn, waiter.granted = waiter.granted, None
+            waiter.shared = shared  # what its next wait queues for
         if conn is not None:
             lock = "TRUE"
             reused = False
@@ -852,9 +883,7 @@ class PostgresBackend(Backend):
 
     def inspect(self, name: str) -> LockInfo | None:
         """The holder recorded by the session holding the key, or ``None`` when free."""
-        conn = self.connection()
-        rows = self._run(conn, _INSPECT, self._params(name))
-        self.pool.put(conn)
+        rows = self._pooled(_INSPECT, self._params(name))
         if not rows:
             return None
         shared = any(row[1] == "ShareLock" for row in rows)
@@ -918,9 +947,7 @@ class PostgresBackend(Backend):
             "version": version,
         }
         params["wait_ms"] = int(min(self.timeout, 5.0) * 1000)
-        conn = self.connection()
-        rows = self._run(conn, _BREAK, params)
-        self.pool.put(conn)
+        rows = self._pooled(_BREAK, params)
         return bool(rows and rows[0][0])
 
     def waiter(self, name: str) -> Waiter:
@@ -933,11 +960,9 @@ class PostgresBackend(Backend):
         Fencing tokens stay increasing afterwards: they never fall below the clock.
         """
         params = self._params(self.normalize_name(name))
-        conn = self.connection()
-        self._run(
-            conn, "DELETE FROM lockkit_fences WHERE namespace = %(ns)s AND key = %(key)s", params
+        self._pooled(
+            "DELETE FROM lockkit_fences WHERE namespace = %(ns)s AND key = %(key)s", params
         )
-        self.pool.put(conn)
 
     @classmethod
     def probe(cls, location: str) -> Support:
