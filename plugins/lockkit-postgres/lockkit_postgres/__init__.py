@@ -410,7 +410,7 @@ class _Pool:
         try:
             return psycopg.connect(self.conninfo, autocommit=True)
         except psycopg.Error as exc:
-            raise _unavailable(self.shown, exc, "cannot connect to") from None
+            raise _unavailable(self.shown, exc, connecting=True) from None
 
     def put(self, conn: Any) -> None:  # noqa: ANN401
         """Give back a connection that holds no lock."""
@@ -467,20 +467,25 @@ class _Held:
         self.pid = os.getpid()
 
 
-def _unavailable(shown: str, exc: BaseException, doing: str = "failed at") -> BackendUnavailable:
-    """A `BackendUnavailable` for a psycopg error on server ``shown``, without secrets."""
+def _unavailable(shown: str, exc: BaseException, *, connecting: bool = False) -> BackendUnavailable:
+    """A `BackendUnavailable` for a psycopg error on server ``shown``, without secrets.
+
+    libpq's messages name host and port but never the password; they are redacted all
+    the same, in case a URL is quoted.
+    """
     detail = redact_text(str(exc).strip()) or type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    if sqlstate == "42501":
+    if connecting:
+        message = f"cannot connect to PostgreSQL at {shown}"
+    elif sqlstate == "42501":
         message = (
             f"the PostgreSQL user at {shown} lacks a privilege lockkit needs (CREATE on "
             "the schema once, then SELECT/INSERT/UPDATE/DELETE on lockkit_holders and "
             "lockkit_fences)"
         )
-    elif sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"} or not sqlstate:
-        message = f"{doing} PostgreSQL at {shown}" if doing else f"PostgreSQL at {shown} failed"
-        if doing == "failed at":
-            message = f"lost the connection to PostgreSQL at {shown}"
+    elif not sqlstate or sqlstate.startswith(("08", "57P")):
+        # No SQLSTATE: the connection broke; 08xxx, 57P0x: the server ended the session.
+        message = f"lost the connection to PostgreSQL at {shown}"
     else:
         message = f"PostgreSQL at {shown} answered with an error ({sqlstate})"
     return BackendUnavailable(f"{message}: {detail}")
