@@ -190,8 +190,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict over lockkit and the tests."""
-    session.install("-e", ".[bench]", "--group", "typecheck")
+    """Run mypy --strict over lockkit, the tests and the plugins."""
+    # The postgres plugin brings psycopg, whose types its module and tests use.
+    session.install("-e", ".[bench]", "-e", "plugins/lockkit-postgres", "--group", "typecheck")
     session.run("mypy")
 
 
@@ -259,14 +260,18 @@ def plugins(session: nox.Session) -> None:
 
     Real installs (no sys.path tricks): the plugins are found through their entry
     points exactly as users' plugins are. Then lockkit's own tests check the installed
-    plugins on the exFAT and link()-refusing FUSE mounts.
+    plugins on the exFAT and link()-refusing FUSE mounts, and the postgresql plugin
+    against real PostgreSQL servers (``tests/postgres``, which needs lockkit's test
+    helpers, so it lives with lockkit's tests).
     """
     found = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
     session.install(".", *map(str, found), "--group", "tests")
     for plugin in found:
         config = ["-c", str(plugin / "pyproject.toml"), "--rootdir", str(plugin)]
         session.run("pytest", *config, str(plugin / "tests"), *session.posargs)
-    session.run("pytest", "tests/contract/test_plugins_realfs.py", *session.posargs)
+    session.run(
+        "pytest", "tests/contract/test_plugins_realfs.py", "tests/postgres", *session.posargs
+    )
 
 
 # Plugins exactly as released for backend spec v1, each with the start of the

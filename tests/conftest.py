@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -14,6 +15,10 @@ from lockkit._autodetect import forget as forget_detections
 from lockkit._registry import reset_registry
 
 pytest_plugins = ["tests.mounts", "tests.redis_server", "tests.shares"]
+
+# The PostgreSQL backend is a plugin: its tests run where it is installed (`nox -s
+# plugins`), and are not collected elsewhere.
+collect_ignore = [] if importlib.util.find_spec("lockkit_postgres") else ["postgres"]
 
 
 _SELECTION_ENV = (

@@ -1,0 +1,22 @@
+"""The postgresql backend passes lockkit's backend contract suite against a real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lockkit.testing import BackendContract
+
+
+class TestPostgres(BackendContract):
+    processes = 8
+    increments = 300
+
+    @pytest.fixture
+    def contract_backend(self, postgres_url: str) -> str:
+        return postgres_url
+
+    @pytest.fixture
+    def contract_name(self) -> str:
+        return f"contract-{uuid.uuid4().hex}"
