@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 from lockkit import _calls, _fork
 from lockkit._calls import failure, make_waiter
 from lockkit._info import Owner
-from lockkit._lock import _LockCore, effective_timeout
+from lockkit._lock import _LockCore, _take_seen, effective_timeout
 from lockkit._steps import Break, Inspect, TryAcquire, Wait
 from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
@@ -266,7 +266,7 @@ class AsyncLock(_LockCore):
                             backend, how, name, Owner.current(), ttl, shared=shared, waiter=waiter
                         )
                     case Inspect():
-                        reply = await self._inspect_quietly_async()
+                        reply = _take_seen(waiter) or await self._inspect_quietly_async()
                     case Break(info):
                         reply = await _calls.break_lock_async(backend, how, name, info)
                     case Wait(until, attempt):

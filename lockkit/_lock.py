@@ -565,7 +565,7 @@ class Lock(_LockCore, contextlib.ContextDecorator):
                     case TryAcquire():
                         reply = self._attempt(backend, ttl, waiter)
                     case Inspect():
-                        reply = self._inspect_quietly()
+                        reply = _take_seen(waiter) or self._inspect_quietly()
                     case Break(info):
                         reply = backend.break_lock(self._name, info)
                     case Wait(until, attempt):
@@ -653,6 +653,14 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         """Show the name, backend and state; never a token."""
         state = "locked" if self.locked else "unlocked"
         return f"<lockkit.Lock {self._name!r} backend={self._backend.name!r} {state}>"
+
+
+def _take_seen(waiter: Waiter | None) -> LockInfo | None:
+    """The holder the waiter's failed attempt saw (read in that round trip), used once."""
+    if waiter is None or waiter.seen is None:
+        return None
+    seen, waiter.seen = waiter.seen, None
+    return seen
 
 
 def reader_lock(

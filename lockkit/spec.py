@@ -176,14 +176,19 @@ class Waiter:
     Attributes:
         name: The lock waited for.
         attempts: Failed attempts so far in this acquisition (the core counts them).
+        seen: The holder a failed attempt saw, set by a backend whose attempt reads it
+            anyway (in the same round trip): the core judges that holding instead of
+            calling ``inspect``, and clears it. ``None`` (the default): the core asks
+            ``inspect``.
     """
 
-    __slots__ = ("attempts", "name")
+    __slots__ = ("attempts", "name", "seen")
 
     def __init__(self, name: str) -> None:
         """A waiter for lock ``name`` (a name from `Backend.normalize_name`)."""
         self.name = name
         self.attempts = 0
+        self.seen: LockInfo | None = None
 
     def wait(self, deadline: float) -> bool:
         """Block until the lock may have become free, or until ``deadline``.

@@ -339,3 +339,42 @@ def test_waiters_that_give_up_leave_no_grant_behind(
     assert client.llen(f"lockkit:{{{name}}}:waiters") == 0
     # Free now, not after a TTL: no grant was stranded with a waiter that left.
     assert lockkit.Lock(name, backend=redis_url).inspect() is None
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_contended_acquisition_judges_the_holder_its_attempt_read(
+    backends: tuple[RedisBackend, RedisBackend],
+    name: str,
+    driver: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failed attempt reports the holder (Waiter.seen): no separate inspect round trip."""
+    import asyncio
+
+    holder, waiting = backends
+    held = holder.try_acquire(name, Owner.current(), 30.0)
+    assert held is not None
+    asked: list[str] = []
+
+    def no_inspect(self: RedisBackend, lock: str) -> None:
+        asked.append(lock)
+        raise AssertionError("inspect was called")
+
+    monkeypatch.setattr(RedisBackend, "inspect", no_inspect)
+    monkeypatch.setattr(RedisBackend, "inspect_async", no_inspect)
+    # The holder is alive (this process): the waiter waits, and times out.
+    if driver == "sync":
+        with pytest.raises(LockTimeout) as caught:
+            lockkit.Lock(name, backend=waiting, timeout=0.3).acquire()
+    else:
+
+        async def main() -> None:
+            await lockkit.AsyncLock(name, backend=waiting, timeout=0.3).acquire()
+
+        with pytest.raises(LockTimeout) as caught:
+            asyncio.run(main())
+    assert asked == []
+    assert caught.value.holder is not None
+    assert caught.value.holder.owner is not None
+    assert caught.value.holder.owner.token == held.token  # what the attempt read
+    assert holder.release(held)

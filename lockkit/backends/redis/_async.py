@@ -314,14 +314,18 @@ class AsyncRedis:
             if wait is not None:
                 wait.inflight = None
             raise self._unavailable(side, exc) from None
+        busy = _busy(result)
         if wait is not None:
             wait.inflight = None
             wait.woken = False
-            wait.queued = result is None
-            if result is not None:
-                result = result[0]  # the queued script answers {fence, granted}
-        if result is None:
+            wait.queued = busy
+        if busy:
+            if waiter is not None:
+                # The holder, read by the same script: judged without `inspect`.
+                waiter.seen = None if result is None else from_inspect(name, backend.name, result)
             return None
+        if wait is not None:
+            result = result[0]  # the queued script answers {fence, granted}
         return offer.lease(int(result))
 
     @staticmethod
@@ -334,7 +338,7 @@ class AsyncRedis:
     ) -> None:
         if attempt.cancelled() or attempt.exception() is not None:
             return
-        if attempt.result() is None:
+        if _busy(attempt.result()):
             return  # busy (and queued: the leave takes the entry out)
         _keep(asyncio.ensure_future(side.release(keys=keys, args=[payload, name])))
 
@@ -467,3 +471,8 @@ def for_backend(backend: RedisBackend) -> AsyncRedis:
     if side is None:
         side = _SIDES[backend] = AsyncRedis()
     return side
+
+
+def _busy(result: Any) -> bool:  # noqa: ANN401 - a script's reply
+    """Whether an attempt's reply says busy: nil, or the holder ``{value, pttl, counter}``."""
+    return result is None or (isinstance(result, list) and len(result) == 3)  # noqa: PLR2004

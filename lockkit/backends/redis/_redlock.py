@@ -97,7 +97,7 @@ class RedlockBackend(RedisBackend, several_servers=True):
                 else:
                     args = [offer.payload, offer.ttl_ms]
                     found = self.call(server, server.acquire, keys[:2], args)
-                    fence = None if found is None else int(found)
+                    fence = None if found is None or isinstance(found, list) else int(found)
             except BackendUnavailable as exc:
                 failures.append(exc)
                 continue
@@ -115,7 +115,7 @@ class RedlockBackend(RedisBackend, several_servers=True):
         except BaseException:
             waiter.drop_listener()
             raise
-        if result is None:
+        if result is None or len(result) == 3:  # noqa: PLR2004 - busy: {value, pttl, counter}
             waiter.queue(channel, None)
             return None
         waiter.forget()  # the script took our entry out of the queue

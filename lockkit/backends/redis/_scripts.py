@@ -150,6 +150,14 @@ end
 redis.call('pexpire', KEYS[3], ARGV[6])
 return false
 """
+# The end of a failed attempt: report the holder, as INSPECT would, so the caller can
+# judge it without another round trip (readers only: nothing).
+_HOLDER = """
+local value = redis.call('get', KEYS[1])
+if value then return {value, redis.call('pttl', KEYS[1]), redis.call('get', KEYS[2])} end
+return false
+"""
+_QUEUED_HOLDER = _QUEUE.replace("return false\n", _HOLDER)
 
 ACQUIRE = (
     _READERS
@@ -161,12 +169,14 @@ if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then
   redis.call('set', KEYS[1], stamp(ARGV[1], fence, 0), 'PX', ARGV[2])
   return fence
 end
-return false
 """
+    + _HOLDER
 )
-"""An attempt by a caller that will not wait: take the lock if it is free.
+"""An attempt that does not queue: take the lock if it is free.
 
-KEYS: lock, fence. ARGV: payload, ttl ms. Returns the fence, or nil when busy.
+KEYS: lock, fence. ARGV: payload, ttl ms. Returns the fence; when busy, the exclusive
+holder as `INSPECT` reports it, ``{value, pttl ms, counter}`` (nil when only readers
+hold the lock).
 """
 
 ACQUIRE_QUEUED = (
@@ -184,7 +194,7 @@ if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then
   return {fence, 0}
 end
 """
-    + _QUEUE
+    + _QUEUED_HOLDER
 )
 """An attempt by a caller that will wait: take the lock, or queue in the same step.
 
@@ -192,8 +202,9 @@ KEYS: lock, fence, waiters. ARGV: payload, ttl ms, the entry to queue, ``front``
 ``back``, the entry queued now (``''``: none), queue ttl ms, that entry's payload
 (``''`` if plain or none). Returns ``{fence, 0}`` when it took the lock for ARGV[1],
 ``{fence, 1}`` when a release had already granted it to the queued entry (its message
-not yet read), nil when busy: ARGV[3] is then queued, and no release can slip between
-the failed attempt and the queueing.
+not yet read), and when busy ``{value, pttl ms, counter}`` of the exclusive holder (as
+`INSPECT`; nil when only readers hold it): ARGV[3] is then queued, and no release can
+slip between the failed attempt and the queueing.
 """
 
 ENQUEUE = (

@@ -267,9 +267,10 @@ class RedisBackend(Backend):
             offer = self.offer(name, owner, ttl)
             keys = self.keys(name)
             fence = self.call(server, server.acquire, keys[:2], [offer.payload, offer.ttl_ms])
-            if fence is None:
+            if fence is None or isinstance(fence, list):  # busy: nil, or the holder
                 if mine is not None:
                     mine.offer = offer  # what `wait` queues, so a release can grant it
+                    mine.seen = None if fence is None else from_inspect(name, self.name, fence)
                 return None
             return offer.lease(int(fence))
         grant = mine.take_grant()
@@ -301,8 +302,10 @@ class RedisBackend(Backend):
             # grant to an entry nobody knows of is undone rather than held for its TTL.
             waiter.drop_listener()
             raise
-        if result is None:
+        if result is None or len(result) == 3:  # noqa: PLR2004 - the busy reply's shape
             waiter.queue(entry, offer)
+            # The holder, read by the same script: the core judges it without `inspect`.
+            waiter.seen = None if result is None else from_inspect(name, self.name, result)
             return None
         fence, was_granted = int(result[0]), bool(result[1])
         waiter.forget()  # the script took our entry out of the queue
