@@ -60,8 +60,6 @@ class Plan:
     Attributes:
         accepts_waiter: ``try_acquire`` takes ``waiter=`` (spec v2).
         eager_waiter: It takes it from the first attempt (``Backend.eager_waiter``).
-        own_waiter: The backend makes its own waiter (``waiter`` overridden, or v1
-            ``wait``): the core makes it before the first attempt of a waiting caller.
         legacy_waiting: Spec v1 waiting (``wait``/``stop_waiting`` overridden).
         native_async: The ``*_async`` methods the backend defines itself.
         async_accepts_waiter: ``try_acquire_async`` takes ``waiter=``.
@@ -69,7 +67,6 @@ class Plan:
 
     accepts_waiter: bool
     eager_waiter: bool
-    own_waiter: bool
     legacy_waiting: bool
     native_async: frozenset[str]
     async_accepts_waiter: bool
@@ -105,7 +102,6 @@ def plan(backend: Backend) -> Plan:
         found = Plan(
             accepts_waiter=accepts,
             eager_waiter=accepts and cls.eager_waiter,
-            own_waiter=legacy or cls.waiter is not Backend.waiter,
             legacy_waiting=legacy,
             native_async=native,
             async_accepts_waiter=_takes_waiter(cls.try_acquire_async),
@@ -240,10 +236,10 @@ def failure(exc: Exception, doing: str, name: str, backend: Backend) -> LockErro
     """
     if isinstance(exc, LockError):
         return exc
+    plugin = origin(backend)
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename and exc.filename != name else ""
-        plugin = origin(backend)
         who = backend.name if plugin.startswith("lockkit ") else f"{backend.name} from {plugin}"
         return BackendUnavailable(
             exc.errno, f"{doing} lock {name!r} ({who}) failed: {reason}{where}"
@@ -253,10 +249,9 @@ def failure(exc: Exception, doing: str, name: str, backend: Backend) -> LockErro
     detail = redact_text(str(exc))
     said = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return BackendError(
-        f"{doing} lock {name!r} failed in backend {backend.name!r} "
-        f"(from {origin(backend)}): {said}",
+        f"{doing} lock {name!r} failed in backend {backend.name!r} (from {plugin}): {said}",
         backend=backend.name,
-        plugin=origin(backend),
+        plugin=plugin,
         original=exc,
     )
 
