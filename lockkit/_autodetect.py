@@ -22,9 +22,8 @@ import os
 import threading
 import warnings
 
-import attrs
-
 from lockkit._fsinfo import NETWORK_FILESYSTEMS, filesystem_of, may_be_shared
+from lockkit._value import frozen
 from lockkit.errors import BackendUnavailable, LockkitWarning
 from lockkit.spec import Support
 
@@ -69,7 +68,7 @@ def sharing_notes(fstype: str) -> list[str]:
     return notes
 
 
-@attrs.frozen
+@frozen
 class Detection:
     """The outcome of probing a directory.
 

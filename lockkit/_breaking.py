@@ -18,11 +18,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from lockkit._calls import call_backend
 from lockkit._stale import judge
 from lockkit._steps import Break, Inspect
+from lockkit._value import frozen
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -38,7 +37,7 @@ __all__ = ["Outcome", "break_stale", "break_steps"]
 log = logging.getLogger("lockkit")
 
 
-@attrs.frozen
+@frozen
 class Outcome:
     """What an attempt to break a lock came to.
 

@@ -19,11 +19,10 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
 from lockkit._info import Lease
 from lockkit._spec_v1 import SpecV1Methods
 from lockkit._threads import try_acquire_in_thread
+from lockkit._value import frozen
 from lockkit.errors import BackendError, BackendUnavailable, LockError, PluginError
 from lockkit.spec import Backend, Waiter
 
@@ -53,7 +52,7 @@ _V1_WAITING = ("wait", "stop_waiting", "wait_async", "stop_waiting_async")
 _ASYNC = ("try_acquire_async", "release_async", "inspect_async", "break_lock_async")
 
 
-@attrs.frozen
+@frozen
 class Plan:
     """What the core knows about a backend class, worked out once.
 

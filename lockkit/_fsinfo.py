@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-import attrs
+from lockkit._value import frozen
 
 __all__ = [
     "MOUNT_TABLE",
@@ -38,7 +38,7 @@ def may_be_shared(fstype: str) -> bool:
     return fstype in NETWORK_FILESYSTEMS or fstype == "fuse" or fstype.startswith("fuse.")
 
 
-@attrs.frozen
+@frozen
 class FsInfo:
     """The filesystem holding a path.
 

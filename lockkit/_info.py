@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-import attrs
+from lockkit._value import field, frozen
 
 __all__ = [
     "MAX_PID",
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@frozen
 class _ProcessIdentity:
     pid: int
     host: str
@@ -193,7 +193,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_tokens)
 
 
-@attrs.frozen
+@frozen
 class Owner:
     """Who holds (or held) a lock.
 
@@ -218,7 +218,7 @@ class Owner:
     boot_id: str = ""
     pid_ns: int | None = None
     start_time: int | None = None
-    token: str = attrs.field(default="", repr=False)
+    token: str = field(default="", repr=False)
     created: dt.datetime | None = None
 
     @classmethod
@@ -254,7 +254,7 @@ class Owner:
         return f"pid {self.pid}{host}"
 
 
-@attrs.frozen
+@frozen
 class LockInfo:
     """What a backend can tell about the current holder of a lock.
 
@@ -299,7 +299,7 @@ class LockInfo:
         return f"{self.owner.describe()} (backend {self.backend}{since})"
 
 
-@attrs.frozen
+@frozen
 class Lease:
     """Proof that a lock was acquired, returned by ``Backend.try_acquire``.
 
@@ -326,7 +326,7 @@ class Lease:
     fencing_token: int | None = None
     identity: tuple[int, ...] | None = None
     ttl: float | None = None
-    handle: Any = attrs.field(default=None, eq=False, repr=False)
+    handle: Any = field(default=None, eq=False, repr=False)
 
     @property
     def token(self) -> str:

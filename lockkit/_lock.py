@@ -18,8 +18,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Self
 
-import attrs
-
 from lockkit import _fork
 from lockkit._breaking import break_steps
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
@@ -27,6 +25,7 @@ from lockkit._heartbeat import renewer
 from lockkit._info import Lease, Owner
 from lockkit._numbers import check
 from lockkit._steps import Break, Inspect, Step, TryAcquire, Wait
+from lockkit._value import evolve
 from lockkit.errors import (
     InvalidLockName,
     LockError,
@@ -295,7 +294,7 @@ class _LockCore:
                 renewed = False
             if renewed:
                 expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-                self._lease = attrs.evolve(lease, expires=expires)
+                self._lease = evolve(lease, expires=expires)
                 return time.monotonic() + ttl / 3
         self._mark_lost(lease)
         return None

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-import attrs
+from lockkit._value import frozen
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Feature", "features"]
 
 
-@attrs.frozen
+@frozen
 class Feature:
     """One facility lockkit uses where the platform has it.
 

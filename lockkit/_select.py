@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-import attrs
-
 from lockkit._redact import redact_url, redacted_repr
 from lockkit._settings import Settings, load_settings, openclaw_state_dir
+from lockkit._value import field, frozen
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Selection", "choose", "parse_spec", "select"]
 
 
-@attrs.frozen
+@frozen
 class Selection:
     """The backend chosen for a lock, and where that choice came from.
 
@@ -45,7 +44,7 @@ class Selection:
     """
 
     backend: str
-    url: str | None = attrs.field(default=None, repr=redacted_repr)
+    url: str | None = field(default=None, repr=redacted_repr)
     source: str = "argument"
     detail: str = ""
 

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-import attrs
-
 from lockkit._info import LockInfo, Owner, pid_alive, process_identity, read_start_time
+from lockkit._value import frozen
 
 __all__ = ["WRITE_GRACE", "Verdict", "judge", "machine_view"]
 
@@ -36,7 +35,7 @@ WRITE_GRACE = 10.0
 """Seconds an unreadable lock file is given to be a write in progress."""
 
 
-@attrs.frozen
+@frozen
 class Verdict:
     """Whether a lock is stale, and the rule that decided.
 

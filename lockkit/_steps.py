@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import attrs
+from lockkit._value import frozen
 
 if TYPE_CHECKING:
     from lockkit._info import LockInfo
@@ -18,17 +18,17 @@ if TYPE_CHECKING:
 __all__ = ["Break", "Inspect", "Step", "TryAcquire", "Wait"]
 
 
-@attrs.frozen
+@frozen
 class TryAcquire:
     """Request: make one attempt (``Backend.try_acquire``); reply with the lease or ``None``."""
 
 
-@attrs.frozen
+@frozen
 class Inspect:
     """Request: read the holder (``Backend.inspect``); reply with it, or ``None`` if unknown."""
 
 
-@attrs.frozen
+@frozen
 class Break:
     """Request: break the stale lock ``info`` describes; reply with whether it was broken.
 
@@ -39,7 +39,7 @@ class Break:
     info: LockInfo
 
 
-@attrs.frozen
+@frozen
 class Wait:
     """Request: wait for a release (``Backend.wait``); reply with whether one was seen.
 

@@ -75,11 +75,11 @@ import os
 import time
 from typing import TYPE_CHECKING, ClassVar, Self
 
-import attrs
 import pluggy
 
 from lockkit._backoff import POLL_MAX, POLL_MIN, poll_delay
 from lockkit._spec_v1 import SpecV1Methods
+from lockkit._value import fields, frozen
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -112,7 +112,7 @@ hookimpl = pluggy.HookimplMarker(NAME)
 """Decorator that marks a plugin's hook implementations."""
 
 
-@attrs.frozen
+@frozen
 class Capabilities:
     """What a backend can do; every flag is off unless the backend says otherwise.
 
@@ -141,10 +141,10 @@ class Capabilities:
 
     def names(self) -> list[str]:
         """The names of the capabilities that are on, in declaration order."""
-        return [field.name for field in attrs.fields(Capabilities) if getattr(self, field.name)]
+        return [field.name for field in fields(Capabilities) if getattr(self, field.name)]
 
 
-@attrs.frozen
+@frozen
 class Support:
     """A backend's verdict on whether it works at a location, from ``Backend.probe``.
 

@@ -28,10 +28,9 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
-
 from lockkit import _notify
 from lockkit._calls import plan, try_acquire_in_thread
+from lockkit._value import evolve
 from lockkit.backends import _turn
 from lockkit.backends._breaker import (
     BREAK_BUSY_WAIT,
@@ -307,7 +306,7 @@ class FileBackend(LocalIOBackend):
                 if held:
                     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
                     if self.refresh(lease, ttl):
-                        return attrs.evolve(lease, expires=expires)
+                        return evolve(lease, expires=expires)
         except BaseException:
             _close_handle(lease)
             raise

@@ -12,9 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import attrs
-
 from lockkit._info import MAX_PID, Owner
+from lockkit._value import frozen
 from lockkit.errors import InvalidLockName
 
 PAYLOAD_VERSION = 1
@@ -129,7 +128,7 @@ def _optional_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-@attrs.frozen
+@frozen
 class Payload:
     """A decoded lock file.
 

@@ -35,12 +35,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import secrets
 import stat
 
-import attrs
-
 from lockkit._info import Owner
+from lockkit._value import evolve, frozen
 from lockkit.backends._lockfile import file_identity, read_lock_file, unlink_lock_file
 from lockkit.backends._paths import aux_path
 from lockkit.backends._payload import decode_payload, encode_payload
@@ -82,7 +80,6 @@ _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
 _REWRITE = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
-@attrs.define
 class TurnState:
     """What one waiting acquisition knows of its turns of one lock.
 
@@ -94,8 +91,12 @@ class TurnState:
         token: The claim token of this waiter's turn, once it claimed one.
     """
 
-    unnoticed: int = 0
-    token: str = ""
+    __slots__ = ("token", "unnoticed")
+
+    def __init__(self) -> None:
+        """Start with no waits counted and no claim."""
+        self.unnoticed = 0
+        self.token = ""
 
     def waited(self, *, noticed: bool) -> None:
         """Count one wait; ``noticed`` if a release ended it (those do not count)."""
@@ -109,7 +110,7 @@ class TurnState:
     def claim_token(self) -> str:
         """This waiter's claim token, made on first use."""
         if not self.token:
-            self.token = secrets.token_hex(16)
+            self.token = os.urandom(16).hex()
         return self.token
 
 
@@ -118,7 +119,7 @@ def turn_path(name: str) -> str:
     return aux_path(name, TURN_SUFFIX)
 
 
-@attrs.frozen
+@frozen
 class Turn:
     """A live turn of a lock.
 
@@ -182,7 +183,7 @@ def claim(name: str, token: str, turn: Turn | None) -> None:
         return  # someone else's; or ours, with time enough left not to renew it yet
     path = turn_path(name)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=TURN_TTL)
-    payload = encode_payload(attrs.evolve(Owner.current(), token=token), TURN_BACKEND, expires)
+    payload = encode_payload(evolve(Owner.current(), token=token), TURN_BACKEND, expires)
     try:
         if turn is None:
             _remove_dead_turn(name)

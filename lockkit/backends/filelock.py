@@ -31,11 +31,11 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
-import attrs
 from filelock import lock_descriptor, unlock_descriptor
 
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._value import evolve
 from lockkit.backends._file import LocalIOBackend, WatchWaiter
 from lockkit.backends._lease import expiry
 from lockkit.backends._lockfile import lock_info
@@ -194,7 +194,7 @@ class FilelockBackend(LocalIOBackend):
         info = lock_info(name, self.name, decode_payload(data), st)
         # The file's mtime is the last acquisition, not a write in progress: only the
         # payload's own creation time is a meaningful age here.
-        return attrs.evolve(info, age=info.age if info.owner is not None else None)
+        return evolve(info, age=info.age if info.owner is not None else None)
 
     def break_lock(self, name: str, expected: LockInfo) -> bool:
         """An OS lock cannot be broken from outside; the kernel frees it when its holder dies."""

@@ -15,6 +15,7 @@ import attrs
 
 from lockkit._breaking import break_stale
 from lockkit._calls import call_backend
+from lockkit._value import evolve
 from lockkit.cli._report import Report, emit, show
 from lockkit.errors import LockError
 
@@ -185,7 +186,7 @@ def resolve(path: str, spec: str | None) -> Target:
     lock = Lock(path, backend=spec)
     selection = lock.selection
     if spec is not None and selection.source == "argument":
-        selection = attrs.evolve(selection, source="--backend")
+        selection = evolve(selection, source="--backend")
     return Target(lock.backend, lock.name, selection.describe(), lock.stale)
 
 

@@ -27,6 +27,7 @@ import attrs
 import pytest
 
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._value import evolve
 from lockkit.spec import Backend, Capabilities, Waiter
 from lockkit.testing import BackendContract
 
@@ -292,8 +293,8 @@ class InspectWithoutToken(ReferenceBackend):
     def info(self, name: str, holding: _Holding) -> LockInfo:
         """The reference's report with the owner's token blanked."""
         info = super().info(name, holding)
-        owner = None if info.owner is None else attrs.evolve(info.owner, token="")
-        return attrs.evolve(info, owner=owner)
+        owner = None if info.owner is None else evolve(info.owner, token="")
+        return evolve(info, owner=owner)
 
 
 class InspectAfterRelease(ReferenceBackend):
@@ -318,7 +319,7 @@ class InspectWithoutExpiry(ReferenceBackend):
 
     def info(self, name: str, holding: _Holding) -> LockInfo:
         """The reference's report without ``expires``."""
-        return attrs.evolve(super().info(name, holding), expires=None)
+        return evolve(super().info(name, holding), expires=None)
 
 
 class BreaksAnyone(ReferenceBackend):
@@ -422,7 +423,7 @@ class LeaseWithoutTtl(ReferenceBackend):
     ) -> Lease:
         """The reference's lease with ``ttl=None``."""
         lease = super().grant(name, owner, ttl, shared=shared, holding=holding)
-        return attrs.evolve(lease, ttl=None)
+        return evolve(lease, ttl=None)
 
 
 class FencingRepeats(ReferenceBackend):

@@ -16,11 +16,11 @@ import os
 import pathlib
 from collections.abc import Callable
 
-import attrs
 import pytest
 
 import lockkit
 from lockkit._info import LockInfo, Owner
+from lockkit._value import evolve
 from lockkit.backends import _file
 from lockkit.errors import BackendUnavailable
 
@@ -54,7 +54,7 @@ def _replace_with(path: pathlib.Path, token: str) -> Callable[[], None]:
     def replace() -> None:
         _real_unlink(path)
         other = Owner.current()
-        path.write_bytes(_file.encode_payload(attrs.evolve(other, token=token), "excl", None))
+        path.write_bytes(_file.encode_payload(evolve(other, token=token), "excl", None))
 
     return replace
 
@@ -140,7 +140,7 @@ def test_a_break_refuses_a_renewed_lock_with_the_same_identity(tmp_path: pathlib
     assert seen is not None
     # An SFTP client can show a renewed file with the old mtime and size; only the
     # expiry in the payload differs.
-    renewed = attrs.evolve(seen, expires=dt.datetime.now(dt.UTC))
+    renewed = evolve(seen, expires=dt.datetime.now(dt.UTC))
     assert not lock.backend.break_lock(lock.name, renewed)
     assert path.exists()
 

@@ -15,11 +15,11 @@ import pathlib
 import threading
 from collections.abc import Callable
 
-import attrs
 import pytest
 
 import lockkit
 from lockkit._info import Owner
+from lockkit._value import evolve
 from lockkit.backends import _file, _turn
 from lockkit.backends._file import FileWaiter, encode_payload
 from lockkit.backends.excl import ExclBackend
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.fs
 def _plant(lock: pathlib.Path, expires_in: float, backend: str = "turn") -> pathlib.Path:
     turn = pathlib.Path(str(lock) + _turn.TURN_SUFFIX)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)
-    other = attrs.evolve(Owner.current(), pid=os.getpid() + 1)
+    other = evolve(Owner.current(), pid=os.getpid() + 1)
     turn.write_bytes(encode_payload(other, backend, expires))
     return turn
 

@@ -7,13 +7,13 @@ import sqlite3
 import subprocess
 from typing import ClassVar
 
-import attrs
 import pytest
 
 from lockkit._breaking import break_stale
 from lockkit._calls import failure
 from lockkit._info import LockInfo, Owner
 from lockkit._registry import get_registry
+from lockkit._value import evolve
 from lockkit.errors import BackendUnavailable
 from lockkit.spec import hookimpl
 from tests.helpers.memory_backend import MemoryBackend
@@ -23,7 +23,7 @@ def dead_owner() -> Owner:
     """This machine view, a pid that has exited."""
     child = subprocess.Popen(["true"])
     child.wait()
-    return attrs.evolve(Owner.current(), pid=child.pid, start_time=None)
+    return evolve(Owner.current(), pid=child.pid, start_time=None)
 
 
 class BreakableBackend(MemoryBackend):

@@ -13,11 +13,11 @@ import sqlite3
 import subprocess
 from typing import ClassVar
 
-import attrs
 import pytest
 
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._registry import get_registry
+from lockkit._value import evolve
 from lockkit.cli import EXIT_SOFTWARE, EXIT_UNAVAILABLE, main
 from lockkit.spec import Backend, Support, hookimpl
 from tests.helpers.memory_backend import MemoryBackend
@@ -31,7 +31,7 @@ ERRORS = {
 def dead_owner() -> Owner:
     child = subprocess.Popen(["true"])
     child.wait()
-    return attrs.evolve(Owner.current(), pid=child.pid, start_time=None)
+    return evolve(Owner.current(), pid=child.pid, start_time=None)
 
 
 class Broken(MemoryBackend):

@@ -6,11 +6,11 @@ import datetime as dt
 import json
 import os
 
-import attrs
 import pytest
 
 from lockkit import _info
 from lockkit._info import Owner
+from lockkit._value import evolve
 from lockkit.backends._file import MAX_PAYLOAD, decode_payload, encode_payload
 
 
@@ -115,7 +115,7 @@ def test_bad_times_are_ignored() -> None:
     ids=["whole-second", "under-a-ms", "last-us", "next-second", "other-zone", "before-1970"],
 )
 def test_time_stamps_are_exact_and_agree(created: dt.datetime) -> None:
-    owner = attrs.evolve(Owner.current(), created=created)
+    owner = evolve(Owner.current(), created=created)
     expires = created + dt.timedelta(seconds=30)
     raw = encode_payload(owner, "excl", expires)
     data = json.loads(raw)
@@ -131,7 +131,7 @@ def test_time_stamps_are_exact_and_agree(created: dt.datetime) -> None:
 
 @pytest.mark.parametrize("token", ['a"b', "back\\slash", "new\nline", "caf\u00e9", ""])
 def test_foreign_tokens_are_escaped_like_json_dumps(token: str) -> None:
-    owner = attrs.evolve(Owner.current(), token=token)
+    owner = evolve(Owner.current(), token=token)
     raw = encode_payload(owner, "excl", None)
     assert json.loads(raw)["token"] == token
     assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode()

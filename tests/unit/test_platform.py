@@ -15,10 +15,10 @@ import sys
 import textwrap
 from collections.abc import Callable
 
-import attrs
 import pytest
 
 from lockkit import _fsinfo, _info, _notify, _platform
+from lockkit._value import evolve
 from lockkit.cli import main
 
 NAMES = [
@@ -43,7 +43,7 @@ def test_every_facility_is_reported_once() -> None:
     for feature in found:
         assert feature.detail
         assert feature.fallback
-        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        with pytest.raises(AttributeError):
             feature.available = False  # type: ignore[misc]
 
 
@@ -61,7 +61,7 @@ def _no_proc_stat(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> No
 
 
 def _no_boot_id(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
-    identity = attrs.evolve(_info.process_identity(), boot_id="", pid_ns=None)
+    identity = evolve(_info.process_identity(), boot_id="", pid_ns=None)
     monkeypatch.setattr(_info, "process_identity", lambda: identity)
 
 
