@@ -9,7 +9,6 @@ events, deadline), TTL renewal and loss reporting. Only the backend calls differ
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any, Self
@@ -18,6 +17,7 @@ from lockkit import _calls, _fork
 from lockkit._calls import failure, make_waiter
 from lockkit._info import Owner
 from lockkit._lock import _LockCore, _take_seen, effective_timeout
+from lockkit._log import log
 from lockkit._steps import Break, Inspect, TryAcquire, Wait
 from lockkit.errors import InvalidLockName, LockError, LockNotHeld, LockTimeout
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncAcquireResult", "AsyncLock"]
 
-log = logging.getLogger("lockkit")
 
 # Releases handed to the event loop after their caller was cancelled; the loop keeps
 # only weak references to tasks, so they are kept here until they finish.

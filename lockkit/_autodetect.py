@@ -17,17 +17,15 @@ The verdict and its evidence are cached per device (``st_dev``) for the process.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import warnings
 
 from lockkit._fsinfo import NETWORK_FILESYSTEMS, filesystem_of, may_be_shared
+from lockkit._log import log
 from lockkit._value import frozen
 from lockkit.errors import BackendUnavailable, LockkitWarning
 from lockkit.spec import Support
-
-log = logging.getLogger("lockkit")
 
 __all__ = [
     "NETWORK_FILESYSTEMS",

@@ -15,10 +15,10 @@ stale: nothing is removed on that path.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from lockkit._calls import call_backend
+from lockkit._log import log
 from lockkit._stale import judge
 from lockkit._steps import Break, Inspect
 from lockkit._value import frozen
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from lockkit.spec import Backend
 
 __all__ = ["Outcome", "break_stale", "break_steps"]
-
-log = logging.getLogger("lockkit")
 
 
 @frozen

@@ -15,11 +15,11 @@ This is where the core keeps its promises whatever a plugin does (architecture Â
 from __future__ import annotations
 
 import inspect
-import logging
 import warnings
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockkit._info import Lease
+from lockkit._log import log
 from lockkit._spec_v1 import SpecV1Methods
 from lockkit._threads import try_acquire_in_thread
 from lockkit._value import frozen
@@ -44,7 +44,6 @@ __all__ = [
     "try_acquire_in_thread",
 ]
 
-log = logging.getLogger("lockkit")
 
 _T = TypeVar("_T")
 

@@ -8,7 +8,6 @@ the first TTL lock, and is rebuilt in a forked child (threads do not survive for
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -16,9 +15,9 @@ import time
 import weakref
 from typing import Protocol
 
-__all__ = ["Renewable", "renewer"]
+from lockkit._log import log
 
-log = logging.getLogger("lockkit")
+__all__ = ["Renewable", "renewer"]
 
 
 class Renewable(Protocol):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import math
 import os
 import threading
@@ -23,6 +22,7 @@ from lockkit._breaking import break_steps
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
 from lockkit._heartbeat import renewer
 from lockkit._info import Lease, Owner
+from lockkit._log import log
 from lockkit._numbers import check
 from lockkit._steps import Break, Inspect, Step, TryAcquire, Wait
 from lockkit._value import evolve
@@ -54,7 +54,6 @@ __all__ = [
     "reader_lock",
 ]
 
-log = logging.getLogger("lockkit")
 
 _get_ident = threading.get_ident
 _monotonic = time.monotonic

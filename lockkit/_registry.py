@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 import os
 import re
 import threading
@@ -30,6 +29,7 @@ import attrs
 import pluggy
 
 from lockkit import spec
+from lockkit._log import log
 from lockkit.errors import (
     BackendError,
     BackendUnavailable,
@@ -53,10 +53,6 @@ __all__ = [
     "reset_registry",
 ]
 
-log = logging.getLogger("lockkit")
-# A library must not print through logging's last-resort handler: warnings.warn is the
-# user-visible channel, and applications opt in to the log records with a handler.
-log.addHandler(logging.NullHandler())
 
 DISABLED_ENV = "LOCKKIT_DISABLED_PLUGINS"
 _EVENT_HOOKS = (

@@ -17,12 +17,12 @@ other. One deadline covers both steps.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Literal, Self
 
 from lockkit._lock import Lock, effective_timeout, reader_lock
+from lockkit._log import log
 from lockkit.errors import LockError, LockNotHeld, LockTimeout, SharedLocksUnsupported
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GATE_SUFFIX", "Hold", "ReadWriteLock"]
 
-log = logging.getLogger("lockkit")
 
 GATE_SUFFIX = ".gate"
 """The gate of lock ``x.lock`` is ``x.lock.gate`` (a sibling file for file backends)."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import stat
 import tempfile
@@ -35,6 +34,7 @@ from filelock import lock_descriptor, unlock_descriptor
 
 from lockkit import _notify
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._log import log
 from lockkit._value import evolve
 from lockkit.backends._file import LocalIOBackend, WatchWaiter
 from lockkit.backends._lease import expiry
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FilelockBackend", "lockkit_register_backends"]
 
-log = logging.getLogger("lockkit")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)

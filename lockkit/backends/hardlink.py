@@ -13,13 +13,13 @@ per process, and stays correct, instead of crashing the application as a bare
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import threading
 import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
+from lockkit._log import log
 from lockkit.backends._file import FileBackend
 from lockkit.backends._lease import create_lease, expiry
 from lockkit.backends._lockfile import carries_token, create_held, unlink_lock_file
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LINK_UNSUPPORTED", "HardlinkBackend", "lockkit_register_backends"]
 
-log = logging.getLogger("lockkit")
 
 LINK_UNSUPPORTED = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS, errno.EMLINK, errno.EXDEV}

@@ -32,7 +32,6 @@ import contextlib
 import functools
 import importlib
 import itertools
-import logging
 import os
 import time
 import weakref
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockkit._log import log
 from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import AsyncScript, LoopConnections, import_redis, unavailable
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncRedis", "AsyncWait", "for_backend"]
 
-log = logging.getLogger("lockkit")
 
 # Commands that must complete although their caller was cancelled (releases, leaving a
 # queue, abandoned attempts); the loop keeps only weak references to tasks.

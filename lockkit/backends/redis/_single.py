@@ -26,13 +26,13 @@ gets in passes a wake-up on, so readers queued together get in together.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import urllib.parse
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from lockkit._info import Lease, LockInfo, Owner
+from lockkit._log import log
 from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_TTL", "MAX_NAME", "RedisBackend"]
 
-log = logging.getLogger("lockkit")
 
 DEFAULT_TTL = 30.0
 """Seconds a Redis lock lives without renewal when the lock has no ``ttl`` of its own.
