@@ -12,18 +12,35 @@ works there with the highest preference wins. For the built-ins that means:
 
 ``hardlink`` and ``excl`` write the same lock file and exclude each other, so hosts that
 reach different verdicts for one share (one can link, the other cannot) still agree.
-The verdict and its evidence are cached per device (``st_dev``) for the process.
+The verdict and its evidence are cached per device (``st_dev``) for the process, and
+per mount in the user's cache (`lockkit._cache`) for later processes:
+
+* The key is the mount's ``/proc/self/mountinfo`` line (mount id, device numbers,
+  root, mount point, options, type, source, superblock options) with ``st_dev``, so a
+  filesystem unmounted and another mounted at the same place never meets the old
+  verdict (it gets a new mount id, and usually another type or source).
+* A verdict holds only for the backends that took part (every installed backend,
+  named by distribution and class, as the registry's record lists them) and for this
+  version of lockkit: another set means a fresh probe.
+* Not cached: network filesystems (the server, not the mount, decides what link() or
+  an exclusive create does, and it can change or fail over under one mount), FUSE
+  filesystems including ``fuseblk`` (a program answers every call, and its behaviour
+  is not tied to anything the mount table shows), and systems without a mount table
+  (nothing identifies a mount). They are probed once per process, as before.
+* ``lockkit doctor`` re-probes and rewrites the verdict; ``LOCKKIT_NO_CACHE=1``
+  bypasses the cache.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 import warnings
 
-from lockkit._fsinfo import NETWORK_FILESYSTEMS, filesystem_of, may_be_shared
+from lockkit import _cache
+from lockkit._fsinfo import NETWORK_FILESYSTEMS, FsInfo, filesystem_of, may_be_shared
 from lockkit._log import log
-from lockkit._value import frozen
+from lockkit._value import evolve, frozen
 from lockkit.errors import BackendUnavailable, LockkitWarning
 from lockkit.spec import Support
 
@@ -33,6 +50,7 @@ __all__ = [
     "detect",
     "forget",
     "may_be_shared",
+    "not_cached_because",
     "sharing_notes",
 ]
 
@@ -76,6 +94,8 @@ class Detection:
         fstype: The filesystem type found there.
         mount_point: Where that filesystem is mounted.
         evidence: Every backend's probe verdict, by name.
+        cached: How the user's cache was used: ``"used"`` (this verdict came from it),
+            ``"saved"`` (probed now and saved), or ``""`` (probed, not saved).
     """
 
     backend: str
@@ -83,14 +103,24 @@ class Detection:
     fstype: str
     mount_point: str
     evidence: tuple[tuple[str, Support], ...]
+    cached: str = ""
 
 
 _CACHE: dict[int, Detection] = {}
-_GUARD = threading.Lock()
+_GUARD = _thread.allocate_lock()
+VERDICTS = "autodetect.json"
+"""The cache file of verdicts, in `lockkit._cache.cache_dir`."""
+_FORMAT = 1
+_MAX_VERDICTS = 64
 
 
-def detect(directory: str) -> Detection:
-    """Probe ``directory`` (cached per device) and return the chosen backend.
+def detect(directory: str, *, refresh: bool = False) -> Detection:
+    """Probe ``directory`` (cached per device and per mount) and return the chosen backend.
+
+    Args:
+        directory: Where the lock file goes.
+        refresh: Ignore every cached verdict for this filesystem, probe, and save the
+            new verdict (``lockkit doctor``).
 
     Raises:
         BackendUnavailable: No registered backend can lock there; the message carries
@@ -98,11 +128,25 @@ def detect(directory: str) -> Detection:
     """
     device = os.stat(directory).st_dev  # noqa: PTH116
     with _GUARD:
-        cached = _CACHE.get(device)
+        cached = None if refresh else _CACHE.get(device)
     if cached is not None:
         return cached
-    detection = _probe(directory)
+    fs = filesystem_of(directory)
+    remembered = None if refresh else _remembered(fs, device)
+    if remembered is not None:
+        with _GUARD:
+            return _CACHE.setdefault(device, remembered)
+    try:
+        detection = _probe(directory, fs)
+    except BackendUnavailable:
+        if refresh:
+            _save(fs, device, None)
+        raise
+    if _save(fs, device, detection):
+        detection = evolve(detection, cached="saved")
     with _GUARD:
+        if refresh:
+            _CACHE.pop(device, None)
         first = device not in _CACHE
         detection = _CACHE.setdefault(device, detection)
     if first and detection.fstype in CLIENT_SIDE_EXCL:
@@ -115,15 +159,98 @@ def detect(directory: str) -> Detection:
 
 
 def forget() -> None:
-    """Drop cached verdicts (tests, or after remounting)."""
+    """Drop this process's verdicts (tests, or after remounting); see also `detect`."""
     with _GUARD:
         _CACHE.clear()
 
 
-def _probe(directory: str) -> Detection:
+def not_cached_because(fs: FsInfo) -> str:
+    """Why verdicts for ``fs`` are not kept in the user's cache; ``""`` if they are."""
+    if not _cache.enabled():
+        return f"the cache is disabled ({_cache.NO_CACHE_ENV})"
+    if _cache.cache_dir() is None:
+        return "there is no cache directory (HOME is not set)"
+    if not fs.mount:
+        return "no mount table tells this mount apart from the next one"
+    if fs.fstype in NETWORK_FILESYSTEMS:
+        return f"{fs.fstype} is a network filesystem: its server decides, and may change"
+    if fs.fstype.startswith("fuse"):
+        return f"{fs.fstype} is a FUSE filesystem: the program behind it decides, and may change"
+    return ""
+
+
+def _participants() -> list[str] | None:
     from lockkit._registry import get_registry  # noqa: PLC0415 - avoids an import cycle
 
-    fs = filesystem_of(directory)
+    return get_registry().participants()
+
+
+def _entry_key(fs: FsInfo, device: int) -> str:
+    return f"{fs.mount}\n{device}"
+
+
+def _remembered(fs: FsInfo, device: int) -> Detection | None:  # noqa: PLR0911 - one per check
+    """The verdict saved for this mount and these backends, if any."""
+    if fs.device != device or not_cached_because(fs):
+        return None
+    participants = _participants()
+    if participants is None:
+        return None  # not known without loading every plugin: probing does that anyway
+    record = _cache.read(VERDICTS)
+    verdicts = record.get("verdicts") if record and record.get("format") == _FORMAT else None
+    entry = verdicts.get(_entry_key(fs, device)) if isinstance(verdicts, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    from lockkit._version import __version__  # noqa: PLC0415
+
+    if entry.get("lockkit") != __version__ or entry.get("participants") != participants:
+        return None
+    try:
+        evidence = tuple(
+            (str(name), Support(ok=bool(ok), preference=int(pref), reason=str(why)))
+            for name, ok, pref, why in entry["evidence"]
+        )
+        backend, reason = str(entry["backend"]), str(entry["reason"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not any(name == backend and support.ok for name, support in evidence):
+        return None
+    return Detection(backend, reason, fs.fstype, fs.mount_point, evidence, cached="used")
+
+
+def _save(fs: FsInfo, device: int, detection: Detection | None) -> bool:
+    """Save (or with None, drop) the verdict for this mount; whether it was saved."""
+    if fs.device != device or not_cached_because(fs):
+        return False
+    participants = _participants() if detection is not None else []
+    if participants is None:
+        return False
+    from lockkit._version import __version__  # noqa: PLC0415
+
+    record = _cache.read(VERDICTS)
+    verdicts = record.get("verdicts") if record and record.get("format") == _FORMAT else None
+    kept = dict(verdicts) if isinstance(verdicts, dict) else {}
+    key = _entry_key(fs, device)
+    kept.pop(key, None)
+    if detection is not None:
+        kept[key] = {
+            "lockkit": __version__,
+            "participants": participants,
+            "backend": detection.backend,
+            "reason": detection.reason,
+            "evidence": [
+                [name, support.ok, support.preference, support.reason]
+                for name, support in detection.evidence
+            ],
+        }
+    # The newest last; mounts come and go, so the oldest verdicts make way.
+    kept = dict(list(kept.items())[-_MAX_VERDICTS:])
+    return _cache.write(VERDICTS, {"format": _FORMAT, "verdicts": kept}) and detection is not None
+
+
+def _probe(directory: str, fs: FsInfo) -> Detection:
+    from lockkit._registry import get_registry  # noqa: PLC0415 - avoids an import cycle
+
     shared = may_be_shared(fs.fstype)
     evidence = []
     local_only = set()

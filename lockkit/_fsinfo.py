@@ -48,12 +48,17 @@ class FsInfo:
         mount_point: Where that filesystem is mounted.
         source: The mounted device or share (``/dev/sda1``, ``//server/share``...).
         device: ``st_dev`` of the path.
+        mount: What tells this mount apart from any other, now or later at the same
+            place: its ``mountinfo`` line without the propagation fields (mount id,
+            device, root, mount point, options, type, source, superblock options);
+            ``""`` without a mount table.
     """
 
     fstype: str
     mount_point: str
     source: str
     device: int
+    mount: str = ""
 
 
 def _unescape(field: str) -> str:
@@ -83,7 +88,11 @@ def filesystem_of(path: str) -> FsInfo:
         # Later lines for the same mount point shadow earlier ones (stacked mounts).
         if inside and len(mount_point) >= best_len:
             best_len = len(mount_point)
-            best = FsInfo(extra[0], mount_point, _unescape(extra[1]), device)
+            # Fields 0-5 (id, parent, major:minor, root, mount point, options) and all
+            # after " - "; the optional fields between them (propagation peers) may
+            # change while the mount stays the same.
+            mount = " ".join([fields[0], *fields[2:6], "-", *extra])
+            best = FsInfo(extra[0], mount_point, _unescape(extra[1]), device, mount)
     return best
 
 

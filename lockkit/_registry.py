@@ -17,19 +17,13 @@ Rules (architecture §2):
 
 from __future__ import annotations
 
-import contextlib
-import inspect
+import _thread
 import os
-import re
-import threading
 import warnings
-from typing import TYPE_CHECKING, Any
 
-import attrs
-import pluggy
-
-from lockkit import spec
+from lockkit import _cache, _regcache, spec
 from lockkit._log import log
+from lockkit._value import frozen
 from lockkit.errors import (
     BackendError,
     BackendUnavailable,
@@ -39,8 +33,12 @@ from lockkit.errors import (
     UnknownBackend,
 )
 
+TYPE_CHECKING = False  # not typing's: the cold path does not import typing
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from typing import Any
+
+    import pluggy
 
     from lockkit._info import Lease, LockInfo
 
@@ -62,9 +60,10 @@ _EVENT_HOOKS = (
     "lockkit_stale_broken",
     "lockkit_lost",
 )
+_IMPL = f"{spec.NAME}_impl"
 
 
-@attrs.frozen
+@frozen
 class BackendEntry:
     """A registered backend class and where it came from.
 
@@ -87,7 +86,7 @@ class BackendEntry:
         return f"{self.dist}:{self.name}" if self.dist else self.name
 
 
-@attrs.frozen
+@frozen
 class PluginProblem:
     """A plugin that could not be used, and why.
 
@@ -127,7 +126,14 @@ def _distribution_label(ep: EntryPoint) -> str:
 
 def _normalized(dist: str) -> str:
     """A distribution name as PEP 503 compares them: ``Lockkit_MKDIR`` -> ``lockkit-mkdir``."""
-    return re.sub(r"[-_.]+", "-", dist).lower()
+    out: list[str] = []
+    for char in dist.lower():
+        if char in "-_.":
+            if not out or out[-1] != "-":
+                out.append("-")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _dist_name(label: str) -> str:
@@ -137,20 +143,29 @@ def _dist_name(label: str) -> str:
     return _normalized(label.split(" ", 1)[0])
 
 
-_HOOKS = frozenset(name for name in dir(spec) if hasattr(getattr(spec, name), f"{spec.NAME}_spec"))
-
-
 def _unknown_hooks(plugin: object) -> list[str]:
     """``@hookimpl`` functions of ``plugin`` whose name is no hook (pluggy would refuse it)."""
+    from lockkit._hookspecs import HOOKS  # noqa: PLC0415 - pluggy's path only
+
     return [
         attr
         for attr in dir(plugin)
-        if hasattr(getattr(plugin, attr, None), f"{spec.NAME}_impl") and attr not in _HOOKS
+        if hasattr(getattr(plugin, attr, None), _IMPL) and attr not in HOOKS
     ]
+
+
+def _mark_builtin_hooks(plugin: object) -> None:
+    """Apply the real ``@hookimpl`` to the built-ins' hooks (see `spec._builtin_hookimpl`)."""
+    for attr in dir(plugin):
+        value = getattr(plugin, attr, None)
+        if getattr(value, spec._BUILTIN_HOOKIMPL, False) and not hasattr(value, _IMPL):  # noqa: SLF001
+            spec.hookimpl(value)
 
 
 def _unmarked_hooks(plugin: object) -> list[str]:
     """``lockkit_*`` functions of ``plugin`` that lack ``@hookimpl`` (pluggy ignores them)."""
+    import inspect  # noqa: PLC0415 - pluggy's path only (pluggy imports it anyway)
+
     own = getattr(plugin, "__name__", None) if inspect.ismodule(plugin) else None
     found = []
     for attr in dir(plugin):
@@ -178,8 +193,13 @@ class Registry:
         """Create an empty registry reading entry-point ``group``."""
         self._group = group
         self._disabled = _disabled_from_env() if disabled is None else disabled
-        self._pm = pluggy.PluginManager(spec.NAME)
-        self._pm.add_hookspecs(spec)
+        # The cache serves the group and the disabled set it was keyed with (the env's).
+        self._use_cache = group == spec.NAME and disabled is None and _cache.enabled()
+        self._record: dict[str, Any] | None = None
+        self._record_read = False
+        self._script_dists = False  # a scan found a lockkit plugin in sys.path[0]
+        self._ep_origins: dict[type[spec.Backend], dict[str, Any]] = {}
+        self._manager: pluggy.PluginManager | None = None
         self._entries: dict[str, BackendEntry] = {}
         # Every provider of each name: more than one is a conflict, told apart as dist:name.
         self._providers: dict[str, list[BackendEntry]] = {}
@@ -191,8 +211,17 @@ class Registry:
         self._observers_loaded = False
         self._scanned: dict[str, list[EntryPoint]] | None = None
         self._instances: dict[tuple[str, str | None], spec.Backend] = {}
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self.has_event_hooks = False
+
+    @property
+    def _pm(self) -> pluggy.PluginManager:
+        """The plugin manager, made (importing pluggy) on first use."""
+        if self._manager is None:
+            from lockkit._hookspecs import plugin_manager  # noqa: PLC0415
+
+            self._manager = plugin_manager()
+        return self._manager
 
     # -- loading ---------------------------------------------------------------------
 
@@ -241,7 +270,11 @@ class Registry:
             self._report(PluginProblem(ep.name, label, f"{type(exc).__name__}: {exc}"))
             return
         observer = ep.group.endswith(".observers") if getattr(ep, "group", None) else False
-        self._register(plugin, ep.name, label, entry_point=not observer)
+        info = getattr(getattr(ep, "dist", None), "_path", None)
+        origin = {"ep": ep.name, "value": ep.value, "info": str(info) if info else ""}
+        if info and _regcache.in_script_dir(str(info)):
+            self._script_dists = True
+        self._register(plugin, ep.name, label, entry_point=not observer, origin=origin)
 
     def _is_disabled(self, name: str, label: str) -> bool:
         """Whether ``name`` (from the distribution in ``label``) is blocked."""
@@ -251,14 +284,25 @@ class Registry:
         return bool(dist) and f"{dist}:{name}" in self._disabled
 
     def _register(
-        self, plugin: object, plugin_name: str, label: str, *, entry_point: bool = False
+        self,
+        plugin: object,
+        plugin_name: str,
+        label: str,
+        *,
+        entry_point: bool = False,
+        origin: dict[str, Any] | None = None,
     ) -> None:
+        import pluggy  # noqa: PLC0415 - registering is pluggy's path
+
+        from lockkit._hookspecs import HOOKS  # noqa: PLC0415
+
         if self._pm.is_registered(plugin):
             return  # one module behind several entry points (a backend's URL schemes)
+        _mark_builtin_hooks(plugin)
         for attr in _unknown_hooks(plugin):
             problem = (
                 f"{attr}() is decorated with @hookimpl but matches no lockkit hook, so it is "
-                f"never called; the hooks are {', '.join(sorted(_HOOKS))}"
+                f"never called; the hooks are {', '.join(sorted(HOOKS))}"
             )
             self._report(PluginProblem(plugin_name, label, problem, skipped=False))
         for attr in _unmarked_hooks(plugin):
@@ -274,9 +318,14 @@ class Registry:
                 self._pm.unregister(plugin)
             self._report(PluginProblem(plugin_name, label, str(exc)))
             return
+        if origin is not None:
+            hooks = any(hasattr(getattr(plugin, hook, None), _IMPL) for hook in _EVENT_HOOKS)
+            origin = {**origin, "hooks": hooks}
         for impl in self._pm.hook.lockkit_register_backends.get_hookimpls():
             if impl.plugin is plugin:
-                self._collect(impl.function, plugin_name, label, entry_point=entry_point)
+                self._collect(
+                    impl.function, plugin_name, label, entry_point=entry_point, origin=origin
+                )
         self.has_event_hooks = any(
             getattr(self._pm.hook, hook).get_hookimpls() for hook in _EVENT_HOOKS
         )
@@ -288,7 +337,10 @@ class Registry:
         label: str,
         *,
         entry_point: bool = False,
+        origin: dict[str, Any] | None = None,
     ) -> None:
+        import inspect  # noqa: PLC0415 - pluggy's path only (pluggy imports it anyway)
+
         try:
             classes = list(register() or ())
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
@@ -317,6 +369,9 @@ class Registry:
                 continue
             if self._is_disabled(cls.name, label):
                 continue
+            if origin is not None:
+                target = f"{cls.__module__}:{cls.__qualname__}"
+                self._ep_origins.setdefault(cls, {**origin, "cls": target})
             self._add(BackendEntry(cls.name, cls, label, _dist_name(label)))
         names = {name for cls in classes if isinstance(cls, type) for name in _names(cls)}
         if entry_point and names and plugin_name not in names:
@@ -372,6 +427,7 @@ class Registry:
             for ep in self._entry_points():
                 self._load_entry_point(ep)
             self._all_loaded = True
+            self._remember(complete=True)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -386,11 +442,14 @@ class Registry:
         """
         dist, _, plain = name.rpartition(":")
         with self._lock:
-            self._load_observers()
+            if plain in self._providers or self._all_loaded or not self._from_record(plain):
+                self._load_observers()
             if plain not in self._providers and not self._all_loaded:
                 for ep in self._entry_points(plain):
                     self._load_entry_point(ep)
-                if plain not in self._providers:
+                if plain in self._providers:
+                    self._remember(names=(plain,))
+                else:
                     # An entry point may provide several backends under other names.
                     self.load_all()
             providers = self._providers.get(plain, [])
@@ -440,11 +499,151 @@ class Registry:
         scheme = scheme.lower()
         with self._lock:
             if scheme not in self._schemes and scheme not in self._providers:
+                record = self._usable_record()
+                known = record.get("schemes", {}) if record is not None else {}
+                if isinstance(known.get(scheme), str):
+                    return str(known[scheme])
                 for ep in self._entry_points(scheme):
                     self._load_entry_point(ep)
-                if scheme not in self._schemes and scheme not in self._providers:
+                if scheme in self._schemes:
+                    self._remember(schemes=(scheme,))
+                elif scheme not in self._providers:
                     self.load_all()
             return self._schemes.get(scheme, scheme)
+
+    # -- the record of what a scan found (lockkit._regcache) -------------------------
+
+    def _read_record(self) -> dict[str, Any] | None:
+        """The cache file's record if it was written under the current key, else None."""
+        if not self._record_read:
+            self._record_read = True
+            if self._use_cache:
+                rc = _regcache
+                record = _cache.read(rc.file_name())
+                if record is not None and record.get("key") == rc.current_key(
+                    os.environ.get(DISABLED_ENV, "")
+                ):
+                    self._record = record
+        return self._record
+
+    def _usable_record(self) -> dict[str, Any] | None:
+        """The record, if lookups may trust it now (no observers, sys.path[0] unchanged)."""
+        record = self._read_record()
+        if record is None or record.get("observers") is not False:
+            return None
+        if record.get("script_dir") != _regcache.script_dir() and (
+            _regcache.script_dir_has_distributions()
+        ):
+            return None
+        return record
+
+    def _from_record(self, name: str) -> bool:
+        """Add backend ``name`` from the record, importing only its module; False if not."""
+        record = self._usable_record()
+        if record is None:
+            return False
+        found = record.get("names", {}).get(name)
+        if not isinstance(found, dict):
+            return False
+        cls = _regcache.import_backend(name, found, self._group)
+        label, dist = found.get("label"), found.get("dist")
+        if cls is None or not isinstance(label, str) or not isinstance(dist, str):
+            log.debug("lockkit: the registry cache's record of %r does not hold; scanning", name)
+            return False
+        self._add(BackendEntry(name, cls, label, dist))
+        self._observers_loaded = True  # the record says there are none
+        return True
+
+    def participants(self) -> list[str] | None:
+        """Every backend auto-detection would probe, as ``name|distribution|module:qualname``.
+
+        From the record when a complete one is trusted (nothing is imported), else from
+        the loaded registry when everything is loaded, else None.
+        """
+        with self._lock:
+            in_process = [
+                _participant(entry)
+                for providers in self._providers.values()
+                for entry in providers
+                if entry.distribution == "registered in-process"
+            ]
+            if self._all_loaded:
+                return sorted(
+                    _participant(entry)
+                    for providers in self._providers.values()
+                    for entry in providers
+                )
+            record = self._usable_record()
+            complete = record.get("complete") if record is not None else None
+            if not isinstance(complete, list):
+                return None
+            return sorted({*map(str, complete), *in_process})
+
+    def _clean(self, name: str) -> dict[str, Any] | None:
+        """What the record says about ``name``, if a lookup by name may skip the scan.
+
+        Only when the long way would end the same way without a word: exactly one
+        provider, from the one entry point of that name, which reported no problem and
+        implements no event hook.
+        """
+        providers = self._providers.get(name, [])
+        if len(providers) != 1 or self._scanned is None:
+            return None
+        [entry] = providers
+        origin = self._ep_origins.get(entry.cls)
+        if not origin or origin.get("hooks") or not origin.get("info") or origin["ep"] != name:
+            return None
+        if len([ep for ep in self._scanned.get(self._group, []) if ep.name == name]) != 1:
+            return None
+        if any(problem.plugin == name for problem in self._problems):
+            return None
+        return {**origin, "label": entry.distribution, "dist": entry.dist}
+
+    def _remember(
+        self,
+        *,
+        names: tuple[str, ...] = (),
+        schemes: tuple[str, ...] = (),
+        complete: bool = False,
+    ) -> None:
+        """Add what was just found by scanning to the record (best effort, silent)."""
+        if not self._use_cache or self._script_dists or self._scanned is None:
+            return
+        rc = _regcache
+        key = rc.current_key(os.environ.get(DISABLED_ENV, ""))
+        record = self._read_record()
+        if record is None or record.get("key") != key:
+            record = {"key": key, "names": {}, "schemes": {}}
+        record = {**record, "script_dir": rc.script_dir()}
+        record["observers"] = bool(self._scanned.get(f"{self._group}.observers"))
+        known = dict(record.get("names") or {})
+        known_schemes = dict(record.get("schemes") or {})
+        if complete:
+            names = tuple(self._providers)
+            schemes = tuple(self._schemes)
+            record["complete"] = sorted(
+                _participant(entry)
+                for providers in self._providers.values()
+                for entry in providers
+                if entry.distribution != "registered in-process"
+            )
+        for name in names:
+            clean = self._clean(name)
+            if clean is not None:
+                known[name] = clean
+        for scheme in schemes:
+            backend = self._schemes.get(scheme)
+            if backend is not None and self._clean(backend) is not None:
+                known_schemes[scheme] = backend
+        record["names"], record["schemes"] = known, known_schemes
+        if record != self._record:
+            _cache.write(rc.file_name(), record)
+            self._record = record
+
+    def forget_record(self) -> None:
+        """Drop the record (``lockkit doctor`` rewrites it from a full load)."""
+        with self._lock:
+            self._record, self._record_read = None, True
 
     def close_backends(self) -> None:
         """Call ``close()`` on every cached backend instance that has one."""
@@ -454,8 +653,10 @@ class Registry:
         for instance in instances:
             close = getattr(instance, "close", None)
             if callable(close):
-                with contextlib.suppress(Exception):
+                try:  # noqa: SIM105 - contextlib is not imported on the cold path
                     close()
+                except Exception:  # noqa: BLE001, S110 - closing must not fail a reset
+                    pass
 
     def backend(self, name: str, url: str | None = None) -> spec.Backend:
         """Return the shared instance of backend ``name`` (for ``url``, if given).
@@ -524,7 +725,7 @@ class Registry:
 
 
 _REGISTRY: Registry | None = None
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = _thread.allocate_lock()
 
 
 def get_registry() -> Registry:
@@ -566,6 +767,10 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     applications that observe locks, or ship a backend, without an entry point.
     """
     get_registry().register(plugin, name)
+
+
+def _participant(entry: BackendEntry) -> str:
+    return f"{entry.name}|{entry.distribution}|{entry.cls.__module__}:{entry.cls.__qualname__}"
 
 
 def _names(cls: type[spec.Backend]) -> set[str]:

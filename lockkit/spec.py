@@ -75,16 +75,18 @@ import os
 import time
 from typing import TYPE_CHECKING, ClassVar, Self
 
-import pluggy
-
 from lockkit._backoff import POLL_MAX, POLL_MIN, poll_delay
 from lockkit._spec_v1 import SpecV1Methods
 from lockkit._value import fields, frozen
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+    import pluggy
 
     from lockkit._info import Lease, LockInfo, Owner
+
+    hookimpl: pluggy.HookimplMarker
 
 __all__ = [
     "NAME",
@@ -107,9 +109,30 @@ __all__ = [
 NAME = "lockkit"
 """The pluggy project name and the entry-point group plugins advertise themselves in."""
 
-_spec = pluggy.HookspecMarker(NAME)
-hookimpl = pluggy.HookimplMarker(NAME)
-"""Decorator that marks a plugin's hook implementations."""
+
+def __getattr__(name: str) -> object:
+    """Make ``hookimpl`` on first use, so a process that needs no plugin skips pluggy.
+
+    The built-in backends mark their hooks with `_builtin_hookimpl` instead.
+    """
+    if name == "hookimpl":
+        import pluggy  # noqa: PLC0415
+
+        return globals().setdefault("hookimpl", pluggy.HookimplMarker(NAME))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_BUILTIN_HOOKIMPL = f"_{NAME}_builtin_impl"
+
+
+def _builtin_hookimpl(function: Callable[..., object]) -> Callable[..., object]:
+    """``@hookimpl`` for lockkit's own backends, without importing pluggy.
+
+    It only flags the function; the registry applies the real `hookimpl` to it
+    when it registers the module with pluggy (see `lockkit._registry`).
+    """
+    setattr(function, _BUILTIN_HOOKIMPL, True)
+    return function
 
 
 @frozen
@@ -386,7 +409,10 @@ class Backend(SpecV1Methods, abc.ABC):
         return Support(ok=True, preference=0, reason="no probe implemented")
 
 
-@_spec
+# The hook specs. `lockkit._hookspecs` marks them for pluggy when the registry first
+# needs pluggy, so that a process that never does imports neither.
+
+
 def lockkit_register_backends() -> Iterable[type[Backend]]:  # type: ignore[empty-body]
     """Return the backend classes this plugin provides.
 
@@ -395,7 +421,6 @@ def lockkit_register_backends() -> Iterable[type[Backend]]:  # type: ignore[empt
     """
 
 
-@_spec
 def lockkit_acquired(name: str, backend: str, lease: Lease, waited: float) -> None:
     """Fire after a lock was acquired (not on reentrant re-acquisition).
 
@@ -407,7 +432,6 @@ def lockkit_acquired(name: str, backend: str, lease: Lease, waited: float) -> No
     """
 
 
-@_spec
 def lockkit_released(name: str, backend: str, lease: Lease, held: float) -> None:
     """Fire after a lock was released by its holder.
 
@@ -419,7 +443,6 @@ def lockkit_released(name: str, backend: str, lease: Lease, held: float) -> None
     """
 
 
-@_spec
 def lockkit_contended(name: str, backend: str, holder: LockInfo | None) -> None:
     """Fire once per acquisition that found the lock busy and starts to wait.
 
@@ -430,7 +453,6 @@ def lockkit_contended(name: str, backend: str, holder: LockInfo | None) -> None:
     """
 
 
-@_spec
 def lockkit_stale_broken(name: str, backend: str, info: LockInfo, reason: str) -> None:
     """Fire after a stale lock was broken.
 
@@ -442,7 +464,6 @@ def lockkit_stale_broken(name: str, backend: str, info: LockInfo, reason: str) -
     """
 
 
-@_spec
 def lockkit_lost(name: str, backend: str, lease: Lease) -> None:
     """Fire when a held lock turns out to belong to someone else (expired or broken).
 

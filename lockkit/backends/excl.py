@@ -16,7 +16,7 @@ from lockkit.backends._file import FileBackend
 from lockkit.backends._lease import create_lease, expiry
 from lockkit.backends._lockfile import create_exclusive, unlink_lock_file
 from lockkit.backends._paths import errname
-from lockkit.spec import Support, hookimpl
+from lockkit.spec import Support, _builtin_hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -56,7 +56,7 @@ class ExclBackend(FileBackend):
         return Support(ok=True, preference=50, reason="O_CREAT|O_EXCL is exclusive")
 
 
-@hookimpl
+@_builtin_hookimpl
 def lockkit_register_backends() -> Iterable[type[Backend]]:
     """Provide the ``excl`` backend."""
     return [ExclBackend]

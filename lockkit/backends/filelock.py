@@ -48,7 +48,7 @@ from lockkit.backends._paths import (
 )
 from lockkit.backends._payload import MAX_PAYLOAD, check_content, decode_payload, encode_payload
 from lockkit.errors import InvalidLockName, LockError
-from lockkit.spec import Backend, Capabilities, Support, hookimpl
+from lockkit.spec import Backend, Capabilities, Support, _builtin_hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -408,7 +408,7 @@ def _lock_shared(fd: int) -> bool:
     return True
 
 
-@hookimpl
+@_builtin_hookimpl
 def lockkit_register_backends() -> Iterable[type[Backend]]:
     """Provide the ``filelock`` backend."""
     return [FilelockBackend]

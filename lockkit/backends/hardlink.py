@@ -27,7 +27,7 @@ from lockkit.backends._paths import aux_path, errname
 from lockkit.backends._payload import encode_payload
 from lockkit.backends.excl import ExclBackend
 from lockkit.errors import LockkitWarning
-from lockkit.spec import Support, hookimpl
+from lockkit.spec import Support, _builtin_hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -213,7 +213,7 @@ def _link_count(path: str) -> int:
         return 0
 
 
-@hookimpl
+@_builtin_hookimpl
 def lockkit_register_backends() -> Iterable[type[Backend]]:
     """Provide the ``hardlink`` backend."""
     return [HardlinkBackend]

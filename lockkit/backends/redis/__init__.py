@@ -25,7 +25,7 @@ from lockkit.backends.redis._conn import eviction_warning, unavailable
 from lockkit.backends.redis._redlock import RedlockBackend
 from lockkit.backends.redis._single import DEFAULT_TTL, RedisBackend
 from lockkit.backends.redis._waiter import RedisWaiter
-from lockkit.spec import hookimpl
+from lockkit.spec import _builtin_hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-@hookimpl
+@_builtin_hookimpl
 def lockkit_register_backends() -> Iterable[type[Backend]]:
     """Provide the ``redis`` backend (its modules import redis-py only when used)."""
     return [RedisBackend]

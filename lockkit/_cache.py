@@ -1,0 +1,165 @@
+"""The user's own cache files: what a fresh process would otherwise work out again.
+
+Two files live in ``$XDG_CACHE_HOME/lockkit/`` (else ``~/.cache/lockkit/``): the
+registry's record of the installed backends (`lockkit._regcache`) and auto-detection's
+verdicts per filesystem (`lockkit._autodetect`). Both are only ever a shortcut: a file
+that is missing, unreadable, corrupt, stale or not trustworthy means the slow path, and
+is rewritten when that path is done.
+
+The directory is the user's, and nothing here trusts anything else:
+
+* The cache root (``$XDG_CACHE_HOME`` or ``~/.cache``) must belong to the effective
+  user: root under ``sudo -E`` keeps another user's ``HOME`` and gets no cache at all
+  (it neither reads that user's files nor leaves root-owned ones behind).
+* ``lockkit/`` is created ``0700``; it and every file in it are opened with
+  ``O_NOFOLLOW`` and used only if they belong to the effective user and nobody else may
+  write them. Files are created ``0600`` and replaced atomically (a temporary file in
+  the same directory, then ``os.replace``).
+* A read-only or missing ``HOME``, a full disk, Windows (no owner to check): no cache,
+  no error, no warning.
+* ``LOCKKIT_NO_CACHE=1`` bypasses both caches (neither read nor written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from lockkit._log import log
+
+__all__ = ["NO_CACHE_ENV", "cache_dir", "enabled", "read", "write"]
+
+NO_CACHE_ENV = "LOCKKIT_NO_CACHE"
+"""Set to anything but ``""`` or ``0`` to bypass the caches."""
+
+MAX_SIZE = 1 << 20
+"""A cache file larger than this is not read (it is not one lockkit wrote)."""
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def enabled() -> bool:
+    """Whether the caches may be used: not disabled, and on a system with owners."""
+    flag = os.environ.get(NO_CACHE_ENV, "").strip()
+    return flag in ("", "0") and hasattr(os, "geteuid") and hasattr(os, "O_NOFOLLOW")
+
+
+def cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/lockkit`` (an absolute one), else ``~/.cache/lockkit``, else None."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # noqa: PTH117 - the XDG spec: a relative value is ignored
+        home = os.environ.get("HOME", "")
+        if not os.path.isabs(home):  # noqa: PTH117
+            return None
+        base = os.path.join(home, ".cache")  # noqa: PTH118
+    return os.path.join(base, "lockkit")  # noqa: PTH118
+
+
+def _mine(info: os.stat_result) -> bool:
+    """Owned by the effective user, and nobody else may write it."""
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _root_is_mine(base: str, *, create: bool) -> bool:
+    """Whether the cache root belongs to the effective user (made if missing and ``create``)."""
+    try:
+        # The root may be a symlink the user made (~/.cache elsewhere): that is theirs.
+        return os.stat(base).st_uid == os.geteuid()  # noqa: PTH116
+    except FileNotFoundError:
+        if not create:
+            return False
+    except OSError:
+        return False
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)  # noqa: PTH103
+    except OSError:
+        return False
+    return True
+
+
+def _open_dir(*, create: bool) -> int | None:
+    """A descriptor of the cache directory if it is trustworthy (made if ``create``)."""
+    path = cache_dir()
+    if path is None or not enabled():
+        return None
+    if not _root_is_mine(os.path.dirname(path), create=create):  # noqa: PTH120
+        return None
+    if create:
+        try:
+            os.mkdir(path, 0o700)  # noqa: PTH102
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+    try:
+        fd = os.open(path, _DIR_FLAGS | _CLOEXEC)
+    except OSError:
+        return None  # missing, a symlink (ELOOP), not a directory
+    info = os.fstat(fd)
+    if not (stat.S_ISDIR(info.st_mode) and _mine(info)):
+        os.close(fd)
+        log.debug("lockkit: ignoring the cache directory %s: not the user's own", path)
+        return None
+    return fd
+
+
+def read(name: str) -> dict[str, object] | None:
+    """The JSON object in cache file ``name``, or None (missing, untrusted, corrupt)."""
+    directory = _open_dir(create=False)
+    if directory is None:
+        return None
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC, dir_fd=directory)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not (stat.S_ISREG(info.st_mode) and _mine(info)) or info.st_size > MAX_SIZE:
+                log.debug("lockkit: ignoring the cache file %s: not the user's own", name)
+                return None
+            data = os.read(fd, MAX_SIZE + 1)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(directory)
+    try:
+        value = json.loads(data)
+    except ValueError:  # corrupt, truncated, not UTF-8: rewritten by the slow path
+        log.debug("lockkit: ignoring the cache file %s: not valid JSON", name)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write(name: str, value: dict[str, object]) -> bool:
+    """Replace cache file ``name`` with ``value`` as JSON, atomically; False if not."""
+    directory = _open_dir(create=True)
+    if directory is None:
+        return False
+    temporary = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
+    data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        fd = os.open(temporary, flags, 0o600, dir_fd=directory)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError as exc:
+        log.debug("lockkit: could not write the cache file %s: %s", name, exc)
+        try:  # noqa: SIM105 - contextlib is not imported on the cold path
+            os.unlink(temporary, dir_fd=directory)
+        except OSError:
+            pass
+        return False
+    finally:
+        os.close(directory)
+    return True
