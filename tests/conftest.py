@@ -26,11 +26,18 @@ _SELECTION_ENV = (
     "LOCKKIT_URL",
     "LOCKKIT_SETTINGS",
     "LOCKKIT_DISABLED_PLUGINS",
+    "LOCKKIT_NO_CACHE",
     "OPENCLAW_CONFIG_PATH",
     "OPENCLAW_STATE_DIR",
     "OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS",
     "OPENCLAW_SESSION_WRITE_LOCK_STALE_MS",
 )
+
+
+def _session_cache(factory: pytest.TempPathFactory) -> pathlib.Path:
+    path = factory.getbasetemp() / "xdg-cache"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +50,9 @@ def _isolated(
     for name in _SELECTION_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENCLAW_HOME", str(tmp_path_factory.mktemp("home")))
+    # lockkit's caches (registry record, auto-detection verdicts) go to one directory
+    # per session, never the developer's; child processes inherit it.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache(tmp_path_factory)))
     reset_registry()
     forget_detections()
     yield

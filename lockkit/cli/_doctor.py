@@ -24,6 +24,7 @@ from lockkit.errors import LockError, LockkitWarning
 if TYPE_CHECKING:
     import argparse
 
+    from lockkit._fsinfo import FsInfo
     from lockkit._select import Selection
 
 __all__ = [
@@ -301,6 +302,8 @@ class DoctorReport(Report):
         problems: Plugins that could not be loaded.
         chosen_error: Why nothing could be chosen (only then).
         sharing: Notes on filesystems other hosts or clients may reach.
+        cache: What became of the cached auto-detection verdict for this filesystem
+            (doctor always probes afresh, and saves the new verdict where it may).
         platform: The platform's facilities.
         ok: The verdict: locks work here.
         verdict: The verdict in words (text only).
@@ -322,6 +325,7 @@ class DoctorReport(Report):
     sharing: list[str] = attrs.field(
         metadata=show(text=lambda _, v: [f"sharing: {note}" for note in v])
     )
+    cache: str = attrs.field(metadata=show(text=lambda _, v: [f"cache: {v}"]))
     platform: PlatformReport = attrs.field(metadata=show(text=lambda _, v: ["", *v.lines()]))
     ok: bool
     verdict: str = attrs.field(metadata=show(key=None, text=lambda _, v: ["", f"verdict: {v}"]))
@@ -343,6 +347,9 @@ def run_doctor(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     fs = filesystem_of(directory)
     registry = get_registry()
+    # Scan and probe afresh: whatever the caches say is what this run rewrites.
+    registry.forget_record()
+    cache = _reprobe(directory, fs)
     config = _config_report()
     problems = [problem.describe() for problem in registry.problems()]
     chosen: Selection | None = None
@@ -383,12 +390,35 @@ def run_doctor(args: argparse.Namespace) -> int:
         problems=problems,
         chosen_error=chosen_error,
         sharing=sharing_notes(fs.fstype),
+        cache=cache,
         platform=_platform_report(),
         ok=ok,
         verdict=verdict,
     )
     emit(report, as_json=args.json)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _reprobe(directory: str, fs: FsInfo) -> str:
+    """Probe ``directory`` afresh, replacing any cached verdict; say what happened."""
+    from lockkit import _cache  # noqa: PLC0415
+    from lockkit._autodetect import VERDICTS, detect, not_cached_because  # noqa: PLC0415
+
+    why_not = not_cached_because(fs)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LockkitWarning)
+            detection = detect(directory, refresh=True)
+    except LockError:
+        detection = None
+    where = os.path.join(_cache.cache_dir() or "", VERDICTS)  # noqa: PTH118
+    if why_not:
+        return f"auto-detection re-probed; verdicts here are not cached: {why_not}"
+    if detection is None:
+        return f"auto-detection re-probed: nothing works here; removed any verdict from {where}"
+    if detection.cached == "saved":
+        return f"auto-detection re-probed; verdict {detection.backend!r} saved in {where}"
+    return f"auto-detection re-probed; the verdict could not be saved in {where}"
 
 
 def _default_directory() -> str:
