@@ -15,7 +15,6 @@ import math
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Self
 
 from lockkit import _fork
 from lockkit._breaking import break_steps
@@ -33,9 +32,11 @@ from lockkit.errors import (
     LockTimeout,
 )
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
     from types import TracebackType
+    from typing import Any, Self
 
     from lockkit._calls import Plan
     from lockkit._info import LockInfo

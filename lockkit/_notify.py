@@ -14,19 +14,18 @@ correct everywhere and fast where the kernel can tell.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import select
 import struct
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from lockkit.spec import poll_delay as _poll_delay
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
+    import ctypes
     from collections.abc import Callable, Iterator
 
 __all__ = [
@@ -75,7 +74,12 @@ def _load() -> ctypes.CDLL | None:
                         # macOS and the BSDs have no inotify; Windows has no libc to
                         # load by name (CDLL(None) raises TypeError there).
                         raise OSError("inotify is Linux-only")  # noqa: TRY301
-                    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+                    # Imported on the first wait, not with lockkit: an uncontended lock
+                    # never waits. CDLL(None) is the process's own symbols, libc's among
+                    # them; find_library("c") would run ldconfig in a subprocess.
+                    import ctypes  # noqa: PLC0415
+
+                    libc = ctypes.CDLL(None, use_errno=True)
                     libc.inotify_init1.argtypes = [ctypes.c_int]
                     libc.inotify_add_watch.argtypes = [
                         ctypes.c_int,

@@ -13,11 +13,17 @@ from __future__ import annotations
 import math
 import re
 import threading
-from typing import Literal
+
+TYPE_CHECKING = False  # not typing's: see lockkit._value
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Kind = Literal["timeout", "ttl", "stale", "poll"]
+else:
+    Kind = str  # the checker's Literal; any string at run time
 
 __all__ = ["MAX_SECONDS", "MINIMUM", "Kind", "check", "number", "parse", "valid_range"]
 
-Kind = Literal["timeout", "ttl", "stale", "poll"]
 
 MAX_SECONDS = 365 * 24 * 3600.0
 """The longest ttl, stale age or poll interval: one year. Longer is a mistake, and

@@ -41,7 +41,7 @@ class FrozenInstanceError(AttributeError):
 class Field:
     """One field of a value class: its name, default and how it is shown and compared."""
 
-    __slots__ = ("default", "eq", "name", "repr")
+    __slots__ = ("default", "eq", "factory", "name", "repr")
 
     def __init__(
         self,
@@ -49,10 +49,12 @@ class Field:
         *,
         repr: bool | Callable[[Any], str],  # noqa: A002 - attrs' name for it
         eq: bool,
+        factory: Callable[[], Any] | None = None,
     ) -> None:
         """Describe a field (`frozen` fills in its name)."""
         self.name = ""
         self.default = default
+        self.factory = factory
         self.repr = repr
         self.eq = eq
 
@@ -62,6 +64,7 @@ def field(
     default: Any = _NOTHING,  # noqa: ANN401 - any value
     repr: bool | Callable[[Any], str] = True,  # noqa: A002 - attrs' name for it
     eq: bool = True,
+    factory: Callable[[], Any] | None = None,
 ) -> Any:  # noqa: ANN401 - stands in for the field's value, as attrs.field does
     """Declare a field with options, as ``attrs.field`` does.
 
@@ -71,8 +74,9 @@ def field(
         default: The value when the caller gives none.
         repr: ``False`` leaves the field out of ``repr``; a callable formats its value.
         eq: ``False`` leaves it out of ``==`` and ``hash`` (a private handle, say).
+        factory: Makes the default for each instance (``factory=dict``).
     """
-    return Field(default, repr=repr, eq=eq)
+    return Field(default, repr=repr, eq=eq, factory=factory)
 
 
 def fields(cls: type) -> tuple[Field, ...]:
@@ -144,15 +148,22 @@ def _make_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
     # on every acquisition, and a generic *args/**kwargs binder costs several times more.
     params = []
     defaults: dict[str, object] = {}
+    lines = []
     for spec in specs:
-        if spec.default is _NOTHING:
+        value = spec.name
+        if spec.factory is not None:
+            defaults[f"_factory_{spec.name}"] = spec.factory
+            params.append(f"{spec.name}=_NOTHING")
+            value = f"_factory_{spec.name}() if {spec.name} is _NOTHING else {spec.name}"
+        elif spec.default is _NOTHING:
             params.append(spec.name)
         else:
             defaults[f"_default_{spec.name}"] = spec.default
             params.append(f"{spec.name}=_default_{spec.name}")
-    body = "".join(f"    _set(self, {spec.name!r}, {spec.name})\n" for spec in specs)
+        lines.append(f"    _set(self, {spec.name!r}, {value})\n")
+    body = "".join(lines)
     source = f"def __init__(self, {', '.join(params)}):\n{body or '    pass'}\n"
-    namespace: dict[str, Any] = {"_set": object.__setattr__, **defaults}
+    namespace: dict[str, Any] = {"_set": object.__setattr__, "_NOTHING": _NOTHING, **defaults}
     exec(compile(source, f"<lockkit value {cls_name}.__init__>", "exec"), namespace)  # noqa: S102
     init: Callable[..., None] = namespace["__init__"]
     return init
@@ -174,7 +185,7 @@ def frozen(cls: type[_T]) -> type[_T]:
     specs = (*(spec for spec in inherited if spec.name not in {s.name for s in own}), *own)
     seen_default = False
     for spec in specs:
-        if spec.default is not _NOTHING:
+        if spec.default is not _NOTHING or spec.factory is not None:
             seen_default = True
         elif seen_default:
             message = f"{cls.__qualname__}: field {spec.name!r} has no default but follows one with"

@@ -16,7 +16,6 @@ import errno
 import os
 import threading
 import warnings
-from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
 from lockkit._log import log
@@ -29,8 +28,10 @@ from lockkit.backends.excl import ExclBackend
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, hookimpl
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import ClassVar
 
     from lockkit.spec import Backend
 
