@@ -169,6 +169,23 @@ def _make_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
     return init
 
 
+def _lazy_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
+    # Compiling an __init__ costs more than the rest of a class's creation, and most
+    # value classes are never instantiated in a given process (a first lock builds a
+    # handful): compile on the first instantiation, then replace this stand-in.
+    def first_init(self: object, *args: object, **kwargs: object) -> None:
+        init = _make_init(cls_name, specs)
+        for owner in type(self).__mro__:
+            if owner.__dict__.get("__init__") is first_init:
+                owner.__init__ = init  # type: ignore[misc]
+                break
+        init(self, *args, **kwargs)
+
+    first_init.__name__ = "__init__"
+    first_init.__qualname__ = f"{cls_name}.__init__"
+    return first_init
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen, slotted value class from its annotated class attributes."""
@@ -197,7 +214,7 @@ def frozen(cls: type[_T]) -> type[_T]:
     }
     namespace["__slots__"] = tuple(spec.name for spec in own)
     namespace["__value_fields__"] = specs
-    namespace["__init__"] = _make_init(cls.__qualname__, specs)
+    namespace["__init__"] = _lazy_init(cls.__qualname__, specs)
     namespace["__match_args__"] = tuple(spec.name for spec in specs)
     namespace["__setattr__"] = _frozen_setattr
     namespace["__delattr__"] = _frozen_delattr
