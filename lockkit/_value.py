@@ -32,6 +32,7 @@ else:
 __all__ = ["FrozenInstanceError", "evolve", "field", "fields", "frozen"]
 
 _NOTHING: Any = object()
+_BIND = object.__setattr__.__get__  # object.__setattr__ bound to one instance
 
 
 class FrozenInstanceError(AttributeError):
@@ -160,10 +161,15 @@ def _make_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
         else:
             defaults[f"_default_{spec.name}"] = spec.default
             params.append(f"{spec.name}=_default_{spec.name}")
-        lines.append(f"    _set(self, {spec.name!r}, {value})\n")
-    body = "".join(lines)
+        lines.append(f"    _set({spec.name!r}, {value})\n")
+    # attrs' own trick: one bound object.__setattr__ per instance, then a 2-argument call.
+    body = "    _set = _bind(self)\n" + "".join(lines) if lines else ""
     source = f"def __init__(self, {', '.join(params)}):\n{body or '    pass'}\n"
-    namespace: dict[str, Any] = {"_set": object.__setattr__, "_NOTHING": _NOTHING, **defaults}
+    namespace: dict[str, Any] = {
+        "_bind": object.__setattr__.__get__,
+        "_NOTHING": _NOTHING,
+        **defaults,
+    }
     exec(compile(source, f"<lockkit value {cls_name}.__init__>", "exec"), namespace)  # noqa: S102
     init: Callable[..., None] = namespace["__init__"]
     return init
