@@ -13,12 +13,12 @@ correct everywhere and fast where the kernel can tell.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import select
 import struct
 import sys
-import threading
 import time
 
 from lockkit.spec import poll_delay as _poll_delay
@@ -26,6 +26,7 @@ from lockkit.spec import poll_delay as _poll_delay
 TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     import ctypes
+    import threading
     from collections.abc import Callable, Iterator
 
 __all__ = [
@@ -61,11 +62,14 @@ _EVENT = struct.Struct("iIII")
 
 _libc: ctypes.CDLL | None = None
 _libc_checked = False
-_libc_lock = threading.Lock()
+_libc_lock = _thread.allocate_lock()
+# Each thread's inotify watcher (`_watcher`); made with libc, on the first wait, so that
+# threading is not imported by a lock that never waits.
+_PER_THREAD: threading.local
 
 
 def _load() -> ctypes.CDLL | None:
-    global _libc, _libc_checked  # noqa: PLW0603 - loaded once per process
+    global _libc, _libc_checked, _PER_THREAD  # noqa: PLW0603 - loaded once per process
     if not _libc_checked:
         with _libc_lock:
             if not _libc_checked:
@@ -87,6 +91,9 @@ def _load() -> ctypes.CDLL | None:
                         ctypes.c_uint32,
                     ]
                     libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+                    import threading  # noqa: PLC0415
+
+                    _PER_THREAD = threading.local()
                     _libc = libc
                 except (OSError, AttributeError, TypeError):
                     _libc = None
@@ -157,17 +164,16 @@ class _Watcher:
 
 _MAX_WATCHES = 32
 _IN_MASK_ADD = 0x20000000
-_threads = threading.local()
 
 
 def _watcher(libc: ctypes.CDLL) -> _Watcher | None:
-    watcher: _Watcher | None = getattr(_threads, "watcher", None)
+    watcher: _Watcher | None = getattr(_PER_THREAD, "watcher", None)
     if watcher is not None and watcher.pid == os.getpid():
         return watcher
     fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
         return None  # out of instances (fs.inotify.max_user_instances): poll instead
-    watcher = _threads.watcher = _Watcher(libc, fd)
+    watcher = _PER_THREAD.watcher = _Watcher(libc, fd)
     return watcher
 
 

@@ -10,9 +10,9 @@ kind (`lockkit.errors.SettingsError` with file and line, an argparse message).
 
 from __future__ import annotations
 
+import _thread
 import math
 import re
-import threading
 
 TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ MAX_SECONDS = 365 * 24 * 3600.0
 """The longest ttl, stale age or poll interval: one year. Longer is a mistake, and
 would overflow date arithmetic (``ttl=1e12``) or a server's millisecond expiry."""
 
-_FOREVER = threading.TIMEOUT_MAX
+_FOREVER = _thread.TIMEOUT_MAX
 """Timeouts from here on wait forever: the thread primitives refuse longer waits."""
 
 MINIMUM: dict[str, float] = {"ttl": 0.1, "stale": 1.0, "poll": 0.001}

@@ -12,9 +12,9 @@ per process, and stays correct, instead of crashing the application as a bare
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
-import threading
 import warnings
 
 from lockkit._info import Lease, Owner
@@ -61,7 +61,7 @@ class HardlinkBackend(FileBackend):
         # is given once per device.
         self._no_link_dirs: set[str] = set()
         self._warned: set[int] = set()
-        self._guard = threading.Lock()
+        self._guard = _thread.allocate_lock()
         # Per lock path: its temp files' prefix (made once, not per attempt). Filled by
         # any thread; a dict set is atomic, and a race only repeats the work.
         self._temp_prefix: dict[str, str] = {}
