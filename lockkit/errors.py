@@ -7,8 +7,9 @@ Messages say what was wrong and what to do, and never contain secrets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+# Not `typing.TYPE_CHECKING`: every lock imports this module, and typing alone costs more
+# than a whole `lockkit run` should. Type checkers treat this constant the same way.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
