@@ -56,14 +56,16 @@ def _core(module: str, importer: str) -> object:
 NAMED_NEVER = [
     "redis",
     "asyncio",
-    _core("subprocess", "lockkit._notify (ctypes.util)"),
+    "subprocess",
+    "logging",
+    "ctypes",
+    _core("inspect", "pluggy"),
     _core("importlib.metadata", "lockkit._registry"),
     _core("pluggy", "lockkit._registry"),
-    _core("attrs", "lockkit._lock and the values"),
-    _core("attr", "lockkit._lock and the values"),
-    _core("logging", "lockkit._lock"),
-    _core("typing", "lockkit._lock, lockkit._numbers"),
-    _core("contextlib", "lockkit._lock"),
+    _core("attrs", "lockkit._registry"),
+    _core("attr", "lockkit._registry"),
+    _core("typing", "pluggy"),
+    _core("contextlib", "lockkit._lock, lockkit._notify, the file primitives"),
 ]
 
 
