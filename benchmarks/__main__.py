@@ -19,7 +19,16 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, NoReturn
 
-from benchmarks import chart, contended, handoff, importcost, machine, redisserver, uncontended
+from benchmarks import (
+    chart,
+    cold,
+    contended,
+    handoff,
+    importcost,
+    machine,
+    redisserver,
+    uncontended,
+)
 from benchmarks.report import markdown
 from benchmarks.results import Results
 from benchmarks.settings import FULL, SMOKE
@@ -34,7 +43,7 @@ if TYPE_CHECKING:
     from benchmarks.handoff import HandoffRow
     from benchmarks.uncontended import UncontendedRow
 
-MEASUREMENTS = ("uncontended", "handoff", "contended", "import")
+MEASUREMENTS = ("uncontended", "handoff", "contended", "import", "cold")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
             "Measure lockkit's backends side by side with their raw primitives (O_EXCL, "
             "flock, SET NX + Lua) and peer libraries (filelock, portalocker, fasteners, "
             "redis-py Lock, python-redis-lock): uncontended pairs/s, hand-off latency, "
-            "contended throughput, import cost. Prints Markdown with the targets of "
-            "issue 7 marked MET or MISSED."
+            "contended throughput, import cost, cold start. Prints Markdown with the "
+            "targets of issues 7 and 19 marked MET or MISSED."
         ),
     )
     parser.add_argument(
@@ -129,6 +138,13 @@ def _failed(results: Results) -> list[str]:
     ]
     if results.importcost is not None and results.importcost.error:
         problems.append(f"import cost: {results.importcost.error}")
+    if results.cold is not None:
+        problems += [f"cold start, {r.subject}: {r.error}" for r in results.cold.rows if r.error]
+        problems += [
+            f"cold start, {t.subject}: {t.error}"
+            for t in results.cold.round_trips
+            if t.error and not t.error.startswith("not available")
+        ]
     return problems
 
 
@@ -163,6 +179,11 @@ def run(args: argparse.Namespace) -> Results:
             _progress(f"import cost: {sizes.import_runs} runs per variant")
             results.importcost = importcost.measure(
                 directory, sizes.import_runs, sizes.first_lock_runs
+            )
+        if "cold" in wanted:
+            _progress(f"cold start: {sizes.cold_runs} rounds of fresh processes")
+            results.cold = cold.measure(
+                directory, sizes.cold_runs, sizes.cold_round_trips, redis_url
             )
     results.load_after = machine.load_average()
     results.seconds = time.monotonic() - started

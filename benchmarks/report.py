@@ -11,6 +11,7 @@ from benchmarks.subjects import BASELINES, FAMILY_TITLES, HANDOFF_FLOORS
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from benchmarks.cold import Cold
     from benchmarks.contended import ContendedRow
     from benchmarks.importcost import ImportCost
     from benchmarks.results import Results
@@ -248,6 +249,53 @@ def _import(cost: ImportCost, verdicts: list[Verdict]) -> list[str]:
     return ["## Import cost", "", intro, "", *_table(header, rows)]
 
 
+def _cold(cold: Cold, verdicts: list[Verdict]) -> list[str]:
+    from benchmarks.cold import BARE, FILELOCK  # noqa: PLC0415 - only for this section
+
+    found = {v.subject: v for v in verdicts if v.measurement == "cold"}
+    rows = [
+        [
+            _subject(f"`{row.subject}`", row.error),
+            _num(row.median_ms, ".1f"),
+            _num(cold.ratio(row.subject, BARE), ".2f", "x"),
+            _num(cold.ratio(row.subject, FILELOCK), ".2f", "x"),
+            *_verdict_cells(found.get(row.subject)),
+        ]
+        for row in cold.rows
+    ]
+    header = ["Fresh process", "ms (median)", "x python -c pass", "x filelock fresh"]
+    trips = [
+        [
+            f"{t.subject}: {t.error}"
+            if t.error.startswith("not available")
+            else _subject(t.subject, t.error),
+            *(_num(t.p(p), ".3f") for p in (50, 90, 99)),
+            str(len(t.ms)),
+        ]
+        for t in cold.round_trips
+    ]
+    notes = "".join(f" {note}." for note in cold.notes)
+    intro = (
+        f"Whole-process wall time of each command, {cold.runs} fresh processes each, run "
+        f"round-robin after a warm-up round (medians); every lock on its own path.{notes}"
+    )
+    trips_intro = (
+        "A program that keeps one `lockkit coprocess` instead: one acquire+release round "
+        "trip over its JSON Lines, beside a warm acquire+release pair inside one process."
+    )
+    return [
+        "## Cold start",
+        "",
+        intro,
+        "",
+        *_table([*header, "Target", "Status"], rows),
+        "",
+        trips_intro,
+        "",
+        *_table(["Acquire+release", "p50 ms", "p90 ms", "p99 ms", "pairs"], trips),
+    ]
+
+
 def _summary(verdicts: list[Verdict]) -> list[str]:
     rows = [[v.measurement, v.subject, v.target, v.measured, f"**{v.status}**"] for v in verdicts]
     met = sum(v.met is True for v in verdicts)
@@ -266,6 +314,8 @@ def markdown(results: Results) -> str:
         parts.append(_contended(results))
     if results.importcost is not None:
         parts.append(_import(results.importcost, results.verdicts))
+    if results.cold is not None:
+        parts.append(_cold(results.cold, results.verdicts))
     if results.verdicts:
         parts.append(_summary(results.verdicts))
     return "\n\n".join("\n".join(part) for part in parts) + "\n"

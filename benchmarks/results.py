@@ -6,7 +6,10 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.cold import BARE, FILELOCK
+
 if TYPE_CHECKING:
+    from benchmarks.cold import Cold
     from benchmarks.contended import ContendedRow
     from benchmarks.handoff import HandoffRow
     from benchmarks.importcost import ImportCost
@@ -33,6 +36,7 @@ class Results:
         handoff: Rows of the hand-off measurement.
         contended: Rows of the contended measurement.
         importcost: The import measurement, if run.
+        cold: The cold-start measurement, if run.
         verdicts: The targets, judged.
         seconds: Wall time of the whole run.
     """
@@ -48,6 +52,7 @@ class Results:
     handoff: list[HandoffRow] = dataclasses.field(default_factory=list)
     contended: list[ContendedRow] = dataclasses.field(default_factory=list)
     importcost: ImportCost | None = None
+    cold: Cold | None = None
     verdicts: list[Verdict] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -68,7 +73,19 @@ class Results:
             out["status"] = verdict.status
         if self.importcost is not None:
             data["importcost"]["over_bare_ms"] = _finite(self.importcost.over_bare_ms)
+        if self.cold is not None:
+            _cold_json(self.cold, data["cold"])
         return data
+
+
+def _cold_json(cold: Cold, out: dict[str, Any]) -> None:
+    """Add the medians and the ratios to the references that the report shows."""
+    for row, raw in zip(cold.rows, out["rows"], strict=True):
+        raw["median_ms"] = _finite(row.median_ms)
+        raw["x_python_pass"] = _finite(cold.ratio(row.subject, BARE))
+        raw["x_filelock_fresh"] = _finite(cold.ratio(row.subject, FILELOCK))
+    for trips, raw in zip(cold.round_trips, out["round_trips"], strict=True):
+        raw.update({f"p{p}_ms": _finite(trips.p(p)) for p in (50, 90, 99)})
 
 
 def _finite(value: float) -> float | None:

@@ -27,6 +27,8 @@ class Sizes:
         contended_timeout: Contended: seconds one run may take before it is abandoned.
         import_runs: Import cost: interpreter starts per variant.
         first_lock_runs: Import cost: fresh interpreters timing the first ``Lock(...)``.
+        cold_runs: Cold start: rounds of fresh processes per command (after a warm-up).
+        cold_round_trips: Cold start: acquire+release pairs timed per co-process driver.
     """
 
     repeats: int
@@ -42,6 +44,8 @@ class Sizes:
     contended_timeout: float
     import_runs: int
     first_lock_runs: int
+    cold_runs: int
+    cold_round_trips: int
 
 
 FULL = Sizes(
@@ -58,6 +62,8 @@ FULL = Sizes(
     contended_timeout=300.0,
     import_runs=20,
     first_lock_runs=10,
+    cold_runs=15,
+    cold_round_trips=500,
 )
 """The numbers quoted in docs and issues."""
 
@@ -75,5 +81,7 @@ SMOKE = Sizes(
     contended_timeout=60.0,
     import_runs=5,
     first_lock_runs=3,
+    cold_runs=2,
+    cold_round_trips=10,
 )
 """Tiny counts for CI: proves every code path still runs, says little about speed."""

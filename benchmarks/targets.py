@@ -4,7 +4,10 @@
   raw ``SET NX`` + Lua delete;
 * hand-off p50 <= 2 ms for the file backends, <= 1 ms for redis;
 * contended throughput >= the best peer of the backend's family, with no lost update;
-* ``import lockkit`` <= 30 ms over a bare interpreter, without importing ``redis``.
+* ``import lockkit`` <= 30 ms over a bare interpreter, without importing ``redis``;
+* cold start (issue 19): ``lockkit run LOCK -- true`` <= 3x ``python -c pass``; a fresh
+  process's first lock <= filelock's fresh process with the automatic backend, and
+  <= 0.8x of it with a named file backend.
 
 Plugins and peers are shown for reference; no target applies to them. A target that
 could not be judged (a subject missing or failed) is reported as such, never as met.
@@ -16,6 +19,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
+from benchmarks.cold import BARE, FILELOCK
 from benchmarks.subjects import BASELINES
 
 if TYPE_CHECKING:
@@ -32,6 +36,13 @@ HANDOFF_P50_MS = {
 }
 CONTENDED_SUBJECTS = ("lockkit excl", "lockkit hardlink", "lockkit filelock", "lockkit redis")
 IMPORT_LIMIT_MS = 30.0
+COLD_LIMITS = {  # subject -> (reference, most times the reference)
+    "lockkit run LOCK -- true": (BARE, 3.0),
+    "lockkit automatic: fresh process, first lock": (FILELOCK, 1.0),
+    "lockkit hardlink: fresh process, first lock": (FILELOCK, 0.8),
+    "lockkit excl: fresh process, first lock": (FILELOCK, 0.8),
+    "lockkit filelock: fresh process, first lock": (FILELOCK, 0.8),
+}
 
 
 @dataclasses.dataclass
@@ -39,7 +50,7 @@ class Verdict:
     """One target, judged.
 
     Attributes:
-        measurement: ``uncontended``, ``handoff``, ``contended`` or ``import``.
+        measurement: ``uncontended``, ``handoff``, ``contended``, ``import`` or ``cold``.
         subject: What it is about, e.g. ``lockkit excl``.
         target: The target in words, e.g. ``<= 1.5x raw O_EXCL+unlink``.
         measured: The measured value in words, e.g. ``2.31x``.
@@ -152,6 +163,31 @@ def _import(results: Results) -> list[Verdict]:
     ]
 
 
+def _cold(results: Results) -> list[Verdict]:
+    cold = results.cold
+    if cold is None:
+        return []
+    verdicts = []
+    for subject, (reference, limit) in COLD_LIMITS.items():
+        row = cold.row(subject)
+        ratio = cold.ratio(subject, reference)
+        short = "python -c pass" if reference == BARE else "filelock fresh process"
+        if math.isfinite(ratio):
+            measured = f"{ratio:.2f}x"
+        else:
+            measured = (row.error if row else "") or "not measured"
+        verdicts.append(
+            Verdict("cold", subject, f"<= {limit:g}x {short}", measured, _ok(ratio, limit))
+        )
+    return verdicts
+
+
 def judge(results: Results) -> list[Verdict]:
     """Every target that the measurements in ``results`` allow judging."""
-    return [*_uncontended(results), *_handoff(results), *_contended(results), *_import(results)]
+    return [
+        *_uncontended(results),
+        *_handoff(results),
+        *_contended(results),
+        *_import(results),
+        *_cold(results),
+    ]

@@ -15,16 +15,16 @@ stale: nothing is removed on that path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from lockkit._calls import call_backend
 from lockkit._log import log
 from lockkit._stale import judge
 from lockkit._steps import Break, Inspect
 from lockkit._value import frozen
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Generator
+    from typing import Any
 
     from lockkit._info import LockInfo
     from lockkit._registry import Registry

@@ -14,9 +14,7 @@ This is where the core keeps its promises whatever a plugin does (architecture Â
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockkit._info import Lease
 from lockkit._log import log
@@ -26,10 +24,14 @@ from lockkit._value import frozen
 from lockkit.errors import BackendError, BackendUnavailable, LockError, PluginError
 from lockkit.spec import Backend, Waiter
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any, TypeVar
 
     from lockkit._info import LockInfo, Owner
+
+    _T = TypeVar("_T")
 
 __all__ = [
     "LegacyWaiter",
@@ -44,8 +46,6 @@ __all__ = [
     "try_acquire_in_thread",
 ]
 
-
-_T = TypeVar("_T")
 
 _V1_WAITING = ("wait", "stop_waiting", "wait_async", "stop_waiting_async")
 _ASYNC = ("try_acquire_async", "release_async", "inspect_async", "break_lock_async")
@@ -73,7 +73,20 @@ class Plan:
 _PLANS: dict[type[Backend], Plan] = {}
 
 
+_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS: the function takes **kwargs
+
+
 def _takes_waiter(function: Any) -> bool:  # noqa: ANN401 - any callable
+    code = getattr(function, "__code__", None)
+    if code is not None and not hasattr(function, "__wrapped__"):
+        # A plain function (every backend's own method): its code object says, without
+        # importing inspect (which a first lock would otherwise pay for).
+        names = code.co_varnames[
+            code.co_posonlyargcount : code.co_argcount + code.co_kwonlyargcount
+        ]
+        return "waiter" in names or bool(code.co_flags & _VARKEYWORDS)
+    import inspect  # noqa: PLC0415 - decorated or built-in callables only
+
     try:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):

@@ -13,19 +13,22 @@ import os
 import threading
 import time
 import weakref
-from typing import Protocol
 
 from lockkit._log import log
 
-__all__ = ["Renewable", "renewer"]
+TYPE_CHECKING = False  # not typing's: see lockkit._value
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Renewable(Protocol):
+        """What the renewer needs from a lock."""
+
+        def _renew(self) -> float | None:
+            """Renew now; return the monotonic time of the next renewal, or ``None`` to stop."""
+            ...
 
 
-class Renewable(Protocol):
-    """What the renewer needs from a lock."""
-
-    def _renew(self) -> float | None:
-        """Renew now; return the monotonic time of the next renewal, or ``None`` to stop."""
-        ...
+__all__ = ["renewer"]
 
 
 # The thread never sleeps longer than this, so a renewal due later (ttl >= 3 s) is added

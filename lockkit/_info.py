@@ -9,9 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from typing import Any
 
 from lockkit._value import field, frozen
+
+TYPE_CHECKING = False  # not typing's: see lockkit._value
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_PID",

@@ -9,18 +9,16 @@ drift apart in how they judge stale locks, retry, fire events or time out.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import datetime as dt
 import math
 import os
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Self
 
 from lockkit import _fork
 from lockkit._breaking import break_steps
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
-from lockkit._heartbeat import renewer
 from lockkit._info import Lease, Owner
 from lockkit._log import log
 from lockkit._numbers import check
@@ -33,11 +31,14 @@ from lockkit.errors import (
     LockTimeout,
 )
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
     from types import TracebackType
+    from typing import Any, Self
 
     from lockkit._calls import Plan
+    from lockkit._heartbeat import _Renewer
     from lockkit._info import LockInfo
     from lockkit._registry import Registry
     from lockkit._select import Selection
@@ -55,7 +56,17 @@ __all__ = [
 ]
 
 
-_get_ident = threading.get_ident
+_get_ident = _thread.get_ident
+
+
+def _renewer() -> _Renewer:
+    # Imported with the first TTL lock: the renewer is a thread, and threading is not
+    # otherwise part of a first lock.
+    from lockkit._heartbeat import renewer  # noqa: PLC0415
+
+    return renewer()
+
+
 _monotonic = time.monotonic
 
 # Immediate retries after a lock vanished or was broken, before waiting like anyone else.
@@ -108,7 +119,7 @@ class _LockCore:
         self.on_lost = on_lost
         # Ask the backend for a shared (read) lock instead of an exclusive one.
         self._shared: bool = False
-        self._state = threading.Lock()  # guards _lease/_lost against the renewer thread
+        self._state = _thread.allocate_lock()  # guards _lease/_lost against the renewer thread
         self._count = 0
         self._lease: Lease | None = None
         self._lost = False
@@ -159,7 +170,7 @@ class _LockCore:
         self._lease = None
         self._lost = False
         self._count = 0
-        self._state = threading.Lock()
+        self._state = _thread.allocate_lock()
         self._forget_users()
         return had_lease
 
@@ -272,7 +283,7 @@ class _LockCore:
         self._count = 1
         self._acquired_at = _monotonic()
         if lease.expires is not None and lease.ttl:
-            renewer().add(self, self._acquired_at + lease.ttl / 3)
+            _renewer().add(self, self._acquired_at + lease.ttl / 3)
 
     def _renew(self) -> float | None:
         """Renew the TTL (called by the renewer thread); return when to renew next."""
@@ -310,7 +321,7 @@ class _LockCore:
             was_lost = self._lost
         renewed = lease.expires is not None and bool(lease.ttl)
         if renewed:
-            renewer().remove(self)  # only renewed leases were added (see `acquire`)
+            _renewer().remove(self)  # only renewed leases were added (see `acquire`)
         return lease, was_lost, renewed
 
     def _release_failed(self, exc: BaseException, lease: Lease, *, renewed: bool) -> BaseException:
@@ -325,7 +336,7 @@ class _LockCore:
             self._lease = lease
         self._count = 1
         if renewed:
-            renewer().add(self, time.monotonic())
+            _renewer().add(self, time.monotonic())
         if isinstance(exc, Exception):
             return failure(exc, "releasing", self._name, self._backend)
         return exc
@@ -433,11 +444,13 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         super().__init__(
             name, backend=backend, timeout=timeout, ttl=ttl, stale=stale, on_lost=on_lost
         )
-        self._guard: threading.Lock = threading.Lock()  # held by the thread that holds the lock
+        self._guard: _thread.LockType = (
+            _thread.allocate_lock()
+        )  # held by the thread that holds the lock
         self._holder: int | None = None  # thread ident of the holder
 
     def _forget_users(self) -> None:
-        self._guard = threading.Lock()
+        self._guard = _thread.allocate_lock()
         self._holder = None
 
     def is_held(self) -> bool:

@@ -13,20 +13,20 @@ correct everywhere and fast where the kernel can tell.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import select
 import struct
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING
 
 from lockkit.spec import poll_delay as _poll_delay
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
+    import ctypes
+    import threading
     from collections.abc import Callable, Iterator
 
 __all__ = [
@@ -62,11 +62,14 @@ _EVENT = struct.Struct("iIII")
 
 _libc: ctypes.CDLL | None = None
 _libc_checked = False
-_libc_lock = threading.Lock()
+_libc_lock = _thread.allocate_lock()
+# Each thread's inotify watcher (`_watcher`); made with libc, on the first wait, so that
+# threading is not imported by a lock that never waits.
+_PER_THREAD: threading.local
 
 
 def _load() -> ctypes.CDLL | None:
-    global _libc, _libc_checked  # noqa: PLW0603 - loaded once per process
+    global _libc, _libc_checked, _PER_THREAD  # noqa: PLW0603 - loaded once per process
     if not _libc_checked:
         with _libc_lock:
             if not _libc_checked:
@@ -75,7 +78,12 @@ def _load() -> ctypes.CDLL | None:
                         # macOS and the BSDs have no inotify; Windows has no libc to
                         # load by name (CDLL(None) raises TypeError there).
                         raise OSError("inotify is Linux-only")  # noqa: TRY301
-                    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+                    # Imported on the first wait, not with lockkit: an uncontended lock
+                    # never waits. CDLL(None) is the process's own symbols, libc's among
+                    # them; find_library("c") would run ldconfig in a subprocess.
+                    import ctypes  # noqa: PLC0415
+
+                    libc = ctypes.CDLL(None, use_errno=True)
                     libc.inotify_init1.argtypes = [ctypes.c_int]
                     libc.inotify_add_watch.argtypes = [
                         ctypes.c_int,
@@ -83,6 +91,9 @@ def _load() -> ctypes.CDLL | None:
                         ctypes.c_uint32,
                     ]
                     libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+                    import threading  # noqa: PLC0415
+
+                    _PER_THREAD = threading.local()
                     _libc = libc
                 except (OSError, AttributeError, TypeError):
                     _libc = None
@@ -153,17 +164,16 @@ class _Watcher:
 
 _MAX_WATCHES = 32
 _IN_MASK_ADD = 0x20000000
-_threads = threading.local()
 
 
 def _watcher(libc: ctypes.CDLL) -> _Watcher | None:
-    watcher: _Watcher | None = getattr(_threads, "watcher", None)
+    watcher: _Watcher | None = getattr(_PER_THREAD, "watcher", None)
     if watcher is not None and watcher.pid == os.getpid():
         return watcher
     fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
         return None  # out of instances (fs.inotify.max_user_instances): poll instead
-    watcher = _threads.watcher = _Watcher(libc, fd)
+    watcher = _PER_THREAD.watcher = _Watcher(libc, fd)
     return watcher
 
 

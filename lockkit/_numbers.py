@@ -10,20 +10,26 @@ kind (`lockkit.errors.SettingsError` with file and line, an argparse message).
 
 from __future__ import annotations
 
+import _thread
 import math
 import re
-import threading
-from typing import Literal
+
+TYPE_CHECKING = False  # not typing's: see lockkit._value
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Kind = Literal["timeout", "ttl", "stale", "poll"]
+else:
+    Kind = str  # the checker's Literal; any string at run time
 
 __all__ = ["MAX_SECONDS", "MINIMUM", "Kind", "check", "number", "parse", "valid_range"]
 
-Kind = Literal["timeout", "ttl", "stale", "poll"]
 
 MAX_SECONDS = 365 * 24 * 3600.0
 """The longest ttl, stale age or poll interval: one year. Longer is a mistake, and
 would overflow date arithmetic (``ttl=1e12``) or a server's millisecond expiry."""
 
-_FOREVER = threading.TIMEOUT_MAX
+_FOREVER = _thread.TIMEOUT_MAX
 """Timeouts from here on wait forever: the thread primitives refuse longer waits."""
 
 MINIMUM: dict[str, float] = {"ttl": 0.1, "stale": 1.0, "poll": 0.001}

@@ -9,6 +9,7 @@ loses the part before it, never shows a password.
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["redact_text", "redact_url", "redacted_repr"]
@@ -16,15 +17,26 @@ __all__ = ["redact_text", "redact_url", "redacted_repr"]
 # A URL starts at a scheme; in text it ends at whitespace or where the next URL of a
 # comma-separated list starts. A string that *is* a URL ends only at the next URL.
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
-_URL = re.compile(rf"{_SCHEME}\S*?(?=,{_SCHEME}|\s|$)")
-_WHOLE_URL = re.compile(rf"{_SCHEME}.*?(?=,{_SCHEME}|$)", re.DOTALL)
-# What an authority without userinfo looks like: host, [IPv6] or nothing, then a port.
-_HOST_PORT = re.compile(r"(?:[\w.-]*|\[[0-9A-Fa-f:.]*\])(?::\d*)?")
-# A secret in the query runs to the next ``&name=`` (a password may contain ``&``).
-_QUERY_SECRET = re.compile(
-    r"(?i)([?&](?:password|passwd|pass|token|secret)=).*?(?=&[A-Za-z_][\w.-]*=|$)"
-)
-_PLAIN_USER = re.compile(r"[\w.+-]*")
+_SOURCES = {
+    "url": rf"{_SCHEME}\S*?(?=,{_SCHEME}|\s|$)",
+    "whole_url": rf"(?s){_SCHEME}.*?(?=,{_SCHEME}|$)",
+    # What an authority without userinfo looks like: host, [IPv6] or nothing, then a port.
+    "host_port": r"(?:[\w.-]*|\[[0-9A-Fa-f:.]*\])(?::\d*)?",
+    # A secret in the query runs to the next ``&name=`` (a password may contain ``&``).
+    "query_secret": r"(?i)([?&](?:password|passwd|pass|token|secret)=).*?(?=&[A-Za-z_][\w.-]*=|$)",
+    "plain_user": r"[\w.+-]*",
+}
+
+
+@functools.cache
+def _pattern(name: str) -> re.Pattern[str]:
+    """The compiled pattern ``name``, compiled on first use.
+
+    Every lock imports this module (its settings' reprs use it), but few processes ever
+    print a URL; compiling all the patterns up front cost about a millisecond of each
+    short-lived ``lockkit run``.
+    """
+    return re.compile(_SOURCES[name])
 
 
 def _mask_url(url: str) -> str:
@@ -33,14 +45,14 @@ def _mask_url(url: str) -> str:
     if at >= 0:
         user, sep, _ = rest[:at].partition(":")
         # Keep a plain user name; anything else may be part of the secret.
-        shown = f"{user}:***" if sep and _PLAIN_USER.fullmatch(user) else "***"
+        shown = f"{user}:***" if sep and _pattern("plain_user").fullmatch(user) else "***"
         rest = f"{shown}@{rest[at + 1 :]}"
     else:
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-        if not _HOST_PORT.fullmatch(authority):
+        if not _pattern("host_port").fullmatch(authority):
             # Not host:port (``redis://:pa`` of a password cut at a space): hide it.
             rest = "***" + rest[len(authority) :]
-    return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
+    return _pattern("query_secret").sub(r"\1***", f"{scheme}://{rest}")
 
 
 def redact_url(url: str) -> str:
@@ -49,12 +61,12 @@ def redact_url(url: str) -> str:
     Several comma-separated URLs (a Redlock) are each redacted. The whole string is
     taken as URLs, so a password holding a space is hidden too.
     """
-    return _WHOLE_URL.sub(lambda match: _mask_url(match.group(0)), url)
+    return _pattern("whole_url").sub(lambda match: _mask_url(match.group(0)), url)
 
 
 def redact_text(text: str) -> str:
     """Replace every URL password inside ``text`` by ``***``."""
-    return _URL.sub(lambda match: _mask_url(match.group(0)), text)
+    return _pattern("url").sub(lambda match: _mask_url(match.group(0)), text)
 
 
 def redacted_repr(value: str | None) -> str:

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
 
-from lockkit._redact import redact_text
 from lockkit.errors import BackendUnavailable, LockTimeout
 
+# A short-lived ``lockkit run`` pays for every import, so this module uses only what the
+# lock itself loads, plus `signal`: no typing (see `lockkit/__init__.py`), no subprocess
+# (its import costs more than the rest of the CLI; `_start` does its job with
+# os.posix_spawnp), and `lockkit._redact` (re) only when there is a message to print.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
-    from typing import TextIO
+    from typing import Any, TextIO
 
     from lockkit._lock import Lock
 
@@ -54,6 +56,9 @@ EXIT_CANNOT_EXECUTE = 126
 """The command exists but cannot be executed (as in shells)."""
 EXIT_NOT_FOUND = 127
 """The command was not found (as in shells)."""
+
+_STDERR = 2
+"""The last of the standard descriptors, which the command shares with ``lockkit run``."""
 
 LOCK_ENV = "LOCKKIT_LOCK"
 """Set in the command's environment to the canonical name of the lock it runs under."""
@@ -148,9 +153,7 @@ def _run_child(lock: Lock, command: Sequence[str], forwarder: _Forwarder, err: T
         return 128 + early  # asked to stop before the command started: do not start it
     env = {**os.environ, LOCK_ENV: lock.name}
     try:
-        # close_fds (the default) matters: a filelock lock must not be held by the
-        # command's descriptor once lockkit run is gone, nor leak into its children.
-        child = subprocess.Popen(list(command), env=env)  # noqa: S603 - running it is the job
+        pid = _start(command, env)
     except FileNotFoundError:
         program = command[0]
         what = "no such file" if os.sep in program else "command not found"
@@ -159,11 +162,52 @@ def _run_child(lock: Lock, command: Sequence[str], forwarder: _Forwarder, err: T
     except OSError as exc:
         _say(err, f"{command[0]}: cannot execute: {exc.strerror or exc}")
         return EXIT_CANNOT_EXECUTE
-    forwarder.attach(child)
-    return exit_status(child.wait())
+    forwarder.attach(pid)
+    # Wait without reaping first: until the command is reaped its pid cannot be reused,
+    # so a signal forwarded in between reaches the (exited) command and nobody else.
+    # Both calls are retried after a signal handler has run (PEP 475).
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    forwarder.detach()
+    _, status = os.waitpid(pid, 0)
+    return exit_status(os.waitstatus_to_exitcode(status))
+
+
+def _start(command: Sequence[str], env: dict[str, str]) -> int:
+    """Start ``command`` (searched on ``PATH``) as `subprocess.Popen` would; return its pid.
+
+    What Popen's defaults do, kept: descriptors this process inherited are closed in the
+    command (``close_fds``), and SIGPIPE and SIGXFSZ, which Python ignores, are reset to
+    their defaults (``restore_signals``). lockkit's own descriptors need no closing: Python
+    opens them close-on-exec (PEP 446), so a filelock lock's descriptor never outlives
+    ``lockkit run`` in the command or its children. A failed exec raises here, as in
+    Popen (glibc and musl report the exec's errno).
+    """
+    inherited = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_descriptors() if fd > _STDERR]
+    defaults = [getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)]
+    return os.posix_spawnp(
+        command[0], list(command), env, file_actions=inherited, setsigdef=defaults
+    )
+
+
+def _inherited_descriptors() -> list[int]:
+    """This process's open descriptors that an exec would pass on."""
+    try:
+        names = os.listdir("/proc/self/fd")  # noqa: PTH208 - no pathlib on this path
+    except OSError:
+        return []  # no /proc: the command inherits what we inherited, as under flock(1)
+    found = []
+    for name in names:
+        try:
+            if os.get_inheritable(int(name)):
+                found.append(int(name))
+        except OSError:
+            pass  # the directory's own descriptor, closed by now
+    return found
 
 
 def _say(err: TextIO, message: str) -> None:
+    from lockkit._redact import redact_text  # noqa: PLC0415 - re, only for a message
+
     print(f"lockkit run: {redact_text(message)}", file=err)
 
 
@@ -176,7 +220,8 @@ class _Forwarder:
     """
 
     def __init__(self) -> None:
-        self._child: subprocess.Popen[bytes] | None = None
+        self._child: int | None = None  # the command's pid while it may take a signal
+        self._started = False
         self._pending: list[int] = []
         self._previous: dict[int, Any] = {}
 
@@ -202,10 +247,15 @@ class _Forwarder:
     def first_pending(self) -> int | None:
         return self._pending[0] if self._pending else None
 
-    def attach(self, child: subprocess.Popen[bytes]) -> None:
-        self._child = child
+    def attach(self, pid: int) -> None:
+        self._child = pid
+        self._started = True
         while self._pending:
-            child.send_signal(self._pending.pop(0))
+            os.kill(pid, self._pending.pop(0))
+
+    def detach(self) -> None:
+        """The command has exited: later signals have no one to go to."""
+        self._child = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -213,10 +263,10 @@ class _Forwarder:
             # The terminal sent it to the whole foreground process group, command
             # included; a second copy would make a Ctrl-C count twice.
             return
-        if self._child is None:
+        if not self._started:
             self._pending.append(signum)
-        else:
-            self._child.send_signal(signum)  # a no-op once the command has exited
+        elif self._child is not None:
+            os.kill(self._child, signum)  # not yet reaped: a no-op once it has exited
 
 
 def _in_terminal_foreground() -> bool:

@@ -19,17 +19,18 @@ Every problem is a `SettingsError` naming the file, the line and the key.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-import attrs
 
 from lockkit._numbers import Kind, check, number, valid_range
 from lockkit._redact import redact_url, redacted_repr
+from lockkit._value import field, frozen
 from lockkit.errors import SettingsError
+
+TYPE_CHECKING = False  # not typing's: see lockkit._value
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["KEYS", "Route", "Settings", "load_settings", "openclaw_state_dir", "settings_file"]
 
@@ -42,7 +43,7 @@ _VAR = re.compile(r"\$?\$\{([A-Z_][A-Z0-9_]*)\}")
 _JSON5_ERROR = re.compile(r"^<string>:(\d+) (.*)$", re.DOTALL)
 
 
-@attrs.frozen
+@frozen
 class Route:
     """One entry of ``routes``: locks whose path matches ``pattern`` use ``backend``.
 
@@ -54,7 +55,7 @@ class Route:
     """
 
     pattern: str
-    backend: str = attrs.field(repr=redacted_repr)
+    backend: str = field(repr=redacted_repr)
     line: int | None = None
 
     def matches(self, relative: str) -> bool:
@@ -62,7 +63,7 @@ class Route:
         return _glob_regex(self.pattern).fullmatch(relative) is not None
 
 
-@attrs.frozen
+@frozen
 class Settings:
     """lockkit's validated settings from one file.
 
@@ -80,14 +81,14 @@ class Settings:
     """
 
     source: str
-    backend: str | None = attrs.field(default=None, repr=redacted_repr)
-    url: str | None = attrs.field(default=None, repr=redacted_repr)
+    backend: str | None = field(default=None, repr=redacted_repr)
+    url: str | None = field(default=None, repr=redacted_repr)
     timeout: float | None = None
     ttl: float | None = None
     stale: float | None = None
     root: str | None = None
     routes: tuple[Route, ...] = ()
-    lines: dict[str, int] = attrs.field(factory=dict, eq=False, repr=False)
+    lines: dict[str, int] = field(factory=dict, eq=False, repr=False)
 
     def where(self, key: str) -> str:
         """``file:line`` of ``key`` (or just the file)."""
@@ -374,6 +375,8 @@ class _Validator:
         parsed = []
         for pattern, target in routes.items():
             line = self.locator.line_of(pattern, start)
+            import json  # noqa: PLC0415 - only when a settings file has routes
+
             value = self.string(f"routes[{json.dumps(pattern)}]", target, line)
             parsed.append(Route(pattern.strip("/"), value, line))
         return tuple(parsed)

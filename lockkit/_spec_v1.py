@@ -11,11 +11,13 @@ and a `DeprecationWarning` says so once per class; one that calls
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 from lockkit._backoff import poll_delay
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
+    from typing import Any
+
     from lockkit._info import Lease, LockInfo, Owner
 
 __all__ = ["SpecV1Methods"]

@@ -8,10 +8,9 @@ same logic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from lockkit._value import frozen
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from lockkit._info import LockInfo
 

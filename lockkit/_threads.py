@@ -7,10 +7,11 @@ adapter (`lockkit._calls`) and spec v1's default ``try_acquire_async``.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
     from lockkit._info import Lease, Owner
     from lockkit.spec import Backend, Waiter

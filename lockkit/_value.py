@@ -32,6 +32,7 @@ else:
 __all__ = ["FrozenInstanceError", "evolve", "field", "fields", "frozen"]
 
 _NOTHING: Any = object()
+_BIND = object.__setattr__.__get__  # object.__setattr__ bound to one instance
 
 
 class FrozenInstanceError(AttributeError):
@@ -41,7 +42,7 @@ class FrozenInstanceError(AttributeError):
 class Field:
     """One field of a value class: its name, default and how it is shown and compared."""
 
-    __slots__ = ("default", "eq", "name", "repr")
+    __slots__ = ("default", "eq", "factory", "name", "repr")
 
     def __init__(
         self,
@@ -49,10 +50,12 @@ class Field:
         *,
         repr: bool | Callable[[Any], str],  # noqa: A002 - attrs' name for it
         eq: bool,
+        factory: Callable[[], Any] | None = None,
     ) -> None:
         """Describe a field (`frozen` fills in its name)."""
         self.name = ""
         self.default = default
+        self.factory = factory
         self.repr = repr
         self.eq = eq
 
@@ -62,6 +65,7 @@ def field(
     default: Any = _NOTHING,  # noqa: ANN401 - any value
     repr: bool | Callable[[Any], str] = True,  # noqa: A002 - attrs' name for it
     eq: bool = True,
+    factory: Callable[[], Any] | None = None,
 ) -> Any:  # noqa: ANN401 - stands in for the field's value, as attrs.field does
     """Declare a field with options, as ``attrs.field`` does.
 
@@ -71,8 +75,9 @@ def field(
         default: The value when the caller gives none.
         repr: ``False`` leaves the field out of ``repr``; a callable formats its value.
         eq: ``False`` leaves it out of ``==`` and ``hash`` (a private handle, say).
+        factory: Makes the default for each instance (``factory=dict``).
     """
-    return Field(default, repr=repr, eq=eq)
+    return Field(default, repr=repr, eq=eq, factory=factory)
 
 
 def fields(cls: type) -> tuple[Field, ...]:
@@ -144,18 +149,47 @@ def _make_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
     # on every acquisition, and a generic *args/**kwargs binder costs several times more.
     params = []
     defaults: dict[str, object] = {}
+    lines = []
     for spec in specs:
-        if spec.default is _NOTHING:
+        value = spec.name
+        if spec.factory is not None:
+            defaults[f"_factory_{spec.name}"] = spec.factory
+            params.append(f"{spec.name}=_NOTHING")
+            value = f"_factory_{spec.name}() if {spec.name} is _NOTHING else {spec.name}"
+        elif spec.default is _NOTHING:
             params.append(spec.name)
         else:
             defaults[f"_default_{spec.name}"] = spec.default
             params.append(f"{spec.name}=_default_{spec.name}")
-    body = "".join(f"    _set(self, {spec.name!r}, {spec.name})\n" for spec in specs)
+        lines.append(f"    _set({spec.name!r}, {value})\n")
+    # attrs' own trick: one bound object.__setattr__ per instance, then a 2-argument call.
+    body = "    _set = _bind(self)\n" + "".join(lines) if lines else ""
     source = f"def __init__(self, {', '.join(params)}):\n{body or '    pass'}\n"
-    namespace: dict[str, Any] = {"_set": object.__setattr__, **defaults}
+    namespace: dict[str, Any] = {
+        "_bind": object.__setattr__.__get__,
+        "_NOTHING": _NOTHING,
+        **defaults,
+    }
     exec(compile(source, f"<lockkit value {cls_name}.__init__>", "exec"), namespace)  # noqa: S102
     init: Callable[..., None] = namespace["__init__"]
     return init
+
+
+def _lazy_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
+    # Compiling an __init__ costs more than the rest of a class's creation, and most
+    # value classes are never instantiated in a given process (a first lock builds a
+    # handful): compile on the first instantiation, then replace this stand-in.
+    def first_init(self: object, *args: object, **kwargs: object) -> None:
+        init = _make_init(cls_name, specs)
+        for owner in type(self).__mro__:
+            if owner.__dict__.get("__init__") is first_init:
+                owner.__init__ = init  # type: ignore[misc]
+                break
+        init(self, *args, **kwargs)
+
+    first_init.__name__ = "__init__"
+    first_init.__qualname__ = f"{cls_name}.__init__"
+    return first_init
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
@@ -174,7 +208,7 @@ def frozen(cls: type[_T]) -> type[_T]:
     specs = (*(spec for spec in inherited if spec.name not in {s.name for s in own}), *own)
     seen_default = False
     for spec in specs:
-        if spec.default is not _NOTHING:
+        if spec.default is not _NOTHING or spec.factory is not None:
             seen_default = True
         elif seen_default:
             message = f"{cls.__qualname__}: field {spec.name!r} has no default but follows one with"
@@ -186,7 +220,7 @@ def frozen(cls: type[_T]) -> type[_T]:
     }
     namespace["__slots__"] = tuple(spec.name for spec in own)
     namespace["__value_fields__"] = specs
-    namespace["__init__"] = _make_init(cls.__qualname__, specs)
+    namespace["__init__"] = _lazy_init(cls.__qualname__, specs)
     namespace["__match_args__"] = tuple(spec.name for spec in specs)
     namespace["__setattr__"] = _frozen_setattr
     namespace["__delattr__"] = _frozen_delattr

@@ -7,8 +7,7 @@ Messages say what was wrong and what to do, and never contain secrets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

@@ -73,14 +73,15 @@ from __future__ import annotations
 import abc
 import os
 import time
-from typing import TYPE_CHECKING, ClassVar, Self
 
 from lockkit._backoff import POLL_MAX, POLL_MIN, poll_delay
 from lockkit._spec_v1 import SpecV1Methods
 from lockkit._value import fields, frozen
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import ClassVar, Self
 
     import pluggy
 

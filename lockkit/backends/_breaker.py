@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING
 
 from lockkit._info import Lease, Owner, read_start_time
 from lockkit._stale import judge
@@ -27,6 +26,7 @@ from lockkit.backends._paths import aux_path, euid, open_lock_directory
 from lockkit.backends._payload import Payload, check_content, decode_payload, encode_payload
 from lockkit.errors import BackendUnavailable
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterator
 

@@ -26,7 +26,6 @@ import errno
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from lockkit import _notify
 from lockkit._calls import plan, try_acquire_in_thread
@@ -101,7 +100,10 @@ from lockkit.backends._payload import (
 from lockkit.errors import BackendUnavailable
 from lockkit.spec import Backend, Capabilities, Waiter
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from lockkit._info import Lease, LockInfo, Owner
 
 __all__ = [

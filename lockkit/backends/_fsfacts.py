@@ -7,10 +7,14 @@ cached: it picks inline or threaded I/O for asyncio callers and turns on shares.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import ParamSpec, TypeVar
+
+    _P = ParamSpec("_P")
+    _T = TypeVar("_T")
 
 LOCAL_FSTYPES = frozenset({
     "bcachefs", "btrfs", "exfat", "ext2", "ext3", "ext4", "f2fs", "hfsplus", "jfs",
@@ -21,8 +25,6 @@ LOCAL_FSTYPES = frozenset({
 and cannot hang waiting for a server, so asyncio callers make it on the event loop."""
 
 _FS_FACTS: dict[str, tuple[str, bool]] = {}
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 def _fs_facts(directory: str) -> tuple[str, bool]:

@@ -7,12 +7,12 @@ refused, and every file backend stamps its expiry with `expiry`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from lockkit._info import Lease
 from lockkit.backends._lockfile import create_held
 from lockkit.backends._payload import encode_payload
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from lockkit._info import Owner
     from lockkit.backends._file import FileBackend

@@ -12,7 +12,6 @@ import errno
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, TypeVar
 
 from lockkit._info import Lease, LockInfo
 from lockkit.backends._paths import (
@@ -27,10 +26,12 @@ from lockkit.backends._paths import (
 from lockkit.backends._payload import MAX_PAYLOAD, Payload, check_content, decode_payload
 from lockkit.errors import BackendUnavailable
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import TypeVar
 
-_T = TypeVar("_T")
+    _T = TypeVar("_T")
 
 
 def read_lock_file(path: str, *, dir_fd: int | None = None) -> tuple[bytes, os.stat_result] | None:

@@ -9,8 +9,6 @@ holder dies; stale-lock rules recover from that.
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import TYPE_CHECKING, ClassVar
 
 from lockkit.backends._file import FileBackend
 from lockkit.backends._lease import create_lease, expiry
@@ -18,8 +16,10 @@ from lockkit.backends._lockfile import create_exclusive, unlink_lock_file
 from lockkit.backends._paths import errname
 from lockkit.spec import Support, _builtin_hookimpl
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import ClassVar
 
     from lockkit._info import Lease, Owner
     from lockkit.spec import Backend
@@ -41,6 +41,8 @@ class ExclBackend(FileBackend):
     def probe(cls, location: str) -> Support:
         """Create a file twice with ``O_EXCL`` in ``location``: the second must fail."""
         try:
+            import tempfile  # noqa: PLC0415 - probe path only
+
             fd, probe = tempfile.mkstemp(prefix=".lockkit-probe-", dir=location)
         except OSError as exc:
             return Support(ok=False, reason=f"cannot create files: {errname(exc)}")

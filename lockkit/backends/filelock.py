@@ -28,7 +28,6 @@ import os
 import stat
 import tempfile
 import threading
-from typing import TYPE_CHECKING, ClassVar
 
 from filelock import lock_descriptor, unlock_descriptor
 
@@ -50,8 +49,10 @@ from lockkit.backends._payload import MAX_PAYLOAD, check_content, decode_payload
 from lockkit.errors import InvalidLockName, LockError
 from lockkit.spec import Backend, Capabilities, Support, _builtin_hookimpl
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import ClassVar
 
 __all__ = ["FilelockBackend", "lockkit_register_backends"]
 

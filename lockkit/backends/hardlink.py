@@ -12,11 +12,10 @@ per process, and stays correct, instead of crashing the application as a bare
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
-import threading
 import warnings
-from typing import TYPE_CHECKING, ClassVar
 
 from lockkit._info import Lease, Owner
 from lockkit._log import log
@@ -29,8 +28,10 @@ from lockkit.backends.excl import ExclBackend
 from lockkit.errors import LockkitWarning
 from lockkit.spec import Support, _builtin_hookimpl
 
+TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import ClassVar
 
     from lockkit.spec import Backend
 
@@ -60,7 +61,7 @@ class HardlinkBackend(FileBackend):
         # is given once per device.
         self._no_link_dirs: set[str] = set()
         self._warned: set[int] = set()
-        self._guard = threading.Lock()
+        self._guard = _thread.allocate_lock()
         # Per lock path: its temp files' prefix (made once, not per attempt). Filled by
         # any thread; a dict set is atomic, and a race only repeats the work.
         self._temp_prefix: dict[str, str] = {}

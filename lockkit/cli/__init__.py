@@ -22,23 +22,28 @@ says what happened:
 The modules: `lockkit.cli._args` (the parser), `lockkit.cli._report` (typed reports),
 one module per command (`lockkit.cli._doctor`, `lockkit.cli._backends`,
 `lockkit.cli._status` for ``status`` and ``break``, `lockkit.cli._run`). They are
-imported only when their command runs, so ``import lockkit.cli`` stays cheap.
+imported only when their command runs, so ``import lockkit.cli`` stays cheap, and
+`lockkit.cli._runargs` reads ``run``'s plain forms without argparse, so a ``lockkit run``
+from a script or a hook pays for the lock and the command only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-from typing import TYPE_CHECKING
 
-from lockkit.cli._args import build_parser, split_command
+from lockkit.cli._runargs import parse_run, split_command
 from lockkit.errors import BackendUnavailable, LockError
 
+# Not `typing.TYPE_CHECKING`: `lockkit run` starts often, and typing alone costs more
+# than this package. argparse is imported only when the words need it (`_parse`).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from lockkit.cli._runargs import RunArgs
 
 __all__ = ["main"]
 
@@ -47,7 +52,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE, as `lockkit run` uses it
 EXIT_SOFTWARE = 70  # EX_SOFTWARE
-EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_INTERRUPTED = 128 + 2  # SIGINT is 2 everywhere; `signal` is not needed for it
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool killed by SIGPIPE
 
 
@@ -56,10 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         # A lock name need not be valid UTF-8 (any bytes but NUL and / make a file name):
         # show what cannot be encoded as escapes instead of failing half-way.
-        with contextlib.suppress(AttributeError, ValueError):
+        try:  # noqa: SIM105 - contextlib is not imported on `lockkit run`'s path
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    parser = build_parser()
+        except (AttributeError, ValueError):
+            pass
     words, command = split_command(list(sys.argv[1:] if argv is None else argv))
+    # `lockkit run`'s plain forms need no argparse; it judges everything else.
+    args = parse_run(words, command) or _parse(words, command)
+    if isinstance(args, int):
+        return args
+    return _dispatch(args)
+
+
+def _parse(words: list[str], command: list[str] | None) -> argparse.Namespace | int:
+    """Parse with argparse: the namespace, or the exit status when nothing is left to run."""
+    from lockkit.cli._args import build_parser  # noqa: PLC0415 - see parse_run
+
+    parser = build_parser()
     args, extra = parser.parse_known_args(words)
     if extra:
         if args.command == "run" and command is None:
@@ -79,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return _dispatch(args)
+    return args
 
 
-def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+def _handler(command: str) -> Callable[[Any], int]:
     """The function that runs ``command``, imported on demand."""
     if command == "doctor":
         from lockkit.cli._doctor import run_doctor  # noqa: PLC0415
@@ -101,7 +119,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     return run_command
 
 
-def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one return per outcome
+def _dispatch(args: argparse.Namespace | RunArgs) -> int:  # noqa: PLR0911 - one return per outcome
     """Run the subcommand; every error becomes one line and an exit status."""
     try:
         status = _handler(args.command)(args)
@@ -127,8 +145,10 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one return pe
 def _fail(message: str, status: int) -> int:
     from lockkit._redact import redact_text  # noqa: PLC0415
 
-    with contextlib.suppress(OSError):  # nowhere to say it
+    try:  # noqa: SIM105 - as in main
         print(f"lockkit: error: {redact_text(message)}", file=sys.stderr)
+    except OSError:
+        pass  # nowhere to say it
     return status
 
 
@@ -138,8 +158,10 @@ def _reader_went_away() -> int:
     What a Unix tool does when SIGPIPE kills it: no message, status 128 + SIGPIPE. Stdout
     is pointed at /dev/null so the interpreter's final flush does not complain either.
     """
-    with contextlib.suppress(OSError, ValueError):
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+    except (OSError, ValueError):
+        pass
     return EXIT_BROKEN_PIPE

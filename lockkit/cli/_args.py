@@ -1,4 +1,8 @@
-"""The command line's arguments: one ``argparse`` parser with a subparser per command."""
+"""The command line's arguments: one ``argparse`` parser with a subparser per command.
+
+``lockkit run``'s plain forms skip it (`lockkit.cli._runargs`); it parses everything
+else and is the one that reports usage errors and prints help.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from lockkit._numbers import Kind, parse
+from lockkit.cli._runargs import split_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -160,23 +165,6 @@ def _number(kind: Kind, text: str) -> float:
         return parse(kind, text, "")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """Split ``run ... -- CMD ...`` into lockkit's arguments and the command.
-
-    Only for ``run``: its command may contain anything, options and ``--`` included,
-    which argparse would try to parse. Other commands get ``argv`` untouched.
-    """
-    if "--" not in argv:
-        return argv, None
-    cut = argv.index("--")
-    # The top-level parser has only flags without values, so the first word that is not
-    # an option is the subcommand.
-    subcommand = next((word for word in argv[:cut] if not word.startswith("-")), None)
-    if subcommand != "run":
-        return argv, None
-    return argv[:cut], argv[cut + 1 :]
 
 
 def _count(most: int) -> Callable[[str], int]:

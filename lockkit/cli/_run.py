@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: `lockkit run` does not import typing
 if TYPE_CHECKING:
     import argparse
+
+    from lockkit.cli._runargs import RunArgs
 
 __all__ = ["run_command"]
 
 EXIT_USAGE = 2
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace | RunArgs) -> int:
     """``lockkit run``: exits with the command's status, or one of `lockkit._run`'s."""
     from lockkit._run import run_locked  # noqa: PLC0415
 

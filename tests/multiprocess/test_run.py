@@ -550,6 +550,50 @@ def test_command_learns_the_lock_name(tmp_path: pathlib.Path) -> None:
     assert result.stdout == str(tmp_path / "relative.lock")  # canonical: absolute
 
 
+def test_command_starts_with_default_sigpipe_and_sigxfsz(tmp_path: pathlib.Path) -> None:
+    """Python ignores SIGPIPE (and SIGXFSZ); the command must not inherit that.
+
+    Otherwise ``lockkit run L -- sh -c 'yes | head -1'`` would never end its ``yes`` by
+    SIGPIPE. The command's ignored set is read from the kernel.
+    """
+    result = _run(
+        str(tmp_path / "sig.lock"),
+        "--backend",
+        "excl",
+        "--",
+        "sh",
+        "-c",
+        "grep '^SigIgn:' /proc/$$/status",
+    )
+    assert result.returncode == 0, result.stderr
+    ignored = int(result.stdout.split()[1], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), sig.name
+
+
+def test_descriptors_lockkit_run_inherited_are_closed_in_the_command(
+    tmp_path: pathlib.Path,
+) -> None:
+    """What ``close_fds`` did: the command gets stdin, stdout and stderr, nothing else."""
+    read_end, write_end = os.pipe()
+    try:
+        result = _run(
+            str(tmp_path / "fd.lock"),
+            "--backend",
+            "excl",
+            "--",
+            "sh",
+            "-c",
+            f"test -e /proc/$$/fd/{write_end} && echo open || echo closed",
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "closed\n"
+
+
 WAITS = "import sys; print('ready', flush=True); sys.stdin.readline()"
 
 

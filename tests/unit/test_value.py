@@ -74,3 +74,14 @@ def test_a_required_field_after_a_default_is_refused() -> None:
         class _Bad:
             a: int = 0
             b: int
+
+
+def test_a_factory_gives_each_instance_its_own_default() -> None:
+    @frozen
+    class _Bag:
+        items: dict[str, int] = field(factory=dict)
+
+    first, second = _Bag(), _Bag()
+    first.items["a"] = 1
+    assert second.items == {}
+    assert _Bag({"b": 2}).items == {"b": 2}
