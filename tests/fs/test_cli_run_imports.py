@@ -59,12 +59,14 @@ NAMED_NEVER = [
     "subprocess",
     "logging",
     "ctypes",
-    _core("inspect", "pluggy"),
-    _core("importlib.metadata", "lockkit._registry"),
-    _core("pluggy", "lockkit._registry"),
-    _core("attrs", "lockkit._registry"),
-    _core("attr", "lockkit._registry"),
-    _core("typing", "pluggy"),
+    # With the registry's record in the user's cache (the child runs twice: the first
+    # run scans and writes it), no entry-point scan and no pluggy.
+    "inspect",
+    "importlib.metadata",
+    "pluggy",
+    "attrs",
+    "attr",
+    _core("typing", "the core"),
     _core("contextlib", "lockkit._lock, lockkit._notify, the file primitives"),
 ]
 
@@ -74,13 +76,14 @@ def _loaded(directory: pathlib.Path, *options: str) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKKIT_")}
     lock = directory / "imports.lock"
     argv = ["run", str(lock), *options, "--", "true"]
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), *argv],
-        env=env,
-        cwd=directory,
-        check=True,
-        timeout=60,
-    )
+    for _ in range(2):  # the first run fills lockkit's caches (XDG_CACHE_HOME of the session)
+        subprocess.run(
+            [sys.executable, "-c", CHILD, str(out), *argv],
+            env=env,
+            cwd=directory,
+            check=True,
+            timeout=60,
+        )
     return set(out.read_text(encoding="utf-8").split("\n"))
 
 
