@@ -65,7 +65,7 @@ NAMED_NEVER = [
     _core("attrs", "lockkit._registry"),
     _core("attr", "lockkit._registry"),
     _core("typing", "pluggy"),
-    _core("contextlib", "lockkit._lock, lockkit._notify, the file primitives"),
+    _core("contextlib", "pluggy (through typing)"),
 ]
 
 
