@@ -1,4 +1,4 @@
-"""The ``lockkit`` command line: ``doctor``, ``backends``, ``status``, ``break``, ``run`` and ``coprocess``.
+"""The ``lockkit`` command line: doctor, backends, status, break, run and coprocess.
 
 ``python -m lockkit`` and the ``lockkit`` script run `main`. Every command but ``run``
 takes ``--json`` for scripts; its reports are typed (`lockkit.cli._report`), so the text
