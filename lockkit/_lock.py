@@ -10,7 +10,6 @@ drift apart in how they judge stale locks, retry, fire events or time out.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import datetime as dt
 import math
 import os
@@ -35,7 +34,10 @@ TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
     from types import TracebackType
-    from typing import Any, Self
+    from typing import Any, ParamSpec, Self, TypeVar
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
 
     from lockkit._calls import Plan
     from lockkit._heartbeat import _Renewer
@@ -377,11 +379,13 @@ class _LockCore:
         """
         lease = getattr(self, "_lease", None)
         if lease is not None and getattr(self, "_generation", None) == _fork.generation:
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - contextlib is not part of a first lock
                 self._backend.release(lease)
+            except Exception:  # noqa: BLE001, S110 - a finalizer must not raise
+                pass
 
 
-class Lock(_LockCore, contextlib.ContextDecorator):
+class Lock(_LockCore):
     """An inter-process lock with a pluggable backend.
 
     Use it as a context manager, a decorator, or with `acquire`/`release`:
@@ -470,6 +474,22 @@ class Lock(_LockCore, contextlib.ContextDecorator):
             log.debug("lockkit: is_held(%s) could not ask the backend", self._name, exc_info=True)
             return True  # the renewer keeps watching
         return self._still_ours(lease, info)
+
+    def __call__(self, function: Callable[_P, _R]) -> Callable[_P, _R]:
+        """Use the lock as a decorator: every call of ``function`` runs holding it.
+
+        As ``contextlib.ContextDecorator`` does (without importing contextlib, which a
+        first lock does not otherwise need): ``with self:`` around each call, so the
+        default timeout applies and the lock is reentrant within the thread.
+        """
+        import functools  # noqa: PLC0415 - decorators are made once, at definition
+
+        @functools.wraps(function)
+        def locked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with self:
+                return function(*args, **kwargs)
+
+        return locked
 
     def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> AcquireResult:
         """Acquire the lock, waiting up to ``timeout`` seconds.
@@ -597,8 +617,10 @@ class Lock(_LockCore, contextlib.ContextDecorator):
         except BaseException:
             if lease is not None:
                 # Interrupted between winning and returning: nobody would release it.
-                with contextlib.suppress(Exception):
+                try:  # noqa: SIM105 - contextlib is not part of a first lock
                     self._backend.release(lease)
+                except Exception:  # noqa: BLE001, S110 - the interruption is what to raise
+                    pass
             raise
 
     def release(self, *, force: bool = False) -> None:

@@ -14,7 +14,6 @@ correct everywhere and fast where the kernel can tell.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import os
 import select
 import struct
@@ -151,15 +150,19 @@ class _Watcher:
         return wd
 
     def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
+        try:
             while os.read(self.fd, 65536):
                 pass
+        except BlockingIOError:
+            pass
 
     def __del__(self) -> None:
         # The thread ended (or the process forked): release the kernel instance.
         if self.pid == os.getpid():
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib is not part of a first lock
                 os.close(self.fd)
+            except OSError:
+                pass
 
 
 _MAX_WATCHES = 32

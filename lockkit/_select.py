@@ -14,12 +14,12 @@ The result is a `Selection`, kept on the lock (`Lock.selection`) and shown by
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from lockkit._redact import redact_url, redacted_repr
 from lockkit._settings import Settings, load_settings, openclaw_state_dir
 from lockkit._value import field, frozen
 
+TYPE_CHECKING = False  # not typing's: the cold path does not import typing
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

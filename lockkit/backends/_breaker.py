@@ -9,7 +9,6 @@ cleared after `BREAKER_MAX_AGE` of *observed* age.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -28,7 +27,7 @@ from lockkit.errors import BackendUnavailable
 
 TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from lockkit.backends._lockfile import HeldFile
 
 BREAKER_SUFFIX = ".break"
 """The breaker lock of ``x.lock`` is ``x.lock.break`` (shortened for long names, see
@@ -61,9 +60,8 @@ def breaker_path(name: str) -> str:
     return aux_path(name, BREAKER_SUFFIX)
 
 
-@contextlib.contextmanager
-def breaker(name: str, *, wait: float = 0.0) -> Iterator[bool]:
-    """Hold the short-lived breaker lock of ``name``; yields ``False`` if it stays busy.
+def breaker(name: str, *, wait: float = 0.0) -> _Breaker:
+    """Hold the short-lived breaker lock of ``name``; ``with`` gives ``False`` if it stays busy.
 
     A breaker found in the way is cleared when `breaker_clearable` says so.
 
@@ -71,23 +69,39 @@ def breaker(name: str, *, wait: float = 0.0) -> Iterator[bool]:
         InvalidLockName: Something other than a regular file (a FIFO, a directory...)
             sits at the breaker's path: nobody can break or release through it.
     """
-    path = breaker_path(name)
-    owner = Owner.current()
-    payload = encode_payload(owner, BREAKER_BACKEND, None)
-    deadline = time.monotonic() + wait
-    delay = 0.0005
-    while (held := create_held(path, payload)) is None:
-        if _clear_stale_breaker(path):
-            continue  # a crashed breaker's file is gone: try again at once
-        if time.monotonic() >= deadline:
-            yield False
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    try:
-        yield True
-    finally:
-        remove_held(Lease(path, BREAKER_BACKEND, owner, handle=held))
+    return _Breaker(name, wait)
+
+
+class _Breaker:
+    """`breaker`'s context manager (a class: contextlib is not part of a first lock)."""
+
+    __slots__ = ("_held", "_owner", "_path", "_wait")
+
+    def __init__(self, name: str, wait: float) -> None:
+        self._path = breaker_path(name)
+        self._wait = wait
+        self._owner: Owner | None = None
+        self._held: HeldFile | None = None
+
+    def __enter__(self) -> bool:
+        owner = Owner.current()
+        payload = encode_payload(owner, BREAKER_BACKEND, None)
+        deadline = time.monotonic() + self._wait
+        delay = 0.0005
+        while (held := create_held(self._path, payload)) is None:
+            if _clear_stale_breaker(self._path):
+                continue  # a crashed breaker's file is gone: try again at once
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._owner, self._held = owner, held
+        return True
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._held is not None and self._owner is not None:
+            held, self._held = self._held, None
+            remove_held(Lease(self._path, BREAKER_BACKEND, self._owner, handle=held))
 
 
 def _clear_stale_breaker(path: str) -> bool:

@@ -7,7 +7,6 @@ the file busy (EBUSY) and only while it is still the file to remove.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -290,8 +289,10 @@ class HeldFile:
     def __del__(self) -> None:
         """Close a descriptor whose lease was dropped without a release."""
         if self.fd >= 0:  # every released lease: nothing to do, so no context manager
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib is not part of a first lock
                 self.close()
+            except OSError:
+                pass
 
 
 def create_held(path: str, payload: bytes) -> HeldFile | None:

@@ -1,4 +1,4 @@
-"""The ``lockkit`` command line: ``doctor``, ``backends``, ``status``, ``break`` and ``run``.
+"""The ``lockkit`` command line: doctor, backends, status, break, run and coprocess.
 
 ``python -m lockkit`` and the ``lockkit`` script run `main`. Every command but ``run``
 takes ``--json`` for scripts; its reports are typed (`lockkit.cli._report`), so the text
@@ -17,14 +17,16 @@ says what happened:
 * 70 (``EX_SOFTWARE``) an unexpected error in lockkit itself (a bug: please report it);
 * 130 interrupted (Ctrl-C); 141 standard output's reader went away (as after SIGPIPE).
 
-``run`` exits with its command's status instead (see `lockkit._run`).
+``run`` exits with its command's status instead (see `lockkit._run`); ``coprocess``
+with 0 when its input ends (see `lockkit._coprocess`).
 
 The modules: `lockkit.cli._args` (the parser), `lockkit.cli._report` (typed reports),
 one module per command (`lockkit.cli._doctor`, `lockkit.cli._backends`,
-`lockkit.cli._status` for ``status`` and ``break``, `lockkit.cli._run`). They are
-imported only when their command runs, so ``import lockkit.cli`` stays cheap, and
-`lockkit.cli._runargs` reads ``run``'s plain forms without argparse, so a ``lockkit run``
-from a script or a hook pays for the lock and the command only.
+`lockkit.cli._status` for ``status`` and ``break``, `lockkit.cli._run`,
+`lockkit.cli._coprocess`). They are imported only when their command runs, so
+``import lockkit.cli`` stays cheap, and `lockkit.cli._runargs` reads ``run``'s plain
+forms without argparse, so a ``lockkit run`` from a script or a hook pays for the lock
+and the command only.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ def _handler(command: str) -> Callable[[Any], int]:
         from lockkit.cli._status import run_break, run_status  # noqa: PLC0415
 
         return run_status if command == "status" else run_break
+    if command == "coprocess":
+        from lockkit.cli._coprocess import run_coprocess  # noqa: PLC0415
+
+        return run_coprocess
     from lockkit.cli._run import run_command  # noqa: PLC0415
 
     return run_command

@@ -24,7 +24,7 @@ _BACKEND_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``lockkit`` parser, with ``doctor``, ``backends``, ``status``, ``break``, ``run``."""
+    """The ``lockkit`` parser, with a subparser per command (``doctor``... ``coprocess``)."""
     parser = argparse.ArgumentParser(
         prog="lockkit", description="Inter-process locks that work on every filesystem."
     )
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     breaker.add_argument("--json", action="store_true", help="print one JSON object")
 
     _add_run_parser(commands)
+    _add_coprocess_parser(commands)
     return parser
 
 
@@ -150,6 +151,44 @@ def _add_run_parser(commands: Any) -> None:  # noqa: ANN401 - argparse's private
         help="let the lock expire S seconds after its last renewal; it is renewed while "
         "CMD runs (backends with the ttl capability)",
     )
+
+
+def _add_coprocess_parser(commands: Any) -> None:  # noqa: ANN401 - argparse's private type
+    coprocess = commands.add_parser(
+        "coprocess",
+        help="serve locks to another program over stdin/stdout (JSON Lines)",
+        description="Stay running and take, release and inspect locks on request: one "
+        "JSON object per line on stdin, one answer per line on stdout (see the "
+        "co-process how-to for the protocol). The first line out announces the protocol "
+        "version and pid. Locks are released when stdin ends, and on SIGTERM, SIGINT or "
+        "SIGHUP. The options are defaults; each request may override them.",
+        epilog="exit status: 0 stdin ended; 128+N signal N; 141 stdout's reader went away; "
+        "2 bad usage.",
+    )
+    coprocess.add_argument("--backend", metavar="SPEC", help=_BACKEND_HELP)
+    coprocess.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="seconds an acquire waits when its request gives no timeout; default: the "
+        "settings' timeout, else as long as it takes",
+    )
+    coprocess.add_argument(
+        "--ttl",
+        type=_ttl,
+        metavar="S",
+        help="default lock expiry, renewed while held (backends with the ttl capability)",
+    )
+    coprocess.add_argument(
+        "--stale",
+        type=_stale,
+        metavar="S",
+        help="default age after which a lock of another machine counts as stale",
+    )
+
+
+def _stale(text: str) -> float:
+    return _number("stale", text)
 
 
 def _seconds(text: str) -> float:

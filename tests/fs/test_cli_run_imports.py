@@ -66,8 +66,8 @@ NAMED_NEVER = [
     "pluggy",
     "attrs",
     "attr",
-    _core("typing", "the core"),
-    _core("contextlib", "lockkit._lock, lockkit._notify, the file primitives"),
+    "typing",
+    "contextlib",
 ]
 
 
