@@ -14,8 +14,6 @@ for attrs, the registry and the backends only when it first locks.
 
 from __future__ import annotations
 
-import importlib
-
 # Not `from typing import TYPE_CHECKING`: importing typing alone would double the cost
 # of `import lockkit`. Type checkers treat this constant the same way.
 TYPE_CHECKING = False
@@ -92,7 +90,8 @@ def __getattr__(name: str) -> object:
     origin = _ORIGINS.get(name)
     if origin is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(origin), name)
+    # __import__, not importlib.import_module: importing importlib costs a first lock.
+    value = getattr(__import__(origin, fromlist=[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

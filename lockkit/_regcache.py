@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import sys
-import zlib
 
 from lockkit._version import __version__
 
@@ -62,7 +61,15 @@ FORMAT = 1
 def file_name() -> str:
     """One file per interpreter and environment, so venvs do not evict each other."""
     where = f"{sys.executable}\0{sys.prefix}".encode(errors="surrogateescape")
-    return f"registry-{zlib.crc32(where):08x}.json"
+    return f"registry-{_fnv1a(where):016x}.json"
+
+
+def _fnv1a(data: bytes) -> int:
+    """64-bit FNV-1a of ``data``: a stable file name (zlib's crc32 costs an import)."""
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
 
 
 def script_dir() -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 
 from lockkit.errors import BackendUnavailable, LockTimeout
 
@@ -226,18 +225,20 @@ class _Forwarder:
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        # Handlers can only be set from the main thread; elsewhere (an embedding
-        # program) signals keep their default effect.
-        if threading.current_thread() is not threading.main_thread():
-            return
         for sig in FORWARDED_SIGNALS:
             previous = signal.getsignal(sig)
             # Ignored when we started (a background job of a non-interactive shell
             # ignores SIGINT and SIGQUIT): stays ignored, as the caller asked.
             if previous is signal.SIG_IGN:
                 continue
+            try:
+                signal.signal(sig, self._handle)
+            except ValueError:
+                # Not the main thread (an embedding program): handlers can only be set
+                # from there, so signals keep their default effect. Asking signal.signal
+                # is cheaper than importing threading to ask first.
+                return
             self._previous[sig] = previous
-            signal.signal(sig, self._handle)
 
     def restore(self) -> None:
         for sig, previous in self._previous.items():

@@ -625,3 +625,27 @@ def test_ttl_is_renewed_while_the_command_runs(tmp_path: pathlib.Path) -> None:
         run.stdin.flush()
         assert run.wait(timeout=WAIT) == 0
     assert free_now(path, "excl")
+
+
+def test_run_from_another_thread_leaves_signal_handlers_alone(tmp_path: pathlib.Path) -> None:
+    # An embedding program may call run_locked from a worker thread, where handlers
+    # cannot be set: the command still runs under the lock, and the process's own
+    # handlers are untouched.
+    import threading
+
+    from lockkit._run import run_locked
+
+    marker = tmp_path / "ran"
+    before = signal.getsignal(signal.SIGTERM)
+    result: list[int] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            run_locked(str(tmp_path / "t.lock"), ["sh", "-c", f"touch {marker}"], backend="excl")
+        )
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert result == [0]
+    assert marker.exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not (tmp_path / "t.lock").exists()
