@@ -263,6 +263,9 @@ class EtcdBackend(Backend):
         across_hosts=True, released_on_crash=False, ttl=True, fencing=True, notify=True
     )
     schemes: ClassVar[tuple[str, ...]] = ("etcd", "etcds")
+    eager_waiter: ClassVar[bool] = True
+    """The first attempt of a caller that will wait already records the revision to
+    watch from."""
 
     def __init__(
         self,

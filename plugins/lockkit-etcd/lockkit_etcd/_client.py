@@ -18,6 +18,7 @@ import base64
 import contextlib
 import os
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from lockkit.errors import BackendUnavailable
@@ -67,6 +68,17 @@ def _net_errors() -> tuple[type[BaseException], ...]:
     return (OSError, http.client.HTTPException, ValueError)
 
 
+# Connections a forked child inherited from its parent, kept referenced so that no
+# finalizer or garbage collection touches them.
+_INHERITED: list[object] = []
+
+
+def _close_idle(idle: list[tuple[int, http.client.HTTPConnection]]) -> None:
+    for _, conn in idle:
+        conn.close()
+    idle.clear()
+
+
 class Gateway:
     """Calls to one etcd cluster through its JSON gateway.
 
@@ -106,6 +118,8 @@ class Gateway:
         self._lock = _thread.allocate_lock()
         self._pid = os.getpid()
         self._preferred = 0  # the endpoint that answered last
+        # Idle connections are closed with the gateway, or at exit, never left to the GC.
+        self._finalizer = weakref.finalize(self, _close_idle, self._idle)
 
     # -- connections --------------------------------------------------------------------
 
@@ -139,7 +153,11 @@ class Gateway:
         with self._lock:
             if self._pid != os.getpid():
                 # A forked child: the parent's connections are its own; drop ours.
+                # The parent's connections: never used, closed or collected here.
+                _INHERITED.append(self._idle)
                 self._idle, self._pid, self._token = [], os.getpid(), None
+                self._finalizer.detach()
+                self._finalizer = weakref.finalize(self, _close_idle, self._idle)
             return self._idle.pop() if self._idle else None
 
     def _put(self, index: int, conn: http.client.HTTPConnection) -> None:
@@ -152,9 +170,9 @@ class Gateway:
     def close(self) -> None:
         """Close the idle connections."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for _, conn in idle:
-            conn.close()
+            idle = list(self._idle)
+            self._idle.clear()
+        _close_idle(idle)
 
     # -- calls --------------------------------------------------------------------------
 
