@@ -24,9 +24,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from lockkit_etcd import EtcdBackend
 
 import lockkit
-from lockkit_etcd import EtcdBackend
 from tests.helpers.fencing import run_fenced
 from tests.helpers.paused import take_over_from_paused_holder
 

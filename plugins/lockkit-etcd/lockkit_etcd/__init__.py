@@ -43,17 +43,16 @@ lease is revoked afterwards.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
 import os
 import time
-import urllib.parse
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from lockkit.errors import BackendUnavailable, InvalidLockName, SettingsError
 from lockkit.spec import Backend, Capabilities, Support, Waiter, hookimpl
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Iterable
 
     from lockkit import Lease, LockInfo, Owner
@@ -76,6 +75,8 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 def _utc_in(seconds: float) -> dt.datetime:
+    import datetime as dt  # noqa: PLC0415 - not on the import path of `lockkit backends`
+
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
 
 
@@ -137,6 +138,8 @@ def parse_url(url: str) -> dict[str, Any]:
     Raises:
         SettingsError: Not an etcd URL, a bad port, or a bad option value.
     """
+    import urllib.parse  # noqa: PLC0415
+
     from lockkit._redact import redact_url  # noqa: PLC0415
 
     shown = redact_url(url)
@@ -553,9 +556,7 @@ class EtcdBackend(Backend):
         if held is None or lease.fencing_token is None:
             return False
         log = logging.getLogger("lockkit")
-        remaining = (
-            (lease.expires - dt.datetime.now(dt.UTC)).total_seconds() if lease.expires else ttl
-        )
+        remaining = (lease.expires - _utc_in(0)).total_seconds() if lease.expires else ttl
         # Never past the lease's end: from then on, others may hold the lock.
         timeout = max(0.1, min(self.timeout, remaining - 0.5))
         try:
