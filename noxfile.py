@@ -192,7 +192,16 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict over lockkit, the tests and the plugins."""
     # The postgres plugin brings psycopg, whose types its module and tests use.
-    session.install("-e", ".[bench]", "-e", "plugins/lockkit-postgres", "--group", "typecheck")
+    session.install(
+        "-e",
+        ".[bench]",
+        "-e",
+        "plugins/lockkit-postgres",
+        "-e",
+        "plugins/lockkit-etcd[testing]",
+        "--group",
+        "typecheck",
+    )
     session.run("mypy")
 
 
@@ -260,9 +269,9 @@ def plugins(session: nox.Session) -> None:
 
     Real installs (no sys.path tricks): the plugins are found through their entry
     points exactly as users' plugins are. Then lockkit's own tests check the installed
-    plugins on the exFAT and link()-refusing FUSE mounts, and the postgresql plugin
-    against real PostgreSQL servers (``tests/postgres``, which needs lockkit's test
-    helpers, so it lives with lockkit's tests).
+    plugins on the exFAT and link()-refusing FUSE mounts, and the postgresql and etcd
+    plugins against real PostgreSQL and etcd servers (``tests/postgres``,
+    ``tests/etcd``, which need lockkit's test helpers, so they live with lockkit's tests).
     """
     found = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
     session.install(".", *map(str, found), "--group", "tests")
@@ -270,7 +279,11 @@ def plugins(session: nox.Session) -> None:
         config = ["-c", str(plugin / "pyproject.toml"), "--rootdir", str(plugin)]
         session.run("pytest", *config, str(plugin / "tests"), *session.posargs)
     session.run(
-        "pytest", "tests/contract/test_plugins_realfs.py", "tests/postgres", *session.posargs
+        "pytest",
+        "tests/contract/test_plugins_realfs.py",
+        "tests/postgres",
+        "tests/etcd",
+        *session.posargs,
     )
 
 

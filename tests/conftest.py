@@ -16,9 +16,13 @@ from lockkit._registry import reset_registry
 
 pytest_plugins = ["tests.mounts", "tests.redis_server", "tests.shares"]
 
-# The PostgreSQL backend is a plugin: its tests run where it is installed (`nox -s
-# plugins`), and are not collected elsewhere.
-collect_ignore = [] if importlib.util.find_spec("lockkit_postgres") else ["postgres"]
+# The PostgreSQL and etcd backends are plugins: their tests run where they are installed
+# (`nox -s plugins`), and are not collected elsewhere.
+collect_ignore = [
+    directory
+    for directory, module in (("postgres", "lockkit_postgres"), ("etcd", "lockkit_etcd"))
+    if not importlib.util.find_spec(module)
+]
 
 
 _SELECTION_ENV = (
