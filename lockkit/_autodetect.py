@@ -108,7 +108,7 @@ class Detection:
 
 _CACHE: dict[int, Detection] = {}
 _GUARD = _thread.allocate_lock()
-VERDICTS = "autodetect.json"
+VERDICTS = "autodetect.cache"
 """The cache file of verdicts, in `lockkit._cache.cache_dir`."""
 _FORMAT = 1
 _MAX_VERDICTS = 64

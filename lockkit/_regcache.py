@@ -61,7 +61,7 @@ FORMAT = 1
 def file_name() -> str:
     """One file per interpreter and environment, so venvs do not evict each other."""
     where = f"{sys.executable}\0{sys.prefix}".encode(errors="surrogateescape")
-    return f"registry-{_fnv1a(where):016x}.json"
+    return f"registry-{_fnv1a(where):016x}.cache"
 
 
 def _fnv1a(data: bytes) -> int:

@@ -8,6 +8,7 @@ and looks at what they imported, chose and wrote. See `lockkit._cache`,
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import pathlib
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lockkit import _cache
 from tests.mounts import (
     EXFAT_IMAGE_SIZE,
     _require_fuse_device,
@@ -93,9 +95,21 @@ class Child:
         return result
 
     def record(self) -> dict[str, object]:
-        [path] = (self.cache / "lockkit").glob("registry-*.json")
-        result: dict[str, object] = json.loads(path.read_text())
+        [path] = (self.cache / "lockkit").glob("registry-*.cache")
+        result: dict[str, object] = _cache_file(path)
         return result
+
+
+def _cache_file(path: pathlib.Path) -> dict[str, object]:
+    """A cache file's contents, as lockkit._cache reads them (header, then marshal)."""
+    data = path.read_bytes()
+    assert data.startswith(_cache._MAGIC)  # noqa: SLF001 - the format under test
+    value: dict[str, object] = marshal.loads(data[len(_cache._MAGIC) :])  # noqa: S302, SLF001
+    return value
+
+
+def _write_cache_file(path: pathlib.Path, value: dict[str, object]) -> None:
+    path.write_bytes(_cache._MAGIC + marshal.dumps(value))  # noqa: SLF001
 
 
 @pytest.fixture
@@ -191,12 +205,12 @@ def test_a_distribution_in_the_script_directory_is_not_missed(child: Child) -> N
 
 def test_doctor_reprobes_and_rewrites_the_verdict(child: Child) -> None:
     child.lock()
-    path = child.cache / "lockkit" / "autodetect.json"
-    verdicts = json.loads(path.read_text())
+    path = child.cache / "lockkit" / "autodetect.cache"
+    verdicts = _cache_file(path)
     [entry] = verdicts["verdicts"].values()
     # A verdict that no longer holds (say the filesystem changed its mind).
     entry["backend"] = "filelock"
-    path.write_text(json.dumps(verdicts))
+    _write_cache_file(path, verdicts)
     assert child.lock()["backend"] == "filelock"  # the cache is trusted...
     text = child.run("from lockkit.cli import main; main()", "doctor", str(child.locks))
     assert "cache: auto-detection re-probed; verdict 'hardlink' saved in" in text.stdout
@@ -221,15 +235,15 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(child: Child) -> None:
 
 def test_a_symlinked_cache_file_is_not_followed(child: Child, tmp_path: pathlib.Path) -> None:
     child.lock("excl")
-    [record] = (child.cache / "lockkit").glob("registry-*.json")
+    [record] = (child.cache / "lockkit").glob("registry-*.cache")
     target = tmp_path / "elsewhere.json"
-    original = record.read_text()
-    target.write_text(original)
+    original = record.read_bytes()
+    target.write_bytes(original)
     record.unlink()
     record.symlink_to(target)
     assert "importlib.metadata" in child.lock("excl")["modules"]  # not read through it
     assert not record.is_symlink()  # replaced by a file of its own
-    assert target.read_text() == original  # untouched
+    assert target.read_bytes() == original  # untouched
 
 
 def test_a_cache_others_may_write_is_ignored(child: Child) -> None:
@@ -240,7 +254,7 @@ def test_a_cache_others_may_write_is_ignored(child: Child) -> None:
     assert "importlib.metadata" in child.lock("excl")["modules"]
     assert {path.name: path.read_bytes() for path in directory.iterdir()} == before
     directory.chmod(0o700)
-    [record] = directory.glob("registry-*.json")
+    [record] = directory.glob("registry-*.cache")
     record.chmod(0o666)
     assert "importlib.metadata" in child.lock("excl")["modules"]
 
@@ -270,15 +284,15 @@ def test_a_planted_record_cannot_import_another_module(
         "from lockkit.backends.excl import ExclBackend as Planted\n"
     )
     child.lock("excl")
-    [path] = (child.cache / "lockkit").glob("registry-*.json")
+    [path] = (child.cache / "lockkit").glob("registry-*.cache")
     for fields in (
         {"cls": "planted:Planted"},  # another top-level package than the entry point's
         {"cls": "planted:Planted", "value": "planted"},  # an entry point nobody installed
         {"cls": "planted:Planted", "value": "planted", "info": str(child.site)},
     ):
-        record = json.loads(path.read_text())
+        record = _cache_file(path)
         record["names"]["excl"].update(fields)
-        path.write_text(json.dumps(record))
+        _write_cache_file(path, record)
         assert child.lock("excl")["backend"] == "excl"
         assert not marker.exists()
 
@@ -290,9 +304,9 @@ def test_root_ignores_another_users_cache(child: Child) -> None:
     nobody = 65534
     for path in [child.cache, *child.cache.rglob("*")]:
         os.chown(path, nobody, nobody)
-    before = {path: path.read_bytes() for path in child.cache.rglob("*.json")}
+    before = {path: path.read_bytes() for path in child.cache.rglob("*.cache")}
     assert "importlib.metadata" in child.lock("excl")["modules"]
-    assert {path: path.read_bytes() for path in child.cache.rglob("*.json")} == before
+    assert {path: path.read_bytes() for path in child.cache.rglob("*.cache")} == before
     assert all(path.stat().st_uid == nobody for path in child.cache.rglob("*"))
 
 
