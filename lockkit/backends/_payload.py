@@ -10,7 +10,6 @@ path recognise each other.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from lockkit._info import MAX_PID, Owner
 from lockkit._value import frozen
@@ -73,7 +72,7 @@ def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> b
     token = owner.token
     # bytes.isalnum is a table lookup per byte; str.isalnum consults Unicode data.
     if not (token.isascii() and token.encode().isalnum()):
-        token = json.dumps(token)[1:-1]  # a foreign token: escape it like json.dumps does
+        token = _json_string(token)[1:-1]  # a foreign token: escaped as json.dumps does
     expiry = f'"{_iso(expires)}"' if expires is not None else "null"
     second, iso, epoch = _second(created)
     millis = _MILLIS[created.microsecond // 1000]
@@ -93,17 +92,29 @@ _MAX_PREFIXES = 64
 
 
 def _static_prefix(owner: Owner, backend: str) -> str:
-    static = {
-        "pid": owner.pid,
-        "host": owner.host,
-        "bootId": owner.boot_id,
-        "pidNs": owner.pid_ns,
-        "startTime": owner.start_time,
-        "starttime": owner.start_time,
-        "backend": backend,
-    }
-    # Drop the closing brace: the per-call fields follow.
-    return json.dumps(static, separators=(",", ":"))[:-1] + ","
+    """The per-process fields, as ``json.dumps`` writes them, without its closing brace.
+
+    Written by hand: this runs in every process's first lock, and importing json would
+    cost that lock more than the rest of its payload.
+    """
+    start = "null" if owner.start_time is None else str(int(owner.start_time))
+    pid_ns = "null" if owner.pid_ns is None else str(int(owner.pid_ns))
+    return (
+        f'{{"pid":{int(owner.pid)},"host":{_json_string(owner.host)},'
+        f'"bootId":{_json_string(owner.boot_id)},"pidNs":{pid_ns},'
+        f'"startTime":{start},"starttime":{start},"backend":{_json_string(backend)},'
+    )
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string literal, exactly as ``json.dumps`` writes it."""
+    # Printable ASCII without quote or backslash needs no escape (host names, boot
+    # ids, backend names); anything else goes through json itself.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    import json  # noqa: PLC0415 - only for unusual text
+
+    return json.dumps(text)
 
 
 def _parse_moment(value: object) -> dt.datetime | None:
@@ -152,6 +163,8 @@ def decode_payload(data: bytes) -> Payload:
     if len(data) > MAX_PAYLOAD:
         return Payload(None, problem=f"lock file larger than {MAX_PAYLOAD} bytes")
     try:
+        import json  # noqa: PLC0415 - reading a holder's record is not a first lock's path
+
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         return Payload(None, problem="lock file is not valid JSON (truncated or foreign)")

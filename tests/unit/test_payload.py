@@ -11,6 +11,7 @@ import pytest
 from lockkit import _info
 from lockkit._info import Owner
 from lockkit._value import evolve
+from lockkit.backends import _payload
 from lockkit.backends._file import MAX_PAYLOAD, decode_payload, encode_payload
 
 
@@ -154,3 +155,34 @@ def test_a_process_never_takes_tokens_drawn_by_another_pid(
     drawn_by, pool = _info._TOKENS  # noqa: SLF001 - the pool is what is tested
     assert drawn_by == os.getpid()
     assert not set(pool) & set(parent_pool)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "gw-1",
+        "",
+        'a"b',
+        "a\\b",
+        "tab\there",
+        "nul\x00",
+        "del\x7f",
+        "héte",
+        "日本",
+        "\u2028",
+        "x" * 300,
+    ],
+)
+def test_the_static_fields_are_exactly_what_json_dumps_writes(host: str) -> None:
+    owner = evolve(Owner.current(), host=host, boot_id=f"id-{host}", pid_ns=None)
+    static = {
+        "pid": owner.pid,
+        "host": owner.host,
+        "bootId": owner.boot_id,
+        "pidNs": owner.pid_ns,
+        "startTime": owner.start_time,
+        "starttime": owner.start_time,
+        "backend": f"be{host}",
+    }
+    expected = json.dumps(static, separators=(",", ":"))[:-1] + ","
+    assert _payload._static_prefix(owner, f"be{host}") == expected  # noqa: SLF001
