@@ -14,8 +14,6 @@ This is where the core keeps its promises whatever a plugin does (architecture Â
 
 from __future__ import annotations
 
-import warnings
-
 from lockkit._info import Lease
 from lockkit._log import log
 from lockkit._spec_v1 import SpecV1Methods
@@ -127,6 +125,8 @@ def plan(backend: Backend) -> Plan:
                 "lockkit.spec.Waiter instead (spec v1 support ends in lockkit 1.0)"
             )
             log.info("%s", message)
+            import warnings  # noqa: PLC0415 - once per v1 plugin class
+
             warnings.warn(message, DeprecationWarning, stacklevel=2)
     return found
 

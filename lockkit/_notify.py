@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import select
-import struct
 import sys
 import time
 
@@ -25,6 +23,7 @@ from lockkit.spec import poll_delay as _poll_delay
 TYPE_CHECKING = False  # not typing's: see lockkit._value
 if TYPE_CHECKING:
     import ctypes
+    import struct
     import threading
     from collections.abc import Callable, Iterator
 
@@ -57,7 +56,6 @@ _IN_IGNORED = 0x00008000
 _WATCH_GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
 # What `_scan` found in a buffer of events.
 _NOTHING, _FOR_FILE, _LOST = 0, 1, 2
-_EVENT = struct.Struct("iIII")
 
 _libc: ctypes.CDLL | None = None
 _libc_checked = False
@@ -100,6 +98,19 @@ def _load() -> ctypes.CDLL | None:
     return _libc
 
 
+def _event() -> struct.Struct:
+    """Inotify's event header (wd, mask, cookie, len); struct is loaded with the first."""
+    import struct  # noqa: PLC0415
+
+    global _EVENT  # noqa: PLW0603 - made once
+    if _EVENT is None:
+        _EVENT = struct.Struct("iIII")
+    return _EVENT
+
+
+_EVENT: struct.Struct | None = None
+
+
 def available() -> bool:
     """Whether inotify can be used in this process (Linux with a C library that has it)."""
     return _load() is not None
@@ -121,6 +132,8 @@ class _Watcher:
         self.libc = libc
         self.fd = fd
         self.pid = os.getpid()
+        import select  # noqa: PLC0415 - with the first watcher: a first lock never waits
+
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN)
         # Watched directories, most recent last; few, but bounded all the same.
@@ -289,10 +302,11 @@ def events(buffer: bytes) -> Iterator[tuple[int, int, bytes]]:
     and the event loop's (`lockkit._notify_async`).
     """
     offset = 0
-    size = _EVENT.size
+    event = _event()
+    size = event.size
     end = len(buffer)
     while offset + size <= end:
-        wd, mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
+        wd, mask, _cookie, length = event.unpack_from(buffer, offset)
         start = offset + size
         yield wd, mask, buffer[start : start + length].rstrip(b"\0")
         offset = start + length

@@ -175,12 +175,12 @@ def import_backend(  # noqa: PLR0911 - one return per failed check
         or not _lists_entry_point(info, group, ep, value)
     ):
         return None
-    from importlib import import_module  # noqa: PLC0415 - already loaded by the interpreter
-
     from lockkit.spec import Backend  # noqa: PLC0415
 
     try:
-        found: object = import_module(module_name)
+        # __import__ rather than importlib.import_module: importlib is not otherwise
+        # part of a first lock (the interpreter's own import machinery is built in).
+        found: object = __import__(module_name, fromlist=["_"])
         for part in qualname.split("."):
             found = getattr(found, part)
     except Exception:  # noqa: BLE001 - the long way reports it properly
