@@ -16,7 +16,6 @@ import os
 import time
 
 from lockkit import _fork
-from lockkit._breaking import break_steps
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
 from lockkit._info import Lease, Owner
 from lockkit._log import log
@@ -232,6 +231,9 @@ class _LockCore:
 
     def _recover(self, info: LockInfo | None) -> Generator[Step, Any, bool]:
         """Whether to retry at once: the lock vanished, or it was stale and we broke it."""
+        # Imported with the first busy lock: an uncontended first lock never judges one.
+        from lockkit._breaking import break_steps  # noqa: PLC0415
+
         outcome = yield from break_steps(
             self._name, self._backend.name, info, stale_after=self.stale, registry=self._registry
         )

@@ -30,7 +30,6 @@ import time
 from lockkit import _notify
 from lockkit._calls import plan, try_acquire_in_thread
 from lockkit._value import evolve
-from lockkit.backends import _turn
 from lockkit.backends._breaker import (
     BREAK_BUSY_WAIT,
     BREAKER_BACKEND,
@@ -105,6 +104,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar
 
     from lockkit._info import Lease, LockInfo, Owner
+    from lockkit.backends import _turn
 
 __all__ = [
     "ARRIVAL_MARGIN",
@@ -280,6 +280,8 @@ class FileBackend(LocalIOBackend):
         directory = os.path.dirname(name)  # noqa: PTH120
         if not on_share(directory):
             return self.attempt(name, directory, owner, ttl)
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
         token = turns.token if turns is not None else ""
         turn = _turn.look(name, token)
         if turn is not None and not turn.mine:
@@ -634,6 +636,8 @@ class FileWaiter(WatchWaiter):
         self.turns: _turn.TurnState | None = None
 
     def _turns(self) -> _turn.TurnState:
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
         turns = self.turns
         if turns is None:
             turns = self.turns = _turn.TurnState()
@@ -644,6 +648,8 @@ class FileWaiter(WatchWaiter):
         name = self.name
         if not on_share(os.path.dirname(name)):  # noqa: PTH120
             return self.watch(name, deadline)
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
         turns = self._turns()
         turn = _turn.look(name, turns.token)
         if turn is not None and not turn.mine:
@@ -662,6 +668,8 @@ class FileWaiter(WatchWaiter):
         name = self.name
         if not on_share(os.path.dirname(name)):  # noqa: PTH120
             return await self.watch_async(name, deadline)
+        from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
         turns = self._turns()
         turn = await run_file_io(name, _turn.look, name, turns.token)
         if turn is not None and not turn.mine:
@@ -681,12 +689,16 @@ class FileWaiter(WatchWaiter):
         """Give back this waiter's turn, if it still has one (retrying a busy turn file)."""
         turns, self.turns = self.turns, None
         if turns is not None and turns.token:
+            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
             _turn.give_back(self.name, turns.token, patience=_turn.TURN_TTL)
 
     async def close_async(self) -> None:
         """`close` without blocking the event loop."""
         turns, self.turns = self.turns, None
         if turns is not None and turns.token:
+            from lockkit.backends import _turn  # noqa: PLC0415 - shares only
+
             await run_file_io(
                 self.name, _turn.give_back, self.name, turns.token, patience=_turn.TURN_TTL
             )

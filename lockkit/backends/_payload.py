@@ -25,7 +25,7 @@ def _iso(moment: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``, as OpenClaw writes ``createdAt``."""
     if moment.tzinfo is not dt.UTC:
         moment = moment.astimezone(dt.UTC)
-    return f"{_second(moment)[1]}.{_MILLIS[moment.microsecond // 1000]}Z"
+    return f"{_second(moment)[1]}.{moment.microsecond // 1000:03d}Z"
 
 
 def _second(moment: dt.datetime) -> tuple[float, str, str]:
@@ -47,8 +47,6 @@ def _second(moment: dt.datetime) -> tuple[float, str, str]:
 
 # The last second formatted by _second; NaN equals no second.
 _SECOND: list[tuple[float, str, str]] = [(float("nan"), "", "")]
-# "000" to "999": the milliseconds of a time stamp, without a format() per payload.
-_MILLIS = tuple(f"{ms:03d}" for ms in range(1000))
 
 
 def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> bytes:
@@ -75,7 +73,8 @@ def encode_payload(owner: Owner, backend: str, expires: dt.datetime | None) -> b
         token = _json_string(token)[1:-1]  # a foreign token: escaped as json.dumps does
     expiry = f'"{_iso(expires)}"' if expires is not None else "null"
     second, iso, epoch = _second(created)
-    millis = _MILLIS[created.microsecond // 1000]
+    # Formatted per call: a table of all thousand would cost a fresh process more.
+    millis = f"{created.microsecond // 1000:03d}"
     # startedAt is createdAt in epoch milliseconds: the second's digits, then the
     # millisecond's (a time before 1970 has no such shortcut).
     started = f"{epoch}{millis}" if second >= 0 else str(int(created.timestamp() * 1000))
