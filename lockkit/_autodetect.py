@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import warnings
 
 from lockkit import _cache
 from lockkit._fsinfo import NETWORK_FILESYSTEMS, FsInfo, filesystem_of, may_be_shared
@@ -154,6 +153,8 @@ def detect(directory: str, *, refresh: bool = False) -> Detection:
         # this client's processes, and other hosts' must not rely on it.
         message = f"locks in {directory}: {sharing_notes(detection.fstype)[-1]}"
         log.warning("%s", message)
+        import warnings  # noqa: PLC0415 - only to warn (warnings is not preloaded)
+
         warnings.warn(message, LockkitWarning, stacklevel=4)
     return detection
 

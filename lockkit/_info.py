@@ -41,7 +41,8 @@ _IDENTITY: _ProcessIdentity | None = None
 
 def _read_text(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii") as handle:  # noqa: PTH123 - hot path, no pathlib
+        # utf-8, not ascii (the same for /proc's text): its codec is loaded already.
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - hot path, no pathlib
             return handle.read()
     except OSError:
         return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import warnings
 
 from lockkit import _cache, _regcache, spec
 from lockkit._log import log
@@ -397,6 +396,8 @@ class Registry:
     def _report(self, problem: PluginProblem) -> None:
         self._problems.append(problem)
         log.warning("%s", problem.describe())
+        import warnings  # noqa: PLC0415 - only to warn (warnings is not preloaded)
+
         warnings.warn(problem.describe(), LockkitWarning, stacklevel=4)
 
     def register(self, plugin: object, name: str | None = None) -> None:

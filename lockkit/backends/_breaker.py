@@ -13,7 +13,6 @@ import os
 import time
 
 from lockkit._info import Lease, Owner, read_start_time
-from lockkit._stale import judge
 from lockkit.backends._lockfile import (
     create_held,
     lock_info,
@@ -160,6 +159,8 @@ def breaker_clearable(path: str, payload: Payload, st: os.stat_result) -> bool:
       year 2999): once its observed age (`observed_age`) reaches `BREAKER_MAX_AGE`.
     """
     info = lock_info(path, BREAKER_BACKEND, payload, st)
+    from lockkit._stale import judge  # noqa: PLC0415 - only a breaker in the way
+
     verdict = judge(info)
     if verdict.stale and verdict.rule in {"pid-dead", "pid-reused"}:
         return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 import _thread
 import errno
 import os
-import warnings
 
 from lockkit._info import Lease, Owner
 from lockkit._log import log
@@ -163,6 +162,8 @@ class HardlinkBackend(FileBackend):
                 "backend falls back to O_CREAT|O_EXCL on this filesystem"
             )
             log.warning("%s", message)
+            import warnings  # noqa: PLC0415 - only to warn (warnings is not preloaded)
+
             warnings.warn(message, LockkitWarning, stacklevel=5)
 
     def falls_back_in(self, directory: str) -> bool:
