@@ -13,6 +13,11 @@ do with it: keyword or positional construction with defaults, slots, ``==`` and
 ``hash`` over the compared fields, a ``repr`` that leaves out (or redacts) chosen fields,
 ``AttributeError`` on assignment, pickling and copying, and `evolve` (also
 ``copy.replace`` on Python 3.13+). It does not run validators or converters.
+
+attrs' own functions accept these classes too: ``attrs.evolve``, ``attrs.fields``,
+``attrs.asdict`` and ``attrs.has`` read ``__attrs_attrs__``, which is made from the
+fields on first access (by then the caller has imported attrs), so plugins written
+against attrs-based values keep working.
 """
 
 from __future__ import annotations
@@ -96,6 +101,45 @@ def evolve(value: _T, **changes: Any) -> _T:  # noqa: ANN401
         raise TypeError(f"{cls.__qualname__} has no field {names}")
     args.update(changes)
     return cls(**args)
+
+
+class _AttrsAttributes:
+    """``__attrs_attrs__``, made on first access: what attrs' functions look for."""
+
+    def __get__(self, instance: object, owner: type) -> tuple[Any, ...]:
+        import attr  # noqa: PLC0415 - whoever asks for attrs' view has attrs loaded
+
+        specs = fields(owner)
+        made: tuple[Any, ...] = tuple(
+            attr.Attribute(  # type: ignore[call-arg]
+                name=spec.name,
+                default=(
+                    attr.Factory(spec.factory)
+                    if spec.factory is not None
+                    else (attr.NOTHING if spec.default is _NOTHING else spec.default)
+                ),
+                validator=None,
+                repr=spec.repr,
+                cmp=None,
+                hash=None,
+                init=True,
+                inherited=False,
+                eq=spec.eq,
+                order=False,
+                alias=spec.name,
+            )
+            for spec in specs
+        )
+        # A tuple with the fields by name too, as attrs.fields(cls).name gives them.
+        by_name: dict[str, Any] = {spec.name: _item(i) for i, spec in enumerate(specs)}
+        attributes: tuple[Any, ...] = type(f"{owner.__name__}Attributes", (tuple,), by_name)(made)
+        type.__setattr__(owner, "__attrs_attrs__", attributes)  # made once per class
+        return attributes
+
+
+def _item(index: int) -> property:
+    """A property reading item ``index`` of a tuple."""
+    return property(lambda self: self[index])
 
 
 def _frozen_setattr(self: object, name: str, _value: object) -> None:
@@ -230,6 +274,7 @@ def frozen(cls: type[_T]) -> type[_T]:
     namespace["__hash__"] = _hash
     namespace["__reduce__"] = _reduce
     namespace["__replace__"] = evolve  # copy.replace() on Python 3.13+
+    namespace["__attrs_attrs__"] = _AttrsAttributes()
     metaclass: Any = type(cls)
     made: type[_T] = metaclass(cls.__name__, cls.__bases__, namespace)
     made.__qualname__ = cls.__qualname__

@@ -85,3 +85,20 @@ def test_a_factory_gives_each_instance_its_own_default() -> None:
     first.items["a"] = 1
     assert second.items == {}
     assert _Bag({"b": 2}).items == {"b": 2}
+
+
+def test_attrs_functions_accept_the_values_plugins_built_on_attrs_use() -> None:
+    attrs = pytest.importorskip("attrs")
+    lease = Lease("/tmp/a.lock", "excl", Owner.current(), fencing_token=3)
+    moved = attrs.evolve(lease, name="/tmp/b.lock")
+    assert (moved.name, moved.owner, moved.fencing_token) == ("/tmp/b.lock", lease.owner, 3)
+    assert attrs.has(Lease)
+    assert attrs.fields(LockInfo).owner.name == "owner"
+    assert [a.name for a in attrs.fields(Lease)] == [f.name for f in fields(Lease)]
+    assert attrs.asdict(LockInfo("n", "excl", None))["name"] == "n"
+
+    @frozen
+    class _WithFactory:
+        items: dict[str, int] = field(factory=dict)
+
+    assert attrs.evolve(_WithFactory(), items={"a": 1}).items == {"a": 1}
