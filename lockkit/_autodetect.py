@@ -212,9 +212,18 @@ def _remembered(fs: FsInfo, device: int) -> Detection | None:  # noqa: PLR0911 -
             for name, ok, pref, why in entry["evidence"]
         )
         backend, reason = str(entry["backend"]), str(entry["reason"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # damaged or planted: probe
         return None
     if not any(name == backend and support.ok for name, support in evidence):
+        return None
+    from lockkit._registry import get_registry  # noqa: PLC0415 - an import cycle otherwise
+    from lockkit.errors import LockError  # noqa: PLC0415
+
+    try:
+        # The chosen backend is loaded right after anyway; if it is gone (uninstalled
+        # with the site directory's time restored, as rsync -a does), probe again.
+        get_registry().get(backend)
+    except LockError:
         return None
     return Detection(backend, reason, fs.fstype, fs.mount_point, evidence, cached="used")
 

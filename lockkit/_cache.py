@@ -73,7 +73,7 @@ def _mine(info: os.stat_result) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
-def _root_is_mine(base: str, *, create: bool) -> bool:
+def _root_is_mine(base: str, *, create: bool) -> bool:  # noqa: PLR0911 - one per refusal
     """Whether the cache root belongs to the effective user (made if missing and ``create``)."""
     try:
         # The root may be a symlink the user made (~/.cache elsewhere): that is theirs.
@@ -83,7 +83,17 @@ def _root_is_mine(base: str, *, create: bool) -> bool:
             return False
     except OSError:
         return False
+    # Made only inside a directory of the user's own: root with another user's HOME
+    # (sudo -E) must not leave a root-owned ~/.cache in it.
+    parent = os.path.dirname(base.rstrip(os.sep)) or os.sep  # noqa: PTH120
+    while not os.path.exists(parent):  # noqa: PTH110
+        above = os.path.dirname(parent)  # noqa: PTH120
+        if above == parent:
+            return False
+        parent = above
     try:
+        if os.stat(parent).st_uid != os.geteuid():  # noqa: PTH116
+            return False
         os.makedirs(base, mode=0o700, exist_ok=True)  # noqa: PTH103
     except OSError:
         return False
@@ -123,7 +133,10 @@ def read(name: str) -> dict[str, object] | None:  # noqa: PLR0911 - one return p
         return None
     try:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC, dir_fd=directory)
+            # O_NONBLOCK: a FIFO planted at the name must not block the open (it is then
+            # refused as not a regular file); reading a regular file ignores the flag.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+            fd = os.open(name, flags, dir_fd=directory)
         except OSError:
             return None
         try:

@@ -23,7 +23,12 @@ _SOURCES = {
     # What an authority without userinfo looks like: host, [IPv6] or nothing, then a port.
     "host_port": r"(?:[\w.-]*|\[[0-9A-Fa-f:.]*\])(?::\d*)?",
     # A secret in the query runs to the next ``&name=`` (a password may contain ``&``).
-    "query_secret": r"(?i)([?&](?:password|passwd|pass|token|secret)=).*?(?=&[A-Za-z_][\w.-]*=|$)",
+    # Any parameter whose name says pass, pwd, secret, token, auth or credential:
+    # redis-py alone takes password, ssl_password and ssl_keyfile_password.
+    "query_secret": (
+        r"(?i)([?&][\w.-]*(?:pass|pwd|secret|token|auth|credential)[\w.-]*=)"
+        r".*?(?=&[A-Za-z_][\w.-]*=|$)"
+    ),
     "plain_user": r"[\w.+-]*",
 }
 

@@ -521,8 +521,10 @@ class Registry:
             if self._use_cache:
                 rc = _regcache
                 record = _cache.read(rc.file_name())
-                if record is not None and record.get("key") == rc.current_key(
-                    os.environ.get(DISABLED_ENV, "")
+                if (
+                    record is not None
+                    and record.get("key") == rc.current_key(os.environ.get(DISABLED_ENV, ""))
+                    and _well_formed(record)
                 ):
                     self._record = record
         return self._record
@@ -789,3 +791,18 @@ def reset_registry() -> None:
         registry, _REGISTRY = _REGISTRY, None
     if registry is not None:
         registry.close_backends()
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """Whether a registry record has the shape lockkit writes.
+
+    A planted or damaged one may not: it is then ignored and rewritten, never a crash.
+    """
+    names, schemes = record.get("names", {}), record.get("schemes", {})
+    complete = record.get("complete")
+    return (
+        isinstance(names, dict)
+        and all(isinstance(entry, dict) for entry in names.values())
+        and isinstance(schemes, dict)
+        and (complete is None or isinstance(complete, list))
+    )

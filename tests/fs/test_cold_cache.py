@@ -373,3 +373,96 @@ def test_a_verdict_never_outlives_its_mount(child: Child, mount_point: pathlib.P
         assert _detect(child, mount_point) == ["fuseblk", "excl", ""]
     finally:
         assert _unmount([umount, str(mount_point)]) is None
+
+
+def test_root_with_another_users_home_leaves_no_cache_behind(
+    child: Child, tmp_path: pathlib.Path
+) -> None:
+    # sudo -E: root keeps a user's HOME, which has no ~/.cache yet. Nothing root-owned
+    # may appear there (the user's own tools could no longer make ~/.cache/pip).
+    if os.geteuid() != 0:
+        skip_or_fail("needs root: a home directory of another user")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    env = {key: value for key, value in child.env().items() if key != "XDG_CACHE_HOME"}
+    env["HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(child.locks / "h.lock"), "excl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=child.locks,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert list(home.iterdir()) == []
+
+
+def test_a_fifo_at_a_cache_file_is_refused_not_waited_on(child: Child) -> None:
+    child.lock()
+    directory = child.cache / "lockkit"
+    for path in [*directory.glob("registry-*.cache"), directory / "autodetect.cache"]:
+        path.unlink()
+        os.mkfifo(path)
+    # A FIFO nobody writes would block open() for ever: the child must finish.
+    assert child.lock("excl")["backend"] == "excl"
+    assert child.lock()["backend"] in {"hardlink", "excl"}
+
+
+def test_damaged_records_are_ignored_not_fatal(child: Child) -> None:
+    child.lock()
+    directory = child.cache / "lockkit"
+    [registry] = directory.glob("registry-*.cache")
+    good = _cache_file(registry)
+    for names in ([], "excl", 7, {"excl": "not a dict"}):
+        _write_cache_file(registry, {**good, "names": names})
+        assert child.lock("excl")["backend"] == "excl"
+    _write_cache_file(registry, {**good, "schemes": ["redis"]})
+    assert child.lock("excl")["backend"] == "excl"
+    verdicts = _cache_file(directory / "autodetect.cache")
+    for entry in verdicts["verdicts"].values():
+        entry["evidence"] = [
+            [name, ok, float("inf"), why] for name, ok, _, why in entry["evidence"]
+        ]
+    _write_cache_file(directory / "autodetect.cache", verdicts)
+    assert child.lock()["backend"] in {"hardlink", "excl"}
+
+
+def test_a_verdict_naming_a_removed_backend_is_probed_again(child: Child) -> None:
+    # The plugin is removed and the site directory's time put back (rsync -a, cp -a,
+    # a tar restore), so nothing tells the caches: the verdict names a backend that is
+    # gone, and the lock must probe again rather than fail with UnknownBackend.
+    module = child.site / "fastest_mod.py"
+    module.write_text(
+        textwrap.dedent("""
+        from typing import ClassVar
+        from lockkit.backends.excl import ExclBackend
+        from lockkit.spec import Support, hookimpl
+
+
+        class Fastest(ExclBackend):
+            name: ClassVar[str] = "fastest"
+
+            @classmethod
+            def probe(cls, location):
+                return Support(ok=True, preference=99, reason="always")
+
+
+        @hookimpl
+        def lockkit_register_backends():
+            return [Fastest]
+        """)
+    )
+    info = child.site / "fastest-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fastest\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[lockkit]\nfastest = fastest_mod\n")
+    assert child.lock()["backend"] == "fastest"
+    assert child.lock()["cached"] == "used"
+    times = child.site.stat()
+    shutil.rmtree(info)
+    module.unlink()
+    shutil.rmtree(child.site / "__pycache__", ignore_errors=True)
+    os.utime(child.site, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert child.lock()["backend"] in {"hardlink", "excl"}

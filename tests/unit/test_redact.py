@@ -71,6 +71,11 @@ def test_redaction_hides_every_fragment(secret: str, form: str) -> None:
         ("redis://:pw@h/0?password=a&b&db=2", "redis://:***@h/0?password=***&db=2"),
         ("redis://:pa ss@h/0", "redis://:***@h/0"),
         ("redis://:@h/0", "redis://:***@h/0"),
+        (
+            "rediss://h/0?ssl_password=S3cr&ssl_keyfile_password=K3y&requirepass=R&db=1",
+            "rediss://h/0?ssl_password=***&ssl_keyfile_password=***&requirepass=***&db=1",
+        ),
+        ("etcd://h:2379?auth_token=T0k&prefix=x", "etcd://h:2379?auth_token=***&prefix=x"),
     ],
 )
 def test_redaction_keeps_what_is_not_secret(url: str, shown: str) -> None:
