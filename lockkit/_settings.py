@@ -125,14 +125,7 @@ def parse_settings(
     *,
     bare: bool = False,
 ) -> Settings | None:
-    """Parse JSON5 ``text`` and validate lockkit's section (see `lockkit._settings_parse`).
-
-    Args:
-        text: The file's content.
-        source: The file name, for messages.
-        env: Environment for ``${VAR}`` and OpenClaw's overrides.
-        bare: Allow a file whose top level *is* lockkit's section (``LOCKKIT_SETTINGS``).
-    """
+    """Parse JSON5 ``text`` and validate lockkit's section: `lockkit._settings_parse`."""
     # Imported with the first settings file: a process without one never parses.
     from lockkit import _settings_parse  # noqa: PLC0415
 
