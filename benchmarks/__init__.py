@@ -10,7 +10,9 @@ module of its own:
   ``Lock(...)``.
 
 The subjects (lockkit backends, raw primitives, peer libraries) are described in
-`benchmarks.subjects`; `benchmarks.targets` judges the numbers against the performance
+`benchmarks.subjects`; Redis runs on a private server from `benchmarks.redisserver`,
+PostgreSQL and etcd (when their plugins are installed) on private servers from
+`benchmarks.engines`; `benchmarks.targets` judges the numbers against the performance
 bar of issue 7, `benchmarks.report` prints Markdown and `benchmarks.chart` draws a PNG.
 Performance is never asserted in a unit test: this package only reports.
 """

@@ -23,6 +23,7 @@ from benchmarks import (
     chart,
     cold,
     contended,
+    engines,
     handoff,
     importcost,
     machine,
@@ -32,7 +33,7 @@ from benchmarks import (
 from benchmarks.report import markdown
 from benchmarks.results import Results
 from benchmarks.settings import FULL, SMOKE
-from benchmarks.subjects import available_subjects
+from benchmarks.subjects import available_subjects, engine_subjects
 from benchmarks.targets import judge
 
 if TYPE_CHECKING:
@@ -52,9 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Measure lockkit's backends side by side with their raw primitives (O_EXCL, "
             "flock, SET NX + Lua) and peer libraries (filelock, portalocker, fasteners, "
-            "redis-py Lock, python-redis-lock): uncontended pairs/s, hand-off latency, "
-            "contended throughput, import cost, cold start. Prints Markdown with the "
-            "targets of issues 7 and 19 marked MET or MISSED."
+            "redis-py Lock, python-redis-lock), with the PostgreSQL and etcd plugins beside "
+            "Redis when installed: uncontended pairs/s, hand-off latency, contended "
+            "throughput, import cost, cold start. Prints Markdown with the targets of "
+            "issues 7 and 19 marked MET or MISSED."
         ),
     )
     parser.add_argument(
@@ -87,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
         help="use this server instead of starting a private redis-server (keys are left)",
     )
     redis.add_argument("--no-redis", action="store_true", help="leave out the Redis subjects")
+    parser.add_argument(
+        "--no-engines",
+        nargs="*",
+        metavar="ENGINE",
+        choices=[e.family for e in engines.ENGINES],
+        help=(
+            "start no private server for these engines (postgres, etcd; all if none "
+            "named), leaving their subjects out"
+        ),
+    )
     return parser
 
 
@@ -120,6 +132,35 @@ def _redis(stack: contextlib.ExitStack, args: argparse.Namespace, results: Resul
         return None
     results.redis = {"url": url, "server": redisserver.server_version(url), "private": True}
     return url
+
+
+_SERVER_MEASUREMENTS = frozenset({"uncontended", "handoff", "contended"})
+
+
+def _engines(
+    stack: contextlib.ExitStack, args: argparse.Namespace, results: Results, wanted: set[str]
+) -> dict[str, str]:
+    """Start a private server per other distributed engine; their URLs by family.
+
+    Only when a measurement that uses them runs, and a subject of theirs is wanted.
+    """
+    if not wanted & _SERVER_MEASUREMENTS:
+        return {}
+    off = args.no_engines
+    urls: dict[str, str] = {}
+    for engine in engines.ENGINES:
+        if off is not None and (not off or engine.family in off):
+            results.skipped.append(f"{engine.title} subjects: --no-engines")
+            continue
+        names = [s.name.lower() for s in engine_subjects({engine.family: ""})]
+        if args.subjects and not any(w.lower() in n for w in args.subjects for n in names):
+            continue
+        _progress(f"starting a private {engine.title} server")
+        found = engines.start(stack, engine, results.skipped)
+        if found is not None:
+            results.engines[engine.family] = found
+            urls[engine.family] = str(found["url"])
+    return urls
 
 
 def _failed(results: Results) -> list[str]:
@@ -163,7 +204,8 @@ def run(args: argparse.Namespace) -> Results:
             load_before=machine.load_average(),
         )
         redis_url = _redis(stack, args, results) if wanted - {"import"} else None
-        subjects, skipped = available_subjects(redis_url, args.subjects)
+        engine_urls = _engines(stack, args, results, wanted)
+        subjects, skipped = available_subjects(redis_url, args.subjects, engine_urls)
         results.skipped += skipped
         names = ", ".join(s.name for s in subjects)
         if "uncontended" in wanted:

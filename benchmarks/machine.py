@@ -19,6 +19,9 @@ _DISTRIBUTIONS = (
     "fasteners",
     "redis",
     "python-redis-lock",
+    "lockkit-postgres",
+    "psycopg",
+    "lockkit-etcd",
     "attrs",
     "pluggy",
 )

@@ -19,7 +19,16 @@ They are the floor each backend is measured against:
   trip on a machine with expensive system calls), shown for reference;
 * `RawRedisQueue`: ``BLPOP`` of a one-token list to acquire, ``RPUSH`` to release: the
   server's own blocking hand-off (one command each way, no expiry, no owner), the floor
-  of any lock handed off through Redis, as blocking ``flock`` is for file locks.
+  of any lock handed off through Redis, as blocking ``flock`` is for file locks;
+* `RawPostgres`: ``pg_try_advisory_lock`` to acquire, ``pg_advisory_unlock`` to
+  release, on one autocommit connection (the floor of ``postgresql``: no holder row,
+  no fencing counter, no lease);
+* `RawPostgresQueue`: ``pg_advisory_lock``, which blocks in the server's lock queue,
+  and ``pg_advisory_unlock``: PostgreSQL's own hand-off, the floor of any lock handed
+  off through it;
+* `RawEtcd`: a transaction that puts the key only if it does not exist, then a delete
+  (the floor of ``etcd``: no lease, no payload), through the plugin's JSON gateway
+  client.
 
 The file primitives do not wait: a second acquire of a held `RawExcl` raises.
 """
@@ -31,10 +40,13 @@ import os
 from typing import Any
 
 __all__ = [
+    "RawEtcd",
     "RawExcl",
     "RawExclRecord",
     "RawFlock",
     "RawLink",
+    "RawPostgres",
+    "RawPostgresQueue",
     "RawRedis",
     "RawRedisConnection",
     "RawRedisQueue",
@@ -212,3 +224,71 @@ class RawRedisQueue:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RawPostgres:
+    """``pg_try_advisory_lock(key)``; ``pg_advisory_unlock(key)`` (autocommit, psycopg 3)."""
+
+    blocking = False
+
+    def __init__(self, name: str, url: str) -> None:
+        import hashlib  # noqa: PLC0415
+
+        import psycopg  # optional dependency, imported where used  # noqa: PLC0415
+
+        self.conn: Any = psycopg.connect(url, autocommit=True)
+        digest = hashlib.blake2b(f"lockkit-bench-raw\0{name}".encode(), digest_size=8)
+        self.key = int.from_bytes(digest.digest(), "big", signed=True)
+        self.take = (
+            f"SELECT pg_advisory_lock({self.key})"
+            if self.blocking
+            else f"SELECT pg_try_advisory_lock({self.key})"
+        )
+        self.give = f"SELECT pg_advisory_unlock({self.key})"
+
+    def acquire(self) -> None:
+        row = self.conn.execute(self.take).fetchone()
+        if not self.blocking and not row[0]:
+            raise BlockingIOError(f"advisory lock {self.key} is held")
+
+    def release(self) -> None:
+        if not self.conn.execute(self.give).fetchone()[0]:
+            raise RuntimeError(f"advisory lock {self.key} was not ours to unlock")
+
+    def close(self) -> None:
+        self.conn.close()  # ends the session, which frees anything it held
+
+
+class RawPostgresQueue(RawPostgres):
+    """``pg_advisory_lock(key)`` (waits in the server's lock queue); ``pg_advisory_unlock``."""
+
+    blocking = True
+
+
+class RawEtcd:
+    """Put the key if its create revision is 0 (one txn); delete it (one call)."""
+
+    def __init__(self, name: str, url: str) -> None:
+        import base64  # noqa: PLC0415
+
+        from lockkit_etcd import EtcdBackend  # an optional plugin  # noqa: PLC0415
+
+        self.backend = EtcdBackend.from_url(url)
+        key = base64.b64encode(f"lockkit-bench/raw/{name}".encode()).decode()
+        self.put = {
+            "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+            "success": [{"request_put": {"key": key, "value": "MQ=="}}],
+        }
+        self.delete = {"key": key}
+
+    def acquire(self) -> None:
+        if not self.backend.gateway.call("kv/txn", self.put).get("succeeded"):
+            raise BlockingIOError("the etcd key is held")
+
+    def release(self) -> None:
+        answer = self.backend.gateway.call("kv/deleterange", self.delete)
+        if int(answer.get("deleted", 0)) != 1:
+            raise RuntimeError("the etcd key was not there to delete")
+
+    def close(self) -> None:
+        self.backend.close()

@@ -50,6 +50,16 @@ def _subject(name: str, error: str) -> str:
     return f"{name} (FAILED: {error})" if error else name
 
 
+_ENGINES = (("postgres", "PostgreSQL"), ("etcd", "etcd"))
+
+
+def _server(found: dict[str, object] | None) -> str:
+    if not found:
+        return "none"
+    text = str(found.get("server", "?"))
+    return text + (" (private server started for this run)" if found.get("private") else "")
+
+
 def _header(results: Results) -> list[str]:
     m = results.machine
     found = m.get("versions")
@@ -68,6 +78,7 @@ def _header(results: Results) -> list[str]:
         ),
         f"- Lock directory: `{m['directory']}` ({m['filesystem']})",
         f"- Redis: {server}",
+        *(f"- {title}: {_server(results.engines.get(family))}" for family, title in _ENGINES),
         f"- Versions: {versions}",
         f"- lockkit measured: `{m.get('lockkit_source', '?')}`",
     ]
@@ -114,7 +125,7 @@ def _handoff(results: Results) -> list[str]:
     for r in results.handoff:
         target, status = _status(results.verdicts, "handoff", r.subject)
         p50 = r.ms(50)
-        floor = floors.get(HANDOFF_FLOORS[r.family], math.nan)
+        floor = floors.get(HANDOFF_FLOORS.get(r.family, ""), math.nan)
         ratio = p50 / floor if floor > 0 else math.nan
         rows.append(
             [
@@ -137,7 +148,9 @@ def _handoff(results: Results) -> list[str]:
         f"holder releases {pause} (random) after the waiter starts to acquire. `x floor` "
         "is p50 over the p50 of the family's raw blocking hand-off: `raw flock`, a "
         "blocking `flock(LOCK_EX)` (the kernel's own hand-off) for file locks, and "
-        "`raw BLPOP+RPUSH` (the server's own, one command each way) for Redis."
+        "`raw BLPOP+RPUSH` (the server's own, one command each way) for Redis, "
+        "`raw pg_advisory_lock (blocking)` (the server's lock queue) for PostgreSQL; "
+        "etcd has none (its own blocking primitive is the watch the backend uses)."
     )
     header = [
         "Family",

@@ -31,6 +31,8 @@ class Results:
         load_before: Load averages when the run started.
         load_after: Load averages when it ended.
         redis: ``{"url", "server", "private"}`` of the server used, or empty.
+        engines: The same for the other distributed engines, by family (``postgres``,
+            ``etcd``); an engine left out has no entry.
         skipped: One note per subject left out, and why.
         uncontended: Rows of the uncontended measurement (empty if not run).
         handoff: Rows of the hand-off measurement.
@@ -47,6 +49,7 @@ class Results:
     load_before: tuple[float, float, float] | None = None
     load_after: tuple[float, float, float] | None = None
     redis: dict[str, object] = dataclasses.field(default_factory=dict)
+    engines: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
     skipped: list[str] = dataclasses.field(default_factory=list)
     uncontended: list[UncontendedRow] = dataclasses.field(default_factory=list)
     handoff: list[HandoffRow] = dataclasses.field(default_factory=list)

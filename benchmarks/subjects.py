@@ -6,7 +6,13 @@ Subjects come in three families, each with the raw primitive its ratios refer to
 
 * ``lockfile``: a lock that is a file (``O_EXCL``, ``link()``, ``mkdir``-style plugins);
 * ``flock``: an OS lock on a file, freed by the kernel when its holder dies;
-* ``redis``: a key in Redis or Valkey.
+* ``redis``: a key in Redis or Valkey;
+* ``postgres``: a PostgreSQL advisory lock (the ``lockkit-postgres`` plugin);
+* ``etcd``: an etcd key (the ``lockkit-etcd`` plugin).
+
+The last two are comparison rows: no target applies to them, and they are measured
+only on a server started for the run (`benchmarks.engines`), whose URL their factory
+keys carry (``lockkit:postgresql://...``, ``raw:postgres postgresql://...``).
 """
 
 from __future__ import annotations
@@ -28,30 +34,37 @@ __all__ = [
     "Locker",
     "Subject",
     "available_subjects",
+    "engine_subjects",
     "lockkit_spec",
     "make_locker",
 ]
 
 Kind = Literal["raw", "lockkit", "peer"]
-Family = Literal["lockfile", "flock", "redis"]
+Family = Literal["lockfile", "flock", "redis", "postgres", "etcd"]
 
 FAMILY_TITLES: dict[str, str] = {
     "lockfile": "lock files (O_EXCL, link)",
     "flock": "OS locks (flock, lockf)",
     "redis": "Redis",
+    "postgres": "PostgreSQL",
+    "etcd": "etcd",
 }
 BASELINES: dict[str, str] = {
     "lockfile": "raw O_EXCL+unlink",
     "flock": "raw flock",
     "redis": "raw SET NX + Lua del",
+    "postgres": "raw pg_try_advisory_lock + unlock",
+    "etcd": "raw txn put-if-absent + delete",
 }
 """Per family, the raw primitive that the ratio columns divide by."""
 HANDOFF_FLOORS: dict[str, str] = {
     "lockfile": "raw flock",
     "flock": "raw flock",
     "redis": "raw BLPOP+RPUSH",
+    "postgres": "raw pg_advisory_lock (blocking)",
 }
-"""Per family, the raw blocking hand-off that hand-off latencies are compared with."""
+"""Per family, the raw blocking hand-off that hand-off latencies are compared with
+(etcd has none: its own wait is a watch, which is what the backend does)."""
 
 _BUILTIN_BACKENDS = ("excl", "hardlink", "filelock", "redis")
 
@@ -127,27 +140,62 @@ _CATALOGUE = (
 )
 
 
+def _url_names(plugin: importlib.metadata.EntryPoint) -> set[str]:
+    """The names and schemes of ``plugin``'s backends that are built from a server URL.
+
+    Such a backend cannot lock a path in the benchmark directory; the ones the
+    benchmarks know (``postgresql``, ``etcd``) are measured on a server of their own.
+    A plugin that fails to load says nothing here, and fails in the tables instead.
+    """
+    try:
+        classes = plugin.load().lockkit_register_backends()
+    except Exception:  # noqa: BLE001 - reported when it is measured
+        return set()
+    return {n for cls in classes or () if cls.schemes for n in (cls.name, *cls.schemes)}
+
+
 def _plugin_subjects() -> list[Subject]:
-    """Installed third-party backends (entry-point group ``lockkit``), for reference.
+    """Installed third-party file backends (entry-point group ``lockkit``), for reference.
 
     They are shown with the lock files, measured against the same raw ``O_EXCL`` pair;
-    no target applies to them.
+    no target applies to them. Plugins whose backends need a server URL are left out
+    (see `_url_names`).
     """
     # Only lockkit's own distribution advertises the built-ins (and redis's URL
     # schemes, which are entry points too): everything else is a plugin.
-    names = sorted(
-        {
-            ep.name
-            for ep in importlib.metadata.entry_points(group="lockkit")
-            if ep.dist is None or ep.dist.metadata["Name"] != "lockkit"
-        }
-        - set(_BUILTIN_BACKENDS)
-    )
+    plugins = [
+        ep
+        for ep in importlib.metadata.entry_points(group="lockkit")
+        if ep.dist is None or ep.dist.metadata["Name"] != "lockkit"
+    ]
+    servers = set().union(*(_url_names(ep) for ep in plugins))
+    names = sorted({ep.name for ep in plugins} - set(_BUILTIN_BACKENDS) - servers)
     return [Subject(f"lockkit {n} (plugin)", "lockkit", "lockfile", f"lockkit:{n}") for n in names]
 
 
+def engine_subjects(engines: dict[str, str]) -> list[Subject]:
+    """PostgreSQL and etcd, each on the server whose URL ``engines`` maps its family to."""
+    subjects = []
+    pg = engines.get("postgres")
+    if pg is not None:
+        subjects += [
+            Subject(BASELINES["postgres"], "raw", "postgres", f"raw:postgres {pg}", waits=False),
+            Subject(HANDOFF_FLOORS["postgres"], "raw", "postgres", f"raw:postgres-queue {pg}"),
+            Subject("lockkit postgresql", "lockkit", "postgres", f"lockkit:{pg}"),
+        ]
+    etcd = engines.get("etcd")
+    if etcd is not None:
+        subjects += [
+            Subject(BASELINES["etcd"], "raw", "etcd", f"raw:etcd {etcd}", waits=False),
+            Subject("lockkit etcd", "lockkit", "etcd", f"lockkit:{etcd}"),
+        ]
+    return subjects
+
+
 def available_subjects(
-    redis_url: str | None, wanted: list[str] | None = None
+    redis_url: str | None,
+    wanted: list[str] | None = None,
+    engines: dict[str, str] | None = None,
 ) -> tuple[list[Subject], list[str]]:
     """The subjects that can run here, and a note for each one left out.
 
@@ -155,13 +203,17 @@ def available_subjects(
         redis_url: The server for Redis subjects; ``None`` leaves them out.
         wanted: Keep only subjects whose name contains one of these (case-insensitive);
             the raw baselines and hand-off floors of the kept families are always kept.
+        engines: The server URL of each other distributed engine started for the run,
+            by family (``{"postgres": "postgresql://...", "etcd": "etcd://..."}``);
+            an engine not in it is left out (`benchmarks.engines` noted why).
     """
     subjects: list[Subject] = []
     skipped: list[str] = []
     redis_py = importlib.util.find_spec("redis") is not None
     files = [s for s in _CATALOGUE if s.family == "lockfile"]
     others = [s for s in _CATALOGUE if s.family != "lockfile"]
-    for subject in [*files, *_plugin_subjects(), *others]:
+    servers = engine_subjects(engines or {})
+    for subject in [*files, *_plugin_subjects(), *others, *servers]:
         if subject.redis and redis_url is None:
             skipped.append(f"{subject.name}: no Redis server")
             continue
@@ -210,8 +262,22 @@ _RAW_FILES: dict[str, Callable[[str], Locker]] = {
 }
 
 
+_RAW_SERVERS: dict[str, Callable[[str, str], Locker]] = {
+    "redis": raw.RawRedis,
+    "redis-conn": raw.RawRedisConnection,
+    "redis-queue": raw.RawRedisQueue,
+    "postgres": raw.RawPostgres,
+    "postgres-queue": raw.RawPostgresQueue,
+    "etcd": raw.RawEtcd,
+}
+
+
 def make_locker(factory: str, path: str, redis_url: str | None) -> Locker:
-    """Build the `Locker` for ``factory`` on lock ``path`` (a key name for Redis)."""
+    """Build the `Locker` for ``factory`` on lock ``path`` (a key name for a server).
+
+    ``lockkit:NAME`` is a backend by name (``lockkit:redis`` the Redis one, on
+    ``redis_url``); ``lockkit:URL`` a server backend by URL.
+    """
     kind, _, what = factory.partition(":")
     if kind == "lockkit":
         backend = redis_url if what == "redis" else what
@@ -222,17 +288,16 @@ def make_locker(factory: str, path: str, redis_url: str | None) -> Locker:
         return peers.make_peer(what, path, redis_url)
     if what in _RAW_FILES:
         return _RAW_FILES[what](path)
-    if what == "redis" and redis_url is not None:
-        return raw.RawRedis(path, redis_url)
-    if what == "redis-conn" and redis_url is not None:
-        return raw.RawRedisConnection(path, redis_url)
-    if what == "redis-queue" and redis_url is not None:
-        return raw.RawRedisQueue(path, redis_url)
+    # A raw server primitive: `raw:redis` on `redis_url`, `raw:postgres URL` on URL.
+    what, _, url = what.partition(" ")
+    url = url or (redis_url if what.startswith("redis") else "") or ""
+    if url and what in _RAW_SERVERS:
+        return _RAW_SERVERS[what](path, url)
     raise ValueError(f"unknown subject factory {factory!r}")
 
 
 def lockkit_spec(subject: Subject, redis_url: str | None) -> str:
-    """The ``backend=`` string of a lockkit subject (a name, or the Redis URL)."""
+    """The ``backend=`` string of a lockkit subject (a name, or a server URL)."""
     what = subject.factory.removeprefix("lockkit:")
     if what == "redis":
         if redis_url is None:
