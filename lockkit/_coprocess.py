@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from lockkit._asynclock import AsyncLock
     from lockkit._info import LockInfo
 
-__all__ = ["EXIT_OUTPUT_GONE", "MAX_LINE", "PROTOCOL", "CoProcess", "serve"]
+__all__ = ["EXIT_OUTPUT_GONE", "IN_FLIGHT", "MAX_LINE", "PROTOCOL", "CoProcess", "serve"]
 
 PROTOCOL = 1
 """The protocol version announced in the ``hello`` line; raised on incompatible changes."""
@@ -49,6 +49,15 @@ MAX_LINE = 64 * 1024
 EXIT_OUTPUT_GONE = 128 + 13
 """Exit status when standard output's reader went away (as after SIGPIPE)."""
 
+IN_FLIGHT = 32
+"""Request lines read but not yet taken by the event loop, at most.
+
+The reader thread stops reading when this many wait (while the loop is stuck writing to
+a standard output nobody reads, say), so memory stays bounded whatever the caller sends,
+and the loop's wake-up pipe (one byte per line handed over) never fills: a stop signal's
+wake-up byte, written to that same pipe, is never dropped.
+"""
+
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
@@ -56,6 +65,9 @@ _STOP_SIGNALS = tuple(
 # costs more than a local lock and unlock, so a name locked again reuses its object.
 _MAX_IDLE = 256
 _IDS = (str, int, float)
+# Raised by plugin code (a backend calling sys.exit): answered as errors, never fatal.
+# The co-process's own SIGINT never raises KeyboardInterrupt: the loop handles it.
+_PLUGIN_EXITS = (SystemExit, KeyboardInterrupt)
 
 
 class _BadRequest(Exception):
@@ -65,13 +77,15 @@ class _BadRequest(Exception):
 class _Holding:
     """One acquisition: the lock object, its handle, and the releases asked of it."""
 
-    __slots__ = ("handle", "key", "lock", "lost", "name", "releases", "task")
+    __slots__ = ("answered", "handle", "key", "key_id", "lock", "lost", "name", "releases", "task")
 
-    def __init__(self, name: str, key: tuple[Any, ...], lock: AsyncLock) -> None:
+    def __init__(self, name: str, key: tuple[Any, ...], lock: AsyncLock, key_id: str) -> None:
         self.name = name  # as the caller wrote it; `lock.name` is the canonical one
         self.key = key
         self.lock = lock
-        self.handle = ""
+        self.key_id = key_id  # the acquire's id, as JSON
+        self.handle = ""  # set when granted
+        self.answered = False
         self.lost = False
         # Ids of release requests (None: the co-process is shutting down).
         self.releases: asyncio.Queue[object] = asyncio.Queue()
@@ -109,7 +123,11 @@ class CoProcess:
         self._ttl = ttl
         self._stale = stale
         self._held: dict[str, _Holding] = {}
-        self._waiting: dict[str, asyncio.Task[None]] = {}  # acquire id (as JSON) -> its task
+        # Acquire id (as JSON) -> its acquisition, while it waits; one per id.
+        self._waiting: dict[str, _Holding] = {}
+        # Every acquisition whose task has not ended: waiting, held or releasing.
+        self._acquisitions: set[_Holding] = set()
+        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: dict[tuple[Any, ...], list[AsyncLock]] = {}
         self._count = 0
@@ -152,10 +170,14 @@ class CoProcess:
                         while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
                             pass  # skip to the end of the overlong line
                         line = b""  # refused by _on_line, without parsing
+                    self._slots.acquire()  # released by _on_line: at most IN_FLIGHT wait
                     loop.call_soon_threadsafe(self._on_line, line)
         except (OSError, ValueError):
             pass  # input unreadable or closed: the caller is gone, as at end of input
-        loop.call_soon_threadsafe(self._finish, 0)
+        except RuntimeError:
+            return  # the loop is closed: the co-process has stopped already
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._finish, 0)
 
     def _finish(self, status: int) -> None:
         if self._stop is not None and not self._stop.done():
@@ -163,6 +185,7 @@ class CoProcess:
 
     def _on_line(self, line: bytes) -> None:
         """Parse one request line and start what it asks; never raises."""
+        self._slots.release()  # the reader may read one more line
         if self._stop is None or self._stop.done():
             return  # shutting down: nothing new starts
         if not line.strip():
@@ -180,14 +203,18 @@ class CoProcess:
             self._error(None, "BadRequest", "a request must be a JSON object")
             return
         rid = request.get("id")
-        if not isinstance(rid, _IDS) or isinstance(rid, bool):
-            self._error(None, "BadRequest", '"id" must be a string or a number')
+        if (
+            not isinstance(rid, _IDS)
+            or isinstance(rid, bool)
+            or (isinstance(rid, float) and not math.isfinite(rid))  # 1e400: Infinity
+        ):
+            self._error(None, "BadRequest", '"id" must be a string or a finite number')
             return
         try:
             self._dispatch(rid, request)
         except _BadRequest as exc:
             self._error(rid, "BadRequest", str(exc))
-        except Exception as exc:  # noqa: BLE001 - an answer, never a crash or a traceback
+        except (Exception, *_PLUGIN_EXITS) as exc:  # noqa: BLE001 - an answer, never a crash
             self._failed(rid, exc)
 
     def _dispatch(self, rid: object, request: dict[str, Any]) -> None:
@@ -216,7 +243,8 @@ class CoProcess:
     def _acquire(self, rid: object, request: dict[str, Any]) -> None:
         key_id = json.dumps(rid)
         if key_id in self._waiting:
-            raise _BadRequest(f"an acquire with id {key_id} is still waiting; ids must differ")
+            # Else a cancel could not say which one it means.
+            raise _BadRequest(f"id {key_id[:80]} already in use by a waiting acquire")
         name = _name(request)
         timeout = _timeout(request, self._timeout)
         options = self._options(request)
@@ -224,11 +252,23 @@ class CoProcess:
         if not isinstance(shared, bool):
             raise _BadRequest('"shared" must be true or false')
         key = (name, *options, shared)
-        holding = _Holding(name, key, self._lock(key))
-        task = self._spawn(self._hold(rid, holding, timeout))
-        holding.task = task
-        self._waiting[key_id] = task
-        task.add_done_callback(lambda _: self._waiting.pop(key_id, None))
+        holding = _Holding(name, key, self._lock(key), key_id)
+        holding.task = self._spawn(self._hold(rid, holding, timeout))
+        self._waiting[key_id] = holding
+        self._acquisitions.add(holding)
+        holding.task.add_done_callback(lambda task: self._ended(rid, holding, task))
+
+    def _unwait(self, holding: _Holding) -> None:
+        """Forget ``holding`` as the waiting acquire of its id (if it still is: ids recur)."""
+        if self._waiting.get(holding.key_id) is holding:
+            del self._waiting[holding.key_id]
+
+    def _ended(self, rid: object, holding: _Holding, task: asyncio.Task[None]) -> None:
+        self._unwait(holding)
+        self._acquisitions.discard(holding)
+        if task.cancelled() and not holding.answered:
+            # Cancelled before it started (a stop in the same turn): answered all the same.
+            self._error(rid, "Cancelled", f"acquire of {holding.name!r} was cancelled")
 
     def _options(self, request: dict[str, Any]) -> tuple[Any, ...]:
         backend = request.get("backend", self._backend)
@@ -270,17 +310,20 @@ class CoProcess:
             await lock.acquire(timeout=wait)
         except asyncio.CancelledError:
             self._reuse(holding.key, lock)
+            holding.answered = True
             self._error(rid, "Cancelled", f"acquire of {holding.name!r} was cancelled")
             return
-        except Exception as exc:  # noqa: BLE001 - every failure is an answer
+        except (Exception, *_PLUGIN_EXITS) as exc:  # noqa: BLE001 - every failure is an answer
             self._reuse(holding.key, lock)
+            holding.answered = True
             self._failed(rid, exc)
             return
         self._count += 1
         holding.handle = f"h{self._count}"
+        holding.answered = True
         self._held[holding.handle] = holding
         self._live[id(lock)] = holding
-        self._waiting.pop(json.dumps(rid), None)  # a cancel from now on finds nothing
+        self._unwait(holding)  # a cancel from now on finds nothing
         lease = lock.lease
         self._answer(
             rid,
@@ -298,7 +341,7 @@ class CoProcess:
             release_id = await holding.releases.get()
             try:
                 await lock.release()
-            except Exception as exc:  # noqa: BLE001 - still held: a later release may work
+            except (Exception, *_PLUGIN_EXITS) as exc:  # noqa: BLE001 - still held: retry later
                 if release_id is None:
                     _warn(f"could not release {lock.name!r}: {_message(exc)}")
                     return
@@ -359,10 +402,10 @@ class CoProcess:
     def _cancel(self, rid: object, request: dict[str, Any]) -> None:
         if "target" not in request:
             raise _BadRequest('cancel needs "target": the id of a waiting acquire')
-        task = self._waiting.pop(json.dumps(request["target"]), None)
-        if task is not None:
-            task.cancel()  # the acquire answers Cancelled
-        self._answer(rid, cancelled=task is not None)
+        holding = self._waiting.pop(json.dumps(request["target"]), None)
+        if holding is not None and holding.task is not None:
+            holding.task.cancel()  # the acquire answers Cancelled
+        self._answer(rid, cancelled=holding is not None)
 
     async def _status(self, rid: object, request: dict[str, Any]) -> None:
         try:
@@ -376,7 +419,7 @@ class CoProcess:
         except _BadRequest as exc:
             self._error(rid, "BadRequest", str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - every failure is an answer
+        except (Exception, *_PLUGIN_EXITS) as exc:  # noqa: BLE001 - every failure is an answer
             self._failed(rid, exc)
             return
         mine = [h.handle for h in self._held.values() if h.lock.name == lock.name]
@@ -410,6 +453,10 @@ class CoProcess:
             self._error(rid, type(exc).__name__, str(exc))
         elif isinstance(exc, OSError):
             self._error(rid, "BackendUnavailable", _message(exc))
+        elif isinstance(exc, _PLUGIN_EXITS):
+            # A plugin's sys.exit() must not take every other caller's locks down with it.
+            _warn(f"a backend or plugin raised {_message(exc)}; the co-process keeps serving")
+            self._error(rid, "BackendError", f"the backend raised {_message(exc)}")
         else:
             _warn(f"unexpected error (a bug in lockkit, please report it): {_message(exc)}")
             self._error(rid, "InternalError", f"unexpected error: {_message(exc)}")
@@ -440,12 +487,18 @@ class CoProcess:
         return task
 
     async def _shutdown(self) -> None:
-        """Cancel what waits, release what is held, wait for all of it."""
-        for task in list(self._waiting.values()):
-            task.cancel()
+        """Cancel what waits, release what is held, wait for all of it.
+
+        Every acquisition is reached through ``_acquisitions``, not through the ids it was
+        asked with: ids are the caller's and may recur.
+        """
         self._waiting.clear()
-        for holding in list(self._held.values()):
-            holding.releases.put_nowait(None)
+        for holding in list(self._acquisitions):
+            if not holding.handle:
+                assert holding.task is not None  # set as soon as it is created
+                holding.task.cancel()  # waiting: answers Cancelled
+            else:
+                holding.releases.put_nowait(None)  # held: released (after any release asked)
         self._held.clear()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -497,11 +550,18 @@ def _timeout(request: dict[str, Any], default: float | None) -> float | None:
         return math.inf
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _BadRequest(f'"timeout" must be a number of seconds >= 0 or null, got {value!r}')
-    if not 0 <= value < math.inf:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _BadRequest(
+            '"timeout" must be a number of seconds >= 0 (null waits forever), got an integer'
+            f" of {len(str(abs(value)))} digits"
+        ) from None
+    if not 0 <= seconds < math.inf:
         raise _BadRequest(
             f'"timeout" must be a number of seconds >= 0 (null waits forever), got {value!r}'
         )
-    return float(value)
+    return seconds
 
 
 def _seconds(request: dict[str, Any], field: str, default: float | None) -> float | None:

@@ -10,14 +10,18 @@ co-process itself is killed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pathlib
 import queue
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -39,10 +43,15 @@ WAIT = 60.0  # s: generous bound for any answer or exit in these tests
 CLIENT = ROOT / "tests" / "helpers" / "coprocess_client.js"
 
 
-def _env() -> dict[str, str]:
+def _env(*extra: pathlib.Path) -> dict[str, str]:
     """This checkout's lockkit first on the path, for the co-process and Node's children."""
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
+    paths = [str(ROOT), *map(str, extra), path]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
+def _not_json_constant(text: str) -> object:
+    raise ValueError(f"{text} in an answer: not JSON (Node's JSON.parse refuses it)")
 
 
 def _node() -> str:
@@ -55,13 +64,13 @@ def _node() -> str:
 class CoProcess:
     """A ``lockkit coprocess`` on pipes: send requests, wait for the answer to an id."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lockkit", "coprocess", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_env(),
+            env=env or _env(),
             start_new_session=True,  # signals sent to it reach it alone
         )
         self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -74,12 +83,16 @@ class CoProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.put(json.loads(line))  # every line must be JSON: fails the test if not
+            try:  # every line must be JSON, as Node reads it: fails the test if not
+                self.lines.put(json.loads(line, parse_constant=_not_json_constant))
+            except ValueError as exc:
+                self.lines.put({"invalid": str(exc), "line": line.decode(errors="replace")})
         self.lines.put(None)
 
     def _next(self, timeout: float = WAIT) -> dict[str, Any]:
         message = self.lines.get(timeout=timeout)
         assert message is not None, "the co-process closed its output"
+        assert "invalid" not in message, message
         return message
 
     def send_raw(self, data: bytes) -> None:
@@ -126,8 +139,8 @@ class CoProcess:
 
 
 @contextlib.contextmanager
-def coprocess(*args: str) -> Iterator[CoProcess]:
-    started = CoProcess(*args)
+def coprocess(*args: str, env: dict[str, str] | None = None) -> Iterator[CoProcess]:
+    started = CoProcess(*args, env=env)
     try:
         yield started
     finally:
@@ -229,6 +242,9 @@ def _bad_requests(tmp_path: pathlib.Path) -> list[tuple[bytes, object, str, str]
         (b'{"op": "hello"}', None, "BadRequest", '"id" must be'),
         (b'{"id": true, "op": "hello"}', None, "BadRequest", '"id" must be'),
         (b'{"id": {"a": 1}, "op": "hello"}', None, "BadRequest", '"id" must be'),
+        # Read as a float infinity: echoed, it would be `Infinity`, which is not JSON.
+        (b'{"id": 1e400, "op": "hello"}', None, "BadRequest", '"id" must be a string or a fin'),
+        (b'{"id": -1e400, "op": "hello"}', None, "BadRequest", '"id" must be a string or a fin'),
         (b'{"id": 1}', 1, "BadRequest", '"op" must be a string'),
         (b'{"id": 1, "op": "unlock"}', 1, "BadRequest", "unknown op 'unlock'"),
         (b'{"id": 1, "op": "acquire"}', 1, "BadRequest", '"name" must be'),
@@ -239,6 +255,8 @@ def _bad_requests(tmp_path: pathlib.Path) -> list[tuple[bytes, object, str, str]
         (acquire(timeout=True), 1, "BadRequest", '"timeout" must be'),
         (acquire()[:-1] + b', "timeout": NaN}', None, "BadRequest", "NaN is not a JSON number"),
         (acquire()[:-1] + b', "timeout": 1e400}', 1, "BadRequest", '"timeout" must be'),
+        # An integer too large for a float: refused as ttl and stale are, not InternalError.
+        (acquire(timeout=10**400), 1, "BadRequest", '"timeout" must be a number of seconds'),
         (acquire(ttl=0), 1, "BadRequest", '"ttl" must be a number of seconds >= 0.1'),
         (acquire(ttl=1e12), 1, "BadRequest", "<= 31536000 (one year), got 1000000000000.0"),
         (acquire(ttl=10**400), 1, "BadRequest", '"ttl" must be'),
@@ -323,6 +341,164 @@ def test_a_waiting_acquire_blocks_nothing_else(tmp_path: pathlib.Path) -> None:
         assert co.call("c2", op="cancel", target="b")["cancelled"] is False
         assert co.close() == 0
     assert free_now(b, "excl")
+
+
+def test_an_acquire_id_used_again_once_answered(tmp_path: pathlib.Path) -> None:
+    """Id 1 granted, then id 1 again for an acquire that waits: cancel finds the second.
+
+    The first acquisition's end (its release) must not forget the second one, which
+    would then wait unseen: not cancellable, and never cancelled at shutdown.
+    """
+    x, y = str(tmp_path / "x.lock"), str(tmp_path / "y.lock")
+    with lockkit.Lock(y, backend="excl"), coprocess("--backend", "excl") as co:
+        got_x = co.call(1, op="acquire", name=x, timeout=0)
+        assert got_x["ok"] is True
+        co.send(id=1, op="acquire", name=y, timeout=None)  # waits for this test's lock
+        assert co.call("s", op="status", name=y)["held"] is False  # read: now waiting
+        assert co.call(2, op="release", handle=got_x["handle"])["ok"] is True
+        assert co.call(3, op="cancel", target=1) == {"id": 3, "ok": True, "cancelled": True}
+        assert co.answer(1)["error"]["type"] == "Cancelled"
+        assert co.call(4, op="cancel", target=1)["cancelled"] is False
+        # Two acquires waiting with one id: the second is refused, the first waits on.
+        co.send(id=5, op="acquire", name=y, timeout=None)
+        refused = co.call(5, op="acquire", name=y, timeout=None)
+        assert refused["error"]["type"] == "BadRequest"
+        assert "already in use by a waiting acquire" in refused["error"]["message"]
+        assert co.call(6, op="cancel", target=5)["cancelled"] is True
+        assert co.answer(5)["error"]["type"] == "Cancelled"
+        assert co.close() == 0
+        assert co.stderr() == ""
+
+
+@pytest.mark.parametrize("stop", ["end of input", "SIGTERM"])
+def test_stopping_cancels_a_wait_whose_id_was_used_before(
+    tmp_path: pathlib.Path, stop: str
+) -> None:
+    """Shutdown reaches every acquisition, whatever ids the caller reused."""
+    x, y = str(tmp_path / "x.lock"), str(tmp_path / "y.lock")
+    with lockkit.Lock(y, backend="excl"), coprocess("--backend", "excl") as co:
+        got_x = co.call(1, op="acquire", name=x, timeout=0)
+        co.send(id=1, op="acquire", name=y, timeout=None)
+        assert co.call(2, op="release", handle=got_x["handle"])["ok"] is True
+        assert co.call("x", op="acquire", name=x, timeout=0)["ok"] is True  # held at the stop
+        if stop == "SIGTERM":
+            os.kill(co.pid, signal.SIGTERM)
+            assert co.answer(1)["error"]["type"] == "Cancelled"
+            assert co.process.wait(timeout=WAIT) == 128 + signal.SIGTERM
+        else:
+            assert co.close() == 0
+            assert co.answer(1)["error"]["type"] == "Cancelled"
+        assert co.stderr() == ""
+    assert free_now(x, "excl")
+    assert free_now(y, "excl")  # the cancelled wait did not take it after this test let go
+
+
+def test_a_stop_signal_is_not_lost_while_answers_go_unread(tmp_path: pathlib.Path) -> None:
+    """Thousands of requests, no answer read, SIGTERM: once read, it exits and releases.
+
+    The co-process blocks writing answers nobody reads; the lines it has read meanwhile
+    are bounded (`IN_FLIGHT`), so the signal's wake-up byte is never dropped.
+    """
+    path = tmp_path / "held.lock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lockkit", "coprocess", "--backend", "excl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        start_new_session=True,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    drained: list[bytes] = []
+    drainer = threading.Thread(target=lambda: drained.extend(process.stdout or []))
+    try:
+        assert json.loads(process.stdout.readline())["event"] == "hello"
+        acquire = {"id": "a", "op": "acquire", "name": str(path), "timeout": 0}
+        process.stdin.write(json.dumps(acquire).encode() + b"\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["ok"] is True
+        # Write without reading until both pipes are full: the co-process is stuck on
+        # its output, its input no longer drains (or it has taken all 3000 lines).
+        stdin_fd, stdout_fd = process.stdin.fileno(), process.stdout.fileno()
+        os.set_blocking(stdin_fd, False)
+        pending = b"".join(b'{"id": %d, "op": "hello"}\n' % i for i in range(3000))
+        while pending:
+            try:
+                pending = pending[os.write(stdin_fd, pending) :]
+                continue
+            except BlockingIOError:
+                pass
+            if _unread(stdout_fd) >= 60_000:
+                break  # answers stuck (a pipe holds 64 KiB), requests stuck
+            select.select([], [stdin_fd], [], WAIT)
+        while _unread(stdout_fd) < 60_000:
+            select.select([], [], [], 0.01)  # until the co-process is stuck writing
+        os.kill(process.pid, signal.SIGTERM)
+        drainer.start()
+        assert process.wait(timeout=WAIT) == 128 + signal.SIGTERM
+        drainer.join(WAIT)
+        assert all(json.loads(line) for line in drained)
+        assert free_now(path, "excl")
+        assert b"wakeup fd" not in (process.stderr.read() if process.stderr else b"")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in the pipe ``fd`` reads."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+EXITING_PLUGIN = """
+from lockkit.backends.excl import ExclBackend
+from lockkit.spec import hookimpl
+
+
+class ExitingBackend(ExclBackend):
+    name = "exiting"
+
+    def attempt(self, name, directory, owner, ttl):
+        if name.endswith("exit.lock"):
+            raise SystemExit(3)
+        if name.endswith("interrupt.lock"):
+            raise KeyboardInterrupt
+        return super().attempt(name, directory, owner, ttl)
+
+
+@hookimpl
+def lockkit_register_backends():
+    return [ExitingBackend]
+"""
+
+
+def test_a_plugin_calling_sys_exit_gets_an_error_answer(tmp_path: pathlib.Path) -> None:
+    """SystemExit or KeyboardInterrupt from a backend: an error answer, serving goes on."""
+    site = tmp_path / "site"
+    (site / "exiting_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "exiting_plugin.py").write_text(EXITING_PLUGIN)
+    (site / "exiting_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: exiting-plugin\nVersion: 1.0\n"
+    )
+    (site / "exiting_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[lockkit]\nexiting = exiting_plugin\n"
+    )
+    held = tmp_path / "held.lock"
+    with coprocess("--backend", "exiting", env=_env(site)) as co:
+        assert co.call(1, op="acquire", name=str(held), timeout=0)["ok"] is True
+        for rid, name in [(2, "exit.lock"), (3, "interrupt.lock")]:
+            failed = co.call(rid, op="acquire", name=str(tmp_path / name), timeout=0)
+            assert failed["error"]["type"] == "BackendError", failed
+        assert co.call(4, op="status", name=str(held))["held"] is True  # still serving
+        assert co.close() == 0
+        assert "Traceback" not in co.stderr()
+    assert not held.exists()  # released at end of input
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
