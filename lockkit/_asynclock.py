@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from lockkit import _calls, _fork
 from lockkit._calls import failure, make_waiter
+from lockkit._deadline import ACQUIRING as _ACQUIRING
 from lockkit._info import Owner
 from lockkit._lock import _LockCore, _take_seen, effective_timeout
 from lockkit._log import log
@@ -161,6 +162,22 @@ class AsyncLock(_LockCore):
             return AsyncAcquireResult(self)
         timeout = effective_timeout(timeout, self.timeout, blocking=blocking)
         deadline = time.monotonic() + timeout
+        # Backends that bound their I/O by the caller's timeout read it (`._deadline`);
+        # the task's own context, so other tasks never see it.
+        bounded = _ACQUIRING.set(deadline)
+        try:
+            await self._acquire_until(task, timeout, deadline)
+        finally:
+            _ACQUIRING.reset(bounded)
+        return AsyncAcquireResult(self)
+
+    async def _acquire_until(
+        self,
+        task: asyncio.Task[Any],
+        timeout: float,  # noqa: ASYNC109 - only for the LockTimeout message
+        deadline: float,
+    ) -> None:
+        """`acquire` once the deadline is known and published."""
         guard = self._guard_for(asyncio.get_running_loop())
         # Serialise tasks sharing this object: the second waits here like a contender,
         # and the time it waits counts against the same deadline.
@@ -187,7 +204,6 @@ class AsyncLock(_LockCore):
         # No await from here on: a cancellation cannot come between the lease and the
         # state that records it.
         self._hold(lease, task)
-        return AsyncAcquireResult(self)
 
     def _guard_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
         """The guard for tasks of ``loop``; a fresh one when the object moves to a new loop.

@@ -17,6 +17,7 @@ import time
 
 from lockkit import _fork
 from lockkit._calls import failure, make_waiter, plan, refuse, refused_lease
+from lockkit._deadline import ACQUIRING as _ACQUIRING
 from lockkit._info import Lease, Owner
 from lockkit._log import log
 from lockkit._numbers import check
@@ -519,35 +520,42 @@ class Lock(_LockCore):
         timeout = effective_timeout(timeout, self.timeout, blocking=blocking)
         start = _monotonic()
         deadline = start + timeout
-        guard = self._guard
-        # Serialise threads sharing this object: the second waits here like a contender,
-        # and the time it waits counts against the same deadline.
-        if not guard.acquire(False):  # noqa: FBT003 - positional: cheaper than a keyword
-            self._wait_for_guard(timeout)
-            start = _monotonic()  # `lockkit_acquired` reports the wait for the backend
-        backend = self._backend
+        # Backends that bound their I/O by the caller's timeout read it (`._deadline`).
+        bounded = _ACQUIRING.set(deadline)
         try:
-            ttl = self.ttl if backend.capabilities.ttl else None
-            # The uncontended case is one call; the loop and its generator only on failure.
-            if self._plan.eager_waiter and timeout > 0:
-                # Spec v2: the first attempt already knows the caller will wait.
-                waiter = make_waiter(backend, self._plan, self._name)
-                lease = self._acquire_contended(backend, ttl, timeout, deadline, waiter)
-            else:
-                found = backend.try_acquire(self._name, Owner.current(), ttl, shared=self._shared)
-                if found is None:
-                    found = self._acquire_contended(backend, ttl, timeout, deadline, None)
-                lease = found
-            lease = self._won(lease, ttl, start)
-        except Exception as exc:
-            guard.release()
-            if isinstance(exc, LockError):
+            guard = self._guard
+            # Serialise threads sharing this object: the second waits here like a contender,
+            # and the time it waits counts against the same deadline.
+            if not guard.acquire(False):  # noqa: FBT003 - positional: cheaper than a keyword
+                self._wait_for_guard(timeout)
+                start = _monotonic()  # `lockkit_acquired` reports the wait for the backend
+            backend = self._backend
+            try:
+                ttl = self.ttl if backend.capabilities.ttl else None
+                # The uncontended case is one call; the loop and its generator only on failure.
+                if self._plan.eager_waiter and timeout > 0:
+                    # Spec v2: the first attempt already knows the caller will wait.
+                    waiter = make_waiter(backend, self._plan, self._name)
+                    lease = self._acquire_contended(backend, ttl, timeout, deadline, waiter)
+                else:
+                    found = backend.try_acquire(
+                        self._name, Owner.current(), ttl, shared=self._shared
+                    )
+                    if found is None:
+                        found = self._acquire_contended(backend, ttl, timeout, deadline, None)
+                    lease = found
+                lease = self._won(lease, ttl, start)
+            except Exception as exc:
+                guard.release()
+                if isinstance(exc, LockError):
+                    raise
+                raise failure(exc, "acquiring", self._name, backend) from exc
+            except BaseException:
+                guard.release()
                 raise
-            raise failure(exc, "acquiring", self._name, backend) from exc
-        except BaseException:
-            guard.release()
-            raise
-        self._hold(lease, me)
+            self._hold(lease, me)
+        finally:
+            _ACQUIRING.reset(bounded)
         return AcquireResult(self)
 
     def _wait_for_guard(self, timeout: float) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lockkit.cli._report import Report, emit, show
-from lockkit.errors import LockError, LockkitWarning
+from lockkit.errors import BackendUnavailable, LockError, LockkitWarning
 
 if TYPE_CHECKING:
     import argparse
@@ -515,6 +515,7 @@ def _check_backend(
     if not support.ok:
         return checked
     path = os.path.join(directory, f".lockkit-doctor-{cls.name}.lock")  # noqa: PTH118
+    unreachable = False
     try:
         start = time.perf_counter()
         # A fallback warning (hardlink on a filesystem without link()) is reported as a
@@ -538,12 +539,14 @@ def _check_backend(
             name=f".lockkit-doctor-{cls.name}",
         )
     except Exception as exc:  # noqa: BLE001 - whatever the backend raised fails its check
+        unreachable = isinstance(exc, BackendUnavailable)
         return attrs.evolve(checked, lock=LockCheck(ok=False, error=_failure(exc)))
     finally:
         _remove_quietly(path)
         # Server backends keep per-lock keys (Redis: the fencing counter) that would
-        # outlive the check; file locks leave nothing.
-        if spec != cls.name:  # chosen by URL: a server backend
+        # outlive the check; file locks leave nothing. A server that did not answer is
+        # not asked again (it would cost its socket timeout once more).
+        if spec != cls.name and not unreachable:  # chosen by URL: a server backend
             with contextlib.suppress(Exception):
                 forget = getattr(Lock(path, backend=spec).backend, "forget_keys", None)
                 if forget is not None:

@@ -39,10 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockkit._deadline import unbounded
 from lockkit._log import log
 from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts
-from lockkit.backends.redis._conn import AsyncScript, LoopConnections, import_redis, unavailable
+from lockkit.backends.redis._conn import (
+    AsyncScript,
+    LoopConnections,
+    bounded_class,
+    import_redis,
+    time_left,
+    unavailable,
+)
 from lockkit.backends.redis._payload import from_inspect, version_text
 from lockkit.backends.redis._scripts import queued_args
 
@@ -128,6 +136,9 @@ class _LoopSide:
         pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=5.0
         )
+        pool.connection_class = bounded_class(pool.connection_class)
+        # Subscribing may take this long (the URL's socket timeout) whoever waits.
+        self.subscribe_within: float | None = pool.connection_kwargs.get("socket_timeout")
         self.client = redis.asyncio.Redis(connection_pool=pool)
         # Scripts run on connections the loop keeps (see `._conn` for why).
         self.connections = LoopConnections(pool)
@@ -139,9 +150,11 @@ class _LoopSide:
         self.leave = AsyncScript(_scripts.LEAVE, self.connections)
         self.inspect = AsyncScript(_scripts.INSPECT, self.connections)
         # The listener's reads block until a wake-up comes: no socket timeout there.
+        # (Its connections are bounded too, but the listener runs for no acquisition.)
         self._listen_pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=None
         )
+        self._listen_pool.connection_class = bounded_class(self._listen_pool.connection_class)
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None
@@ -184,12 +197,28 @@ class _LoopSide:
         return f"{self._base}{next(self._serial)}"
 
     async def listening(self) -> None:
-        """Start the listener unless it runs; return once its pattern is subscribed."""
+        """Start the listener unless it runs; return once its pattern is subscribed.
+
+        Waits no longer than the current acquisition may (`time_left`): a server that
+        does not answer raises ``TimeoutError``. The start itself is shared by every
+        waiting task and bounded by the URL's socket timeout, not by one task's.
+        """
         if self._listener is not None and not self._listener.done():
             return
         if self._starting is None or self._starting.done():
-            self._starting = asyncio.ensure_future(self._start_listener())
-        await asyncio.shield(self._starting)
+            # In a context of its own: the listener it starts outlives this acquisition.
+            self._starting = asyncio.get_running_loop().create_task(
+                self._start_listener(), context=unbounded()
+            )
+        left = time_left()
+        try:
+            if left is None:
+                await asyncio.shield(self._starting)
+            else:
+                await asyncio.wait_for(asyncio.shield(self._starting), max(left, 0.0))
+        except TimeoutError:
+            redis = import_redis()
+            raise redis.TimeoutError("no answer to SUBSCRIBE within the time allowed") from None
 
     async def _start_listener(self) -> None:
         if self._listener is not None and not self._listener.done():
@@ -197,13 +226,21 @@ class _LoopSide:
         redis = _import_redis_asyncio()
         pubsub = redis.asyncio.Redis(connection_pool=self._listen_pool).pubsub()
         self._pubsub = pubsub
-        await pubsub.psubscribe(self._base + "*")
-        # Wait for the confirmation: until the server has it, a release's PUBLISH
-        # would find nobody listening and skip our waiters.
-        while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is not None and message.get("type") == "psubscribe":
-                break
+        try:
+            async with asyncio.timeout(self.subscribe_within):
+                await pubsub.psubscribe(self._base + "*")
+                # Wait for the confirmation: until the server has it, a release's
+                # PUBLISH would find nobody listening and skip our waiters.
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "psubscribe":
+                        break
+        except BaseException:
+            if self._pubsub is pubsub:
+                self._pubsub = None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pubsub.aclose())
+            raise
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(pubsub), name="lockkit-redis-listener"
         )
@@ -273,6 +310,14 @@ class AsyncRedis:
             waiter.tasks = wait
         return wait
 
+    async def _attempt_wait_of(self, side: _LoopSide, waiter: RedisWaiter) -> AsyncWait:
+        """`_wait_of` for an attempt: a server that does not answer is unavailable."""
+        redis = import_redis()
+        try:
+            return await self._wait_of(side, waiter)
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable(side, exc) from None
+
     async def try_acquire(
         self,
         backend: RedisBackend,
@@ -289,7 +334,7 @@ class AsyncRedis:
         redis = import_redis()
         offer = backend.offer(name, owner, ttl)
         keys = backend.keys(name)
-        wait = None if waiter is None else await self._wait_of(side, waiter)
+        wait = None if waiter is None else await self._attempt_wait_of(side, waiter)
         if wait is not None:
             # Woken by a release and beaten to it: keep our place at the front.
             queued = wait.channel if wait.queued else ""
@@ -339,7 +384,9 @@ class AsyncRedis:
             return
         if _busy(attempt.result()):
             return  # busy (and queued: the leave takes the entry out)
-        _keep(asyncio.ensure_future(side.release(keys=keys, args=[payload, name])))
+        # Not bounded by the abandoned acquisition's deadline: this release is nobody's.
+        release = side.release(keys=keys, args=[payload, name])
+        _keep(asyncio.get_running_loop().create_task(release, context=unbounded()))
 
     async def release(self, backend: RedisBackend, lease: Lease) -> bool:
         """Compare-and-delete, handing off to the first queued waiter; never abandoned."""

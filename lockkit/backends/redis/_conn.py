@@ -12,6 +12,14 @@ a lock's pair is two commands. A thread here keeps the
 connection it checked out, and checks it only after it sat idle (`IDLE_CHECK`), when
 the server may have closed it.
 
+**Deadlines.** Every connection lockkit makes is of a `bounded_class`: while an
+acquisition is in progress (`lockkit._deadline`), its socket timeouts are cut to the
+time left until that acquisition's deadline plus `GRACE`, whatever redis-py does with
+it (connecting, its handshake, a script, ``INFO``, a subscription); past that, no
+command is sent at all. The URL's ``socket_timeout`` and ``socket_connect_timeout``
+stay the upper bound, and the only bound of calls made for nobody's acquisition (a
+release, a renewal).
+
 It also decides retries, which lock scripts must not get blindly: a compare-and-delete
 or ``SET NX`` run twice answers wrongly the second time. A command is re-sent only when
 sending it failed, so the server never got it whole (a connection that went stale
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import threading
 import time
@@ -32,26 +41,154 @@ from typing import Any
 
 import attrs
 
+from lockkit._deadline import ACQUIRING
 from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts
 from lockkit.errors import BackendUnavailable, SettingsError
 
 __all__ = [
+    "GRACE",
     "IDLE_CHECK",
     "AsyncScript",
     "LoopConnections",
     "Script",
     "Server",
     "ThreadConnection",
+    "bounded_class",
     "connect",
     "eviction_warning",
     "import_redis",
     "pack_command",
+    "time_left",
     "unavailable",
 ]
 
 IDLE_CHECK = 0.1
 """Seconds a kept connection may sit idle before it is checked for a close by the server."""
+
+
+GRACE = 1.0
+"""Seconds a Redis call made for an acquisition may run past the acquisition's deadline.
+
+An attempt begun just before the deadline must be able to finish its round trip: cut
+off after the server ran its script, it would leave a lock nobody knows it holds until
+the key expires. One second covers a connection, its handshake and a few round trips
+to a server that answers (a ``timeout=0`` acquisition gets that much in all), and
+bounds what a server that stopped answering costs beyond the caller's timeout.
+"""
+
+_SHORTEST = 0.001
+"""Socket timeout when the time is up (0 would make the socket non-blocking)."""
+
+
+def time_left() -> float | None:
+    """Seconds the current acquisition's Redis calls may still take; ``None``: no limit."""
+    deadline = ACQUIRING.get()
+    if deadline == math.inf:
+        return None
+    return deadline + GRACE - time.monotonic()
+
+
+def _within(configured: float | None) -> float | None:
+    """``configured`` (a URL's socket timeout), cut to the acquisition's time left."""
+    left = time_left()
+    if left is None:
+        return configured
+    left = max(left, _SHORTEST)
+    return left if configured is None else min(configured, left)
+
+
+def _too_late() -> None:
+    """Refuse to send a command once the acquisition's time (and `GRACE`) is up.
+
+    A lock script sent now could take the lock after its caller gave up.
+    """
+    left = time_left()
+    if left is not None and left <= 0:
+        raise _errors().TimeoutError("no answer within the acquisition's timeout")
+
+
+class _Bounded:
+    """Socket timeouts cut to `time_left`; mixed in before a redis-py connection class."""
+
+    _socket_timeout: float | None
+    _socket_connect_timeout: float | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - redis-py's
+        # What redis-py records as "original" timeouts are the URL's, not this call's.
+        unbounded = ACQUIRING.set(math.inf)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            ACQUIRING.reset(unbounded)
+
+    @property
+    def socket_timeout(self) -> float | None:
+        """The URL's socket timeout, cut to the current acquisition's time left."""
+        return _within(self._socket_timeout)
+
+    @socket_timeout.setter
+    def socket_timeout(self, value: float | None) -> None:
+        self._socket_timeout = value
+
+    @property
+    def socket_connect_timeout(self) -> float | None:
+        """The URL's connect timeout, cut to the current acquisition's time left."""
+        return _within(self._socket_connect_timeout)
+
+    @socket_connect_timeout.setter
+    def socket_connect_timeout(self, value: float | None) -> None:
+        self._socket_connect_timeout = value
+
+
+class _SyncBounded(_Bounded):
+    """A blocking connection: its socket's timeout is set before each send and read."""
+
+    _sock: Any
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # noqa: ANN401, FBT001, FBT002 - redis-py's signature
+        _too_late()
+        self._bound_socket()
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - redis-py's
+        self._bound_socket()
+        return super().read_response(*args, **kwargs)  # type: ignore[misc]
+
+    def _bound_socket(self) -> None:
+        # Set when it connected, perhaps cut for an acquisition since: set it afresh
+        # (a system call: not when it is what the socket has already).
+        sock = self._sock
+        if sock is not None:
+            timeout = self.socket_timeout
+            if sock.gettimeout() != timeout:
+                sock.settimeout(timeout)
+
+
+class _AsyncBounded(_Bounded):
+    """An asyncio connection: redis-py reads ``socket_timeout`` for every read itself."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # noqa: ANN401, FBT001, FBT002 - redis-py's signature
+        _too_late()
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+_BOUNDED: dict[type[Any], type[Any]] = {}
+
+
+def bounded_class(base: type[Any]) -> type[Any]:
+    """``base`` (a redis-py connection class) with its timeouts cut by the acquisition.
+
+    ``socket_timeout`` and ``socket_connect_timeout`` become what the URL says cut to
+    `time_left`: redis-py reads them when it connects and (asyncio) for every read; the
+    blocking class also sets its socket's timeout before each send and read. Past the
+    acquisition's time, nothing is sent.
+    """
+    found = _BOUNDED.get(base)
+    if found is None:
+        mixin = _AsyncBounded if base.__module__.startswith("redis.asyncio") else _SyncBounded
+        found = _BOUNDED[base] = type(f"Bounded{base.__name__}", (mixin, base), {})
+    return found
 
 
 class _Held:
@@ -451,6 +588,7 @@ def connect(url: str) -> Server:
             # redis-py would take the rest of the password for a path or options.
             raise ValueError("the user name or password holds an unencoded character")  # noqa: TRY301
         pool = redis.ConnectionPool.from_url(url, **options)
+        pool.connection_class = bounded_class(pool.connection_class)
         # Options go to the connection class: build one (it does not connect yet),
         # so a wrong option is reported here, not as a TypeError at first use.
         pool.connection_class(**pool.connection_kwargs)

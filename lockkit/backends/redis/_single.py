@@ -322,7 +322,11 @@ class RedisBackend(Backend):
         for server in list(self._unchecked):
             try:
                 warning = eviction_warning(server)
-            except BackendUnavailable:
+            except BackendUnavailable as exc:
+                # (Raised `from None`: the redis-py error is still its context.)
+                if isinstance(exc.__context__, import_redis().TimeoutError):
+                    # It does not answer: the attempt would wait as long again.
+                    raise
                 continue  # unreachable: asked again on the next acquisition
             with contextlib.suppress(ValueError):
                 self._unchecked.remove(server)

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from lockkit.backends.redis._conn import redis_module
+from lockkit.backends.redis._conn import redis_module, time_left
 from lockkit.backends.redis._payload import granted_fence
 from lockkit.errors import BackendUnavailable
 from lockkit.spec import Waiter
@@ -93,7 +93,10 @@ class Listeners:
             pubsub.subscribe(channel)
             # Wait for the confirmation: until the server has it, a release's PUBLISH
             # would find nobody listening and skip us.
-            confirm_by = time.monotonic() + self.confirm_within
+            # No longer than the acquisition it is taken for may wait (`time_left`).
+            left = time_left()
+            within = self.confirm_within if left is None else min(self.confirm_within, left)
+            confirm_by = time.monotonic() + within
             while (left := confirm_by - time.monotonic()) > 0:
                 message = pubsub.get_message(timeout=left)
                 if message is not None and message.get("type") == "subscribe":
