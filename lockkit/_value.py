@@ -25,13 +25,9 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not typing's: importing typing is part of what this module avoids
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeVar, dataclass_transform
+    from typing import Any, TypeVar
 
     _T = TypeVar("_T")
-else:
-
-    def dataclass_transform(**_options: object) -> Callable[[_T], _T]:
-        return lambda decorated: decorated
 
 
 __all__ = ["FrozenInstanceError", "evolve", "field", "fields", "frozen"]
@@ -65,7 +61,7 @@ class Field:
         self.eq = eq
 
 
-def field(
+def _field(
     *,
     default: Any = _NOTHING,  # noqa: ANN401 - any value
     repr: bool | Callable[[Any], str] = True,  # noqa: A002 - attrs' name for it
@@ -236,8 +232,7 @@ def _lazy_init(cls_name: str, specs: tuple[Field, ...]) -> Callable[..., None]:
     return first_init
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(field,))
-def frozen(cls: type[_T]) -> type[_T]:
+def _frozen(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen, slotted value class from its annotated class attributes."""
     inherited: tuple[Field, ...] = getattr(cls, "__value_fields__", ())
     own: list[Field] = []
@@ -279,3 +274,12 @@ def frozen(cls: type[_T]) -> type[_T]:
     made: type[_T] = metaclass(cls.__name__, cls.__bases__, namespace)
     made.__qualname__ = cls.__qualname__
     return made
+
+
+# Type checkers are told these are attrs classes, and they are as far as attrs can
+# tell at run time (`_AttrsAttributes`): mypy's attrs plugin then checks constructors,
+# and plugins' ``attrs.evolve(lease, ...)`` type-checks as it runs.
+if TYPE_CHECKING:
+    from attrs import field, frozen
+else:
+    field, frozen = _field, _frozen

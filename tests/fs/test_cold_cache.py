@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -73,13 +74,17 @@ class Child:
         return env
 
     def run(
-        self, code: str, *args: str, cwd: pathlib.Path | None = None, **extra: str
+        self,
+        code: str,
+        *args: str,
+        cwd: pathlib.Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-c", code, *args],
             capture_output=True,
             text=True,
-            env=self.env(**extra),
+            env=self.env(**(env or {})),
             cwd=cwd or self.locks,
             timeout=60,
             check=False,
@@ -87,24 +92,23 @@ class Child:
         assert done.returncode == 0, done.stderr
         return done
 
-    def lock(self, backend: str | None = None, **extra: str) -> dict[str, object]:
+    def lock(self, backend: str | None = None, **extra: str) -> dict[str, Any]:
         args = [str(self.locks / "a.lock"), *([backend] if backend else [])]
-        done = self.run(PROBE, *args, **extra)
+        done = self.run(PROBE, *args, env=extra)
         assert done.stderr == "", done.stderr
-        result: dict[str, object] = json.loads(done.stdout)
+        result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    def record(self) -> dict[str, object]:
+    def record(self) -> dict[str, Any]:
         [path] = (self.cache / "lockkit").glob("registry-*.cache")
-        result: dict[str, object] = _cache_file(path)
-        return result
+        return _cache_file(path)
 
 
-def _cache_file(path: pathlib.Path) -> dict[str, object]:
+def _cache_file(path: pathlib.Path) -> dict[str, Any]:
     """A cache file's contents, as lockkit._cache reads them (header, then marshal)."""
     data = path.read_bytes()
     assert data.startswith(_cache._MAGIC)  # noqa: SLF001 - the format under test
-    value: dict[str, object] = marshal.loads(data[len(_cache._MAGIC) :])  # noqa: S302, SLF001
+    value: dict[str, Any] = marshal.loads(data[len(_cache._MAGIC) :])  # noqa: S302, SLF001
     return value
 
 
@@ -415,6 +419,7 @@ def test_damaged_records_are_ignored_not_fatal(child: Child) -> None:
     directory = child.cache / "lockkit"
     [registry] = directory.glob("registry-*.cache")
     good = _cache_file(registry)
+    names: object
     for names in ([], "excl", 7, {"excl": "not a dict"}):
         _write_cache_file(registry, {**good, "names": names})
         assert child.lock("excl")["backend"] == "excl"

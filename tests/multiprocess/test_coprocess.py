@@ -453,7 +453,8 @@ def test_a_stop_signal_is_not_lost_while_answers_go_unread(tmp_path: pathlib.Pat
 
 def _unread(fd: int) -> int:
     """Bytes waiting in the pipe ``fd`` reads."""
-    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    waiting: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    return waiting
 
 
 EXITING_PLUGIN = """
@@ -671,11 +672,11 @@ def test_node_and_python_users_lose_no_update(tmp_path: pathlib.Path, backend: s
             worker.stdin.flush()
         rounds: list[float] = []
         failures = []
-        for worker in workers:
+        for argv, worker in zip(commands, workers, strict=True):
             out, err = worker.communicate(timeout=WAIT * 2)
             if worker.returncode != 0:
-                failures.append(f"{worker.args[:2]} exited with {worker.returncode}: {err}")
-            elif worker.args[0] == node:
+                failures.append(f"{argv[:2]} exited with {worker.returncode}: {err}")
+            elif argv[0] == node:
                 report = json.loads(out)
                 assert report["code"] == 0  # the co-process exited 0 at end of input
                 rounds.extend(report["rounds"])

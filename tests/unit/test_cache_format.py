@@ -21,7 +21,7 @@ def _root(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Pa
 
 def test_a_value_round_trips(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _root(tmp_path, monkeypatch)
-    value = {"a": [1, 2.5, None, True], "b": {"c": ("d", "e")}}
+    value: dict[str, object] = {"a": [1, 2.5, None, True], "b": {"c": ("d", "e")}}
     assert _cache.write("x.cache", value)
     assert _cache.read("x.cache") == value
 
