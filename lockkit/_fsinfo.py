@@ -23,9 +23,13 @@ MOUNT_TABLE = "/proc/self/mountinfo"
 
 
 NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb2", "smb3", "smbfs", "9p", "virtiofs", "ceph", "glusterfs"}
+    {
+        *("nfs", "nfs4", "cifs", "smb2", "smb3", "smbfs", "9p", "virtiofs", "ceph", "glusterfs"),
+        # Cluster and distributed filesystems with kernel clients (HPC sites, SANs, AFS).
+        *("lustre", "gpfs", "gfs2", "ocfs2", "afs", "beegfs", "orangefs", "pvfs2", "cephfs"),
+    }
 )
-"""Kernel network filesystems: other machines may share the locks on them."""
+"""Kernel network and cluster filesystems: other machines may share the locks on them."""
 
 
 def may_be_shared(fstype: str) -> bool:

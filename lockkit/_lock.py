@@ -366,7 +366,11 @@ class _LockCore:
             if self._lost or (self._lease is not lease and not releasing):
                 return
             self._lost = True
-        log.warning("lockkit: lock %s was lost (taken over by another holder)", self._name)
+        log.warning(
+            "lockkit: lock %s was lost (it expired or was taken over, or its backend could "
+            "no longer confirm it)",
+            self._name,
+        )
         if self._registry.has_event_hooks:
             self._registry.lost(self._name, self._backend.name, lease)
         if self.on_lost is not None:

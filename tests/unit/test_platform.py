@@ -355,3 +355,17 @@ def test_doctor_without_proc_nofollow_and_inotify(tmp_path: pathlib.Path) -> Non
     mount_point = report["filesystem"]["mount_point"]
     assert str(work).startswith(mount_point)
     assert os.stat(mount_point).st_dev == os.stat(work).st_dev
+
+
+@pytest.mark.parametrize(
+    "fstype", ["nfs4", "cifs", "lustre", "gpfs", "gfs2", "ocfs2", "afs", "beegfs", "fuse.sshfs"]
+)
+def test_network_and_cluster_filesystems_may_be_shared(fstype: str) -> None:
+    # Auto-detection then chooses only backends that exclude other hosts, and never
+    # caches the verdict.
+    assert _fsinfo.may_be_shared(fstype)
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs", "btrfs", "tmpfs", "fuseblk", "overlay"])
+def test_local_filesystems_are_not_counted_as_shared(fstype: str) -> None:
+    assert not _fsinfo.may_be_shared(fstype)
