@@ -72,6 +72,7 @@ class RedisServer:
         tls: Serve TLS only, on ``port`` (``rediss://`` URLs).
         die_with_parent: The kernel stops the server when this process dies. It runs
             Python in the forked child (``preexec_fn``): only for single-threaded callers.
+        config: A configuration file, read first (a sentinel's, which it rewrites).
         process: The running server, if any.
     """
 
@@ -82,10 +83,12 @@ class RedisServer:
         *extra: str,
         tls: bool = False,
         die_with_parent: bool = False,
+        config: pathlib.Path | None = None,
     ) -> None:
         """A server that `start` runs; nothing is started yet."""
         self.binary = binary
         self.directory = directory
+        self.config = config
         self.port = _free_port()
         self.extra = extra
         self.tls = tls
@@ -111,6 +114,7 @@ class RedisServer:
             port_args = ["--port", str(self.port)]
         args = [
             self.binary,
+            *([str(self.config)] if self.config is not None else []),
             *port_args,
             *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
             *("--dir", str(self.directory), *self.extra),

@@ -16,6 +16,9 @@ Fixtures:
     Three independent servers for one test.
 ``redis_tls``
     A TLS-only server with a throw-away CA (``trustme``), for one test.
+``sentinel_deployment``
+    A primary, two replicas and three sentinels (`benchmarks.redissentinel`), for the
+    session.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.redissentinel import SentinelDeployment, running_sentinel
 from benchmarks.redisserver import RedisServer, running
 from benchmarks.redisserver import find_binary as redis_binary
 from tests.mounts import skip_or_fail
 
-__all__ = ["RedisServer", "redis_binary"]
+__all__ = ["RedisServer", "SentinelDeployment", "redis_binary"]
 
 
 def _binary_or_skip() -> str:
@@ -103,3 +107,18 @@ def redis_tls(tmp_path: pathlib.Path) -> Iterator[tuple[RedisServer, pathlib.Pat
     )
     with _server(*tls_args, tls=True) as server:
         yield server, ca_file
+
+
+@pytest.fixture(scope="session")
+def sentinel_deployment() -> Iterator[SentinelDeployment]:
+    """One primary, two replicas and three sentinels, shared by the session.
+
+    Tests that fail the primary over leave it as they found it: a primary with two
+    online replicas that every sentinel names (`SentinelDeployment.fail_over`).
+    """
+    binary = _binary_or_skip()
+    try:
+        with running_sentinel(binary) as deployment:
+            yield deployment
+    except RuntimeError as exc:
+        pytest.fail(f"the Sentinel deployment did not start: {exc}")

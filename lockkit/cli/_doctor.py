@@ -227,7 +227,9 @@ class BackendCheck(Report):
         name: The backend.
         probe: Its probe of ``DIR`` (a configured server is not probed).
         lock: Taking one lock, unless the probe failed.
-        notes: Warnings met while locking (a fallback, say).
+        topology: The deployment behind a server URL, as the backend describes it
+            (its ``topology()``: a Sentinel's primary and replicas, a cluster's masters).
+        notes: Warnings met while locking (a fallback, say), and the topology's.
         stress: The increment check, if the lock could be taken.
         works: Whether it locks correctly here.
         server: Whether it was checked through a server URL.
@@ -238,6 +240,9 @@ class BackendCheck(Report):
     lock: LockCheck | None = attrs.field(
         default=None,
         metadata=show(text=lambda _, v: None if v is None else f"  lock    {v.text()}"),
+    )
+    topology: list[str] = attrs.field(
+        factory=list, metadata=show(text=lambda _, v: [f"  topology {line}" for line in v])
     )
     notes: list[str] = attrs.field(factory=list)  # in text with the stress lines
     stress: StressCheck | None = attrs.field(default=None, metadata=show(text=_stress_text))
@@ -495,6 +500,18 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
+def _topology(backend: object) -> tuple[list[str], list[str]]:
+    """A server backend's ``topology()`` (lines, warnings), if it has one."""
+    describe = getattr(backend, "topology", None)
+    if describe is None:
+        return [], []
+    try:
+        lines, warned = describe()
+    except Exception as exc:  # noqa: BLE001 - a plugin's description is reported, not a crash
+        return [], [f"the topology could not be read: {_failure(exc)}"]
+    return [str(line) for line in lines], [str(warning) for warning in warned]
+
+
 def _check_backend(
     cls: Any,  # noqa: ANN401 - any Backend class
     spec: str,
@@ -530,7 +547,8 @@ def _check_backend(
         taken = LockCheck(
             ok=held is not None, ms=round(elapsed * 1000, 3), holder_seen=held is not None
         )
-        checked = attrs.evolve(checked, lock=taken, notes=notes)
+        topology, warned = _topology(lock.backend)
+        checked = attrs.evolve(checked, lock=taken, notes=notes + warned, topology=topology)
         stress = run_increments(
             directory,
             spec,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from lockkit.testing import BackendContract
+
+if TYPE_CHECKING:
+    from benchmarks.redissentinel import SentinelDeployment
 
 pytestmark = [pytest.mark.fs, pytest.mark.multiprocess]
 
@@ -26,3 +31,12 @@ class TestRedis(BackendContract):
     @pytest.fixture
     def contract_backend(self, redis_url: str) -> str:
         return redis_url
+
+
+@pytest.mark.redis
+class TestRedisSentinel(BackendContract):
+    """The same contract through Sentinel, with every acquisition confirmed by a replica."""
+
+    @pytest.fixture
+    def contract_backend(self, sentinel_deployment: SentinelDeployment) -> str:
+        return sentinel_deployment.url(min_replicas=1)

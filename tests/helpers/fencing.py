@@ -77,6 +77,8 @@ def _worker(  # noqa: PLR0917 - multiprocessing passes arguments positionally
     milestone: Event,
     milestone_at: int,
     results: Any,
+    stop: Event,
+    hold: float,
 ) -> None:
     import lockkit
 
@@ -89,7 +91,7 @@ def _worker(  # noqa: PLR0917 - multiprocessing passes arguments positionally
     counter = pathlib.Path(directory, "counter")
     barrier.wait()
     deadline = time.monotonic() + 240
-    while done < acquisitions and time.monotonic() < deadline:
+    while done < acquisitions and time.monotonic() < deadline and not stop.is_set():
         try:
             with lock:
                 with gauge.get_lock():
@@ -104,6 +106,8 @@ def _worker(  # noqa: PLR0917 - multiprocessing passes arguments positionally
                         os.write(fd, f"{token} {os.getpid()}\n".encode())
                     finally:
                         os.close(fd)
+                    if hold:
+                        time.sleep(hold)  # the work done under the lock, not a wait
                     counter.write_text(str(value + 1))
                     if not lock.is_held():
                         not_held += 1
@@ -131,14 +135,27 @@ def run_fenced(
     name: str = "fenced",
     milestone_at: int = 0,
     during: Callable[[], None] | None = None,
+    stop_after_during: bool = False,
+    directory: str | None = None,
+    hold: float = 0.0,
 ) -> FencedRun:
-    """Run the contention; ``during`` runs once ``milestone_at`` acquisitions are done."""
+    """Run the contention; ``during`` runs once ``milestone_at`` acquisitions are done.
+
+    With ``stop_after_during``, the processes stop once ``during`` returns (so
+    ``acquisitions`` is only an upper bound): a fault injection that takes as long as
+    it takes is covered from start to end. ``directory`` (default: a temporary one)
+    holds ``counter``, which the caller may read to see progress. ``hold``: seconds
+    each holder stays inside the lock between reading and writing the counter.
+    """
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes)
     gauge = context.Value("i", 0)
     milestone = context.Event()
+    stop = context.Event()
     results = context.Queue()
-    with tempfile.TemporaryDirectory(prefix="lockkit-fenced-") as directory:
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="lockkit-fenced-"))
         pathlib.Path(directory, "counter").write_text("0")
         workers = [
             context.Process(
@@ -153,6 +170,8 @@ def run_fenced(
                     milestone,
                     milestone_at,
                     results,
+                    stop,
+                    hold,
                 ),
             )
             for _ in range(processes)
@@ -162,7 +181,11 @@ def run_fenced(
                 worker.start()
             if during is not None:
                 assert milestone.wait(timeout=120), "no process reached the milestone"
-                during()
+                try:
+                    during()
+                finally:
+                    if stop_after_during:
+                        stop.set()
             outcomes = [results.get(timeout=300) for _ in workers]
         finally:
             for worker in workers:

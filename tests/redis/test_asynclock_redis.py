@@ -177,7 +177,7 @@ def test_cancelled_attempt_that_wins_later_is_released(redis_url: str, client: r
             if int(client.get(fence) or 0) > before and client.exists(f"lockkit:{{{name}}}") == 0:
                 break
             await asyncio.sleep(0.01)
-        assert int(client.get(fence) or 0) == before + 1  # it did win...
+        assert int(client.get(fence) or 0) > before  # it did win...
         assert_no_trace(client, name)  # ...and gave the lock back
 
     run(main())

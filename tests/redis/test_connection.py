@@ -89,7 +89,7 @@ def test_script_runs_again_after_the_server_forgot_it(
     _client(backend).script_flush()
     second = _pair(backend, name)
     assert first.fencing_token is not None
-    assert second.fencing_token == first.fencing_token + 1
+    assert (second.fencing_token or 0) > first.fencing_token  # the counter, or the clock
 
 
 def test_connection_closed_by_the_server_is_replaced_after_idle(
@@ -122,7 +122,7 @@ def test_reply_lost_is_not_sent_again(
     # (the server closed the connection before running anything).
     second = _pair(backend, name)
     assert first.fencing_token is not None
-    assert second.fencing_token == first.fencing_token + 1
+    assert (second.fencing_token or 0) > first.fencing_token  # the counter, or the clock
 
 
 def test_failed_send_is_sent_again_on_a_connection_of_its_own(
@@ -275,7 +275,7 @@ def test_async_script_runs_again_after_the_server_forgot_it(
 
     first, second = asyncio.run(main())
     assert first.fencing_token is not None
-    assert second.fencing_token == first.fencing_token + 1
+    assert (second.fencing_token or 0) > first.fencing_token  # the counter, or the clock
 
 
 def test_async_connection_closed_by_the_server(

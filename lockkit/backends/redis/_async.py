@@ -53,6 +53,7 @@ from lockkit.backends.redis._conn import (
 )
 from lockkit.backends.redis._payload import from_inspect, version_text
 from lockkit.backends.redis._scripts import queued_args
+from lockkit.backends.redis._sentinel import async_pool, is_sentinel_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
@@ -75,6 +76,17 @@ def _import_redis_asyncio() -> Any:  # noqa: ANN401 - the module, typed at the u
     redis = import_redis()
     importlib.import_module("redis.asyncio")
     return redis
+
+
+def _pool(url: str, **options: Any) -> Any:  # noqa: ANN401 - a redis.asyncio pool
+    """The loop's pool for ``url`` (its primary's, for a Sentinel URL), bounded classes."""
+    if is_sentinel_url(url):
+        pool, _ = async_pool(url, bounded_class, options)
+        return pool
+    redis = _import_redis_asyncio()
+    pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+    pool.connection_class = bounded_class(pool.connection_class)
+    return pool
 
 
 def _keep(future: asyncio.Future[Any]) -> None:
@@ -133,10 +145,7 @@ class _LoopSide:
         url = backend.urls[0]
         self.shown = redact_url(url)
         self.prefix = backend.prefix
-        pool = redis.asyncio.ConnectionPool.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=5.0
-        )
-        pool.connection_class = bounded_class(pool.connection_class)
+        pool = _pool(url, socket_connect_timeout=2.0, socket_timeout=5.0)
         # Subscribing may take this long (the URL's socket timeout) whoever waits.
         self.subscribe_within: float | None = pool.connection_kwargs.get("socket_timeout")
         self.client = redis.asyncio.Redis(connection_pool=pool)
@@ -151,10 +160,7 @@ class _LoopSide:
         self.inspect = AsyncScript(_scripts.INSPECT, self.connections)
         # The listener's reads block until a wake-up comes: no socket timeout there.
         # (Its connections are bounded too, but the listener runs for no acquisition.)
-        self._listen_pool = redis.asyncio.ConnectionPool.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=None
-        )
-        self._listen_pool.connection_class = bounded_class(self._listen_pool.connection_class)
+        self._listen_pool = _pool(url, socket_connect_timeout=2.0, socket_timeout=None)
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None

@@ -43,7 +43,7 @@ import attrs
 
 from lockkit._deadline import ACQUIRING
 from lockkit._redact import redact_url
-from lockkit.backends.redis import _scripts
+from lockkit.backends.redis import _scripts, _sentinel
 from lockkit.errors import BackendUnavailable, SettingsError
 
 __all__ = [
@@ -565,11 +565,26 @@ class Server:
     acquire_shared: Script = attrs.field(repr=False)
     release_shared: Script = attrs.field(repr=False)
     refresh_shared: Script = attrs.field(repr=False)
+    sentinel: _sentinel.Topology | None = attrs.field(default=None, repr=False)
+    """The sentinels that find the primary (``redis+sentinel://``), else None."""
 
     @property
     def shown(self) -> str:
         """The URL without its password."""
         return redact_url(self.url)
+
+    @property
+    def follows_failover(self) -> bool:
+        """Whether a command that met a failover is re-run (`._sentinel.transient`)."""
+        return self.sentinel is not None
+
+    def wait_replicas(self, key: str, replicas: int, timeout_ms: int) -> int:  # noqa: ARG002 - one server holds every key
+        """``WAIT replicas timeout_ms`` on this thread's connection.
+
+        Returns how many replicas acknowledged every write this connection made so far
+        (the lock scripts' among them).
+        """
+        return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
 
 
 def connect(url: str) -> Server:
@@ -582,16 +597,23 @@ def connect(url: str) -> Server:
     redis = redis_module()
     options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
     userinfo = url.rfind("@") >= 0
+    sentinel = None
     try:
-        if userinfo and "@" not in urllib.parse.urlsplit(url).netloc:
+        if _sentinel.is_sentinel_url(url):
+            pool, sentinel = _sentinel.sync_pool(url, bounded_class, options)
+            pool.connection_class(**pool.connection_kwargs)  # a wrong option: said now
+        elif userinfo and "@" not in urllib.parse.urlsplit(url).netloc:
             # An unencoded "/", "?" or "#" in the password ends the authority early:
             # redis-py would take the rest of the password for a path or options.
             raise ValueError("the user name or password holds an unencoded character")  # noqa: TRY301
-        pool = redis.ConnectionPool.from_url(url, **options)
-        pool.connection_class = bounded_class(pool.connection_class)
-        # Options go to the connection class: build one (it does not connect yet),
-        # so a wrong option is reported here, not as a TypeError at first use.
-        pool.connection_class(**pool.connection_kwargs)
+        else:
+            pool = redis.ConnectionPool.from_url(url, **options)
+            pool.connection_class = bounded_class(pool.connection_class)
+            # Options go to the connection class: build one (it does not connect yet),
+            # so a wrong option is reported here, not as a TypeError at first use.
+            pool.connection_class(**pool.connection_kwargs)
+    except SettingsError:
+        raise  # said already, without the password
     except (ValueError, TypeError) as exc:
         # redis-py's message may quote a piece of the password (a port "cast to
         # integer" that is half of it): with userinfo in the URL, it is not shown.
@@ -620,4 +642,5 @@ def connect(url: str) -> Server:
         acquire_shared=Script(_scripts.ACQUIRE_SHARED, connection),
         release_shared=Script(_scripts.RELEASE_SHARED, connection),
         refresh_shared=Script(_scripts.REFRESH_SHARED, connection),
+        sentinel=sentinel,
     )

@@ -55,20 +55,38 @@ __all__ = [
 QUEUE_TTL_MS = 60_000
 """A queue entry outlives its waiter by at most this long (every attempt renews it)."""
 
-# The next fencing token. A counter that is missing (first use, a server restarted
-# without persistence, FLUSHALL, an eviction) starts from the server's clock in
-# microseconds, not from 0: every token handed out before it was lost is smaller, as
-# long as the counter grew by less than one per microsecond (Redis cannot go faster)
-# and the server's clock did not step back. Tokens stay below 2**53, exact in a double
-# (JavaScript) until the year 2255.
+# The next fencing token: the counter plus one, but never less than the server's clock
+# in microseconds. A counter that is missing (first use, a server restarted without
+# persistence, FLUSHALL, an eviction) or behind (a replica promoted before it saw the
+# last INCRs) so still gives tokens larger than every token handed out before, as long
+# as tokens were handed out at under one per microsecond (Redis cannot go faster) and
+# the clock did not step back: across hosts, as long as the new primary's clock is not
+# behind the old one's by more than the time the failover took. Tokens stay below
+# 2**53, exact in a double (JavaScript) until the year 2255.
 _NEXT_FENCE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local function next_fence()
-  if redis.call('exists', KEYS[2]) == 0 then
-    local t = redis.call('time')
-    redis.call('set', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  local t = redis.call('time')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local fence = tonumber(redis.call('incr', KEYS[2]))
+  if fence < now then
+    redis.call('set', KEYS[2], string.format('%.0f', now))
+    return now
   end
-  return redis.call('incr', KEYS[2])
+  return fence
+end
+"""
+# An attempt sent again (its reply was lost to a failover or a dropped connection) finds
+# the key it set itself: its payload is unique to the attempt (a random token and an
+# expiry in microseconds), so the key is this attempt's and its fence is the answer.
+# Its expiry is set again: a write of this connection, which a WAIT after it confirms.
+_MINE = """
+local mine = redis.call('get', KEYS[1])
+if mine and holds(mine, ARGV[1]) then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  mine = tonumber(string.match(mine, ',"fence":(%d+),"renewals":%d+}$'))
+else
+  mine = nil
 end
 """
 # stamp: the value a holder's key stores (its payload plus its version).
@@ -170,6 +188,10 @@ if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then
   return fence
 end
 """
+    + _MINE
+    + """
+if mine then return mine end
+"""
     + _HOLDER
 )
 """An attempt that does not queue: take the lock if it is free.
@@ -193,6 +215,10 @@ if redis.call('exists', KEYS[1]) == 0 and live_readers() == 0 then
   redis.call('set', KEYS[1], stamp(ARGV[1], fence, 0), 'PX', ARGV[2])
   return {fence, 0}
 end
+"""
+    + _MINE
+    + """
+if mine then return {mine, 0} end
 """
     + _QUEUED_HOLDER
 )

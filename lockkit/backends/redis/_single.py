@@ -26,11 +26,16 @@ gets in passes a wake-up on, so readers queued together get in together.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import math
 import os
+import threading
+import time
 import urllib.parse
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from lockkit._deadline import current as current_deadline
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._log import log
 from lockkit._numbers import check, parse
@@ -38,12 +43,16 @@ from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
 from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
 from lockkit.backends.redis._scripts import QUEUE_TTL_MS, queued_args
+from lockkit.backends.redis._sentinel import SCHEMES as SENTINEL_SCHEMES
+from lockkit.backends.redis._sentinel import describe as describe_sentinel
+from lockkit.backends.redis._sentinel import failover_warnings as sentinel_warnings
+from lockkit.backends.redis._sentinel import online_replicas, transient
 from lockkit.backends.redis._waiter import Listeners, RedisWaiter
 from lockkit.errors import BackendUnavailable, InvalidLockName, LockkitWarning, SettingsError
 from lockkit.spec import Backend, Capabilities, Support
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from lockkit.backends.redis._conn import Server
     from lockkit.spec import Waiter
@@ -63,7 +72,27 @@ MAX_NAME = 1024
 _KEY_CACHE_SIZE = 1024
 
 # Options lockkit reads from the URL query; everything else goes to redis-py.
-_OUR_OPTIONS = ("prefix", "ttl", "root", "poll")
+_OUR_OPTIONS = (
+    "prefix",
+    "ttl",
+    "root",
+    "poll",
+    "min_replicas",
+    "replica_timeout",
+    "failover_timeout",
+)
+
+# URL schemes whose commas separate hosts of one deployment, not Redlock's servers.
+_ONE_DEPLOYMENT = tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES)
+
+MAX_REPLICAS = 64
+"""The largest ``min_replicas`` accepted (a bigger number is a typo)."""
+
+DEFAULT_FAILOVER_TIMEOUT = 60.0
+"""Seconds a command is re-run while a Sentinel-managed primary fails over.
+
+Sentinel waits ``down-after-milliseconds`` (30 s by default) before it even starts a
+failover, and the election and the promotion take a few seconds more."""
 
 
 class RedisBackend(Backend):
@@ -74,7 +103,14 @@ class RedisBackend(Backend):
     """
 
     name: ClassVar[str] = "redis"
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "valkey", "valkeys")
+    schemes: ClassVar[tuple[str, ...]] = (
+        "redis",
+        "rediss",
+        "unix",
+        "valkey",
+        "valkeys",
+        *SENTINEL_SCHEMES,
+    )
     # A caller that will wait hands its waiter to the first attempt: if a listener is at
     # hand, the failing attempt queues it in the same round trip.
     eager_waiter: ClassVar[bool] = True
@@ -113,6 +149,9 @@ class RedisBackend(Backend):
         default_ttl: float = DEFAULT_TTL,
         root: str | None = None,
         poll: float = 0.5,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> None:
         """Connect lazily to one server, or to several for a Redlock.
 
@@ -124,6 +163,15 @@ class RedisBackend(Backend):
                 the settings' ``root``, else OpenClaw's state directory).
             poll: A waiter re-checks the lock at least this often (seconds), in case a
                 release message was lost; releases normally wake it at once.
+            min_replicas: An acquisition counts only once this many replicas confirm
+                they have it (``WAIT``), so a failover cannot hand the lock to a second
+                holder or a fencing token go backwards; if they do not within
+                ``replica_timeout``, the lock is given back and the attempt fails with
+                `BackendUnavailable` (re-tried within the acquisition's timeout when a
+                Sentinel manages the server). 0: no confirmation (the default).
+            replica_timeout: Seconds to wait for the replicas' confirmation.
+            failover_timeout: Seconds a Sentinel-managed command is re-run while the
+                primary fails over (bounded by the acquisition's own timeout).
         """
         import_redis()
         self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
@@ -137,11 +185,24 @@ class RedisBackend(Backend):
         self.prefix = prefix
         self.default_ttl = check("ttl", default_ttl, "default_ttl")
         self.poll = check("poll", poll)
+        if isinstance(min_replicas, bool) or not isinstance(min_replicas, int):
+            raise TypeError(f"min_replicas must be an int, not {type(min_replicas).__name__}")
+        if not 0 <= min_replicas <= MAX_REPLICAS:
+            raise SettingsError(
+                f"min_replicas={min_replicas} is out of range: give 0 (no confirmation) "
+                f"to {MAX_REPLICAS} replicas"
+            )
+        self.min_replicas = min_replicas
+        self.replica_timeout = check("poll", replica_timeout, "replica_timeout")
+        self.failover_timeout = check("poll", failover_timeout, "failover_timeout")
         self.root = root or _default_root()
         self.servers = [connect(url) for url in self.urls]
         self.quorum = len(self.servers) // 2 + 1
         self.listeners = [Listeners(server, prefix, self.poll) for server in self.servers]
         self._unchecked = list(self.servers)  # eviction policies not read yet
+        # Whether this thread's last attempt took a lock a release granted it: WAIT on
+        # our connection would not cover that write (`_confirmed`).
+        self._granted = threading.local()
         self._key_cache: dict[str, tuple[str, str, str]] = {}
 
     @property
@@ -156,13 +217,16 @@ class RedisBackend(Backend):
         Several URLs make a `RedlockBackend`. Query options read by lockkit (and
         removed before redis-py sees the URL): ``prefix`` (key prefix, default
         ``lockkit:``), ``ttl`` (default lifetime in seconds), ``root``, ``poll``
-        (longest wait between re-checks, seconds). Everything else is redis-py's:
+        (longest wait between re-checks, seconds), ``min_replicas``, ``replica_timeout``
+        and ``failover_timeout`` (see `__init__`). Everything else is redis-py's:
         ``db``, ``socket_timeout``, ``socket_connect_timeout``, ``ssl_ca_certs``,
         ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``...
         """
         options: dict[str, str] = {}
         urls = []
-        for part in url.split(","):
+        # A Sentinel URL's commas separate its sentinels: it is one URL.
+        parts = [url] if url.strip()[:20].lower().startswith(_ONE_DEPLOYMENT) else url.split(",")
+        for part in parts:
             raw = part.strip()
             if not raw:
                 continue
@@ -178,18 +242,7 @@ class RedisBackend(Backend):
             rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OUR_OPTIONS])
             # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
             urls.append(f"{base}?{rest}" if rest else base)
-        kwargs: dict[str, Any] = {}
-        for key in ("prefix", "root"):
-            if key in options:
-                kwargs[key] = options[key]
-        try:
-            if "ttl" in options:
-                kwargs["default_ttl"] = parse("ttl", options["ttl"], "ttl=")
-            if "poll" in options:
-                kwargs["poll"] = parse("poll", options["poll"], "poll=")
-        except ValueError as exc:
-            raise SettingsError(f"{exc} in Redis URL {redact_url(url)}") from None
-        return cls(urls, **kwargs)
+        return cls(urls, **_backend_options(options, url))
 
     def __repr__(self) -> str:
         """Show the servers without passwords."""
@@ -226,14 +279,53 @@ class RedisBackend(Backend):
 
     # -- operations ------------------------------------------------------------------------
 
-    @staticmethod
-    def call(server: Server, action: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
-        """``action(*args)`` against ``server``; a redis-py error becomes `BackendUnavailable`."""
+    def call(
+        self,
+        server: Server,
+        action: Callable[..., Any],
+        *args: Any,  # noqa: ANN401
+        follow: bool = True,
+        until: float | None = None,
+    ) -> Any:  # noqa: ANN401
+        """``action(*args)`` against ``server``; a redis-py error becomes `BackendUnavailable`.
+
+        With a Sentinel-managed server (and ``follow``), a failure that a failover
+        explains (`._sentinel.transient`) is re-run until it succeeds, the acquisition's
+        deadline passes, or `failover_timeout` does (or ``until``, a `time.monotonic`
+        value, if sooner): each connection asks the sentinels for the primary again.
+        Every script may be re-run (see `._scripts`).
+        """
         redis = import_redis()
         try:
             return action(*args)
         except (redis.RedisError, OSError) as exc:
-            raise unavailable(server.shown, exc) from None
+            if not (follow and server.follows_failover and transient(exc)):
+                raise unavailable(server.shown, exc) from None
+            failed: BaseException = exc
+        for pause in self._following(until):
+            time.sleep(pause)
+            try:
+                return action(*args)
+            except (redis.RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise unavailable(server.shown, exc) from None
+                failed = exc
+        raise unavailable(server.shown, failed) from None
+
+    def _following(self, until: float | None = None) -> Iterator[float]:
+        """The pauses before each re-run while a failover lasts (backing off to 0.5 s).
+
+        Ends at the acquisition's deadline (`lockkit._deadline`), or `failover_timeout`
+        from now, whichever comes first.
+        """
+        start = time.monotonic()
+        until = min(
+            current_deadline(), start + self.failover_timeout, math.inf if until is None else until
+        )
+        pause = 0.02
+        while (left := until - time.monotonic()) > 0:
+            yield min(pause, left)
+            pause = min(pause * 2, 0.5)
 
     def offer(self, name: str, owner: Owner, ttl: float | None) -> Offer:
         """The terms of one attempt at ``name``."""
@@ -255,7 +347,40 @@ class RedisBackend(Backend):
         and the wait unnoticed; and if a release granted the queued entry the lock
         meanwhile, the attempt takes that grant (without a round trip when `wait` read
         the grant message). The result never depends on earlier calls of this thread.
+
+        With `min_replicas`, a lease is returned only once that many replicas confirm
+        it (`_confirmed`).
         """
+        if not self.min_replicas:
+            return self._attempt(name, owner, ttl, shared=shared, waiter=waiter)
+        pauses = self._following()
+        while True:
+            self._granted.last = False
+            lease = self._attempt(name, owner, ttl, shared=shared, waiter=waiter)
+            if lease is None:
+                return None
+            try:
+                return self._confirmed(lease)
+            except _Unconfirmed as exc:
+                unconfirmed = exc
+            # Too few replicas: transient while a failover lasts, if a Sentinel follows it.
+            if not self.servers[0].follows_failover:
+                raise unconfirmed.error
+            pause = next(pauses, None)
+            if pause is None:
+                raise unconfirmed.error
+            time.sleep(pause)
+
+    def _attempt(
+        self,
+        name: str,
+        owner: Owner,
+        ttl: float | None,
+        *,
+        shared: bool = False,
+        waiter: Waiter | None = None,
+    ) -> Lease | None:
+        """One attempt of `try_acquire`, before any confirmation by replicas."""
         if self._unchecked:
             self.check_eviction()
         mine = waiter if isinstance(waiter, RedisWaiter) and waiter.backend is self else None
@@ -276,6 +401,7 @@ class RedisBackend(Backend):
         if grant is not None:
             # A release gave us the lock and told us so (`RedisWaiter.wait`).
             granted, fence = grant
+            self._granted.last = True  # written by the releaser's connection, not ours
             return granted.lease(fence)
         return self._try_acquire_queued(server, name, self.offer(name, owner, ttl), mine)
 
@@ -309,8 +435,92 @@ class RedisBackend(Backend):
         fence, was_granted = int(result[0]), bool(result[1])
         waiter.forget()  # the script took our entry out of the queue
         if was_granted and queued is not None:
+            self._granted.last = True
             return queued.lease(fence)
         return offer.lease(fence)
+
+    def _confirmed(self, lease: Lease) -> Lease:
+        """``lease`` once `min_replicas` replicas have it; else it is given back.
+
+        ``WAIT`` confirms the writes of the connection it is sent on. The attempt's script
+        wrote on this thread's connection (a re-run that found its own key renews it,
+        see `._scripts`), but a lock granted by another's release was written on that
+        one: a renewal (a write of ours, after the grant in the replication stream)
+        comes first then, and confirming it confirms the grant.
+
+        Raises:
+            _Unconfirmed: Fewer replicas confirmed within `replica_timeout` (the lock was
+                given back, or expires by itself if even that failed).
+        """
+        server = self.servers[0]
+        redis = import_redis()
+        timeout_ms = max(1, int(self.replica_timeout * 1000))
+        try:
+            granted = self._granted.last
+            if granted and not self.refresh(lease, lease.ttl or self.default_ttl):
+                raise _Unconfirmed(
+                    BackendUnavailable(
+                        f"Redis at {server.shown} lost the lock {lease.name!r} right after "
+                        "granting it (a failover?); try again"
+                    )
+                )
+            acked = server.wait_replicas(self.keys(lease.name)[0], self.min_replicas, timeout_ms)
+        except (redis.RedisError, OSError, BackendUnavailable) as exc:
+            self._give_back(lease)
+            if isinstance(exc, BackendUnavailable):
+                raise _Unconfirmed(exc) from None
+            raise _Unconfirmed(unavailable(server.shown, exc)) from None
+        if acked >= self.min_replicas:
+            return lease
+        self._give_back(lease)
+        raise _Unconfirmed(
+            BackendUnavailable(
+                f"Redis at {server.shown}: only {acked} replica(s) confirmed the lock "
+                f"{lease.name!r} within {self.replica_timeout:g} s, and min_replicas="
+                f"{self.min_replicas} asks for {self.min_replicas}; the lock was given "
+                "back. Check the replicas (INFO replication), or lower min_replicas"
+            )
+        )
+
+    def topology(self) -> tuple[list[str], list[str]]:
+        """What `lockkit doctor` shows of the deployment: its lines, and its warnings.
+
+        The lines name each server's role and replicas (a Sentinel's primary, replicas
+        and sentinels; a cluster's masters and slots); the warnings say how a failover
+        could lose a held lock (no `min_replicas`, or fewer replicas than it asks).
+        A server that cannot be asked gets a warning saying so.
+        """
+        redis = import_redis()
+        lines: list[str] = []
+        found: list[str] = []
+        for server in self.servers:
+            try:
+                info = server.client.info("replication")
+                online = online_replicas(info)
+                if server.sentinel is not None:
+                    lines += describe_sentinel(server.sentinel)
+                    found += sentinel_warnings(server.sentinel.service, online, self.min_replicas)
+                    continue
+                role = info.get("role", "?")
+                lines.append(f"server {server.shown}: {role}, {online} replica(s) online")
+                if role != "master":
+                    found.append(
+                        f"Redis at {server.shown} is a {role}: locks must be taken on the "
+                        "primary (or name the sentinels with redis+sentinel://)"
+                    )
+                if self.min_replicas > online:
+                    found.append(
+                        f"Redis at {server.shown} has {online} replica(s) online but "
+                        f"min_replicas={self.min_replicas}: every acquisition fails"
+                    )
+            except (redis.RedisError, OSError) as exc:
+                found.append(str(unavailable(server.shown, exc)))
+        return lines, found
+
+    def _give_back(self, lease: Lease) -> None:
+        """Release a lease no caller will get (a failed confirmation); errors are moot."""
+        with contextlib.suppress(BackendUnavailable):
+            self.release(lease)
 
     def check_eviction(self) -> list[str]:
         """Warn once per server (`LockkitWarning`) whose eviction policy can drop locks.
@@ -346,7 +556,15 @@ class RedisBackend(Backend):
         server = self.servers[0]
         keys = self.keys(lease.name)
         try:
-            return bool(self.call(server, server.release, keys, [lease.handle, lease.name]))
+            return bool(
+                self.call(
+                    server,
+                    server.release,
+                    keys,
+                    [lease.handle, lease.name],
+                    until=_expiry(lease),
+                )
+            )
         except BackendUnavailable:
             # Whether the script ran is unknown; either way the key expires by itself,
             # and the lock counts as lost (as a Redlock does with too few servers).
@@ -359,7 +577,8 @@ class RedisBackend(Backend):
         server = self.servers[0]
         key = self.keys(lease.name)[0]
         ttl_ms = max(1, int(ttl * 1000))
-        return bool(self.call(server, server.refresh, [key], [lease.handle, ttl_ms]))
+        # Not re-run here: the renewer tries again while the lease lasts.
+        return bool(self.call(server, server.refresh, [key], [lease.handle, ttl_ms], follow=False))
 
     def inspect(self, name: str) -> LockInfo | None:
         """The holder's payload, expiry, fencing token and version (always read afresh)."""
@@ -425,7 +644,7 @@ class RedisBackend(Backend):
         key = self.keys(lease.name)[0]
         server = self.servers[0]
         args = [lease.handle.payload, max(1, int(ttl * 1000))]
-        return bool(self.call(server, server.refresh_shared, [key], args))
+        return bool(self.call(server, server.refresh_shared, [key], args, follow=False))
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -480,9 +699,11 @@ class RedisBackend(Backend):
         from lockkit._threads import try_acquire_in_thread  # noqa: PLC0415
         from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
 
-        if shared:
+        if shared or self._blocking_side():
             # Readers run the blocking attempt; their waiter queues on the loop's side.
-            return await try_acquire_in_thread(self, name, owner, ttl, shared=True, waiter=None)
+            # So does an attempt that follows a failover or waits for replicas: it may
+            # sleep and re-run, and WAIT must follow its script on one connection.
+            return await try_acquire_in_thread(self, name, owner, ttl, shared=shared, waiter=None)
         if self._unchecked:
             await asyncio.to_thread(self.check_eviction)  # once per server: one INFO
         mine = waiter if isinstance(waiter, RedisWaiter) and waiter.backend is self else None
@@ -490,13 +711,21 @@ class RedisBackend(Backend):
 
     async def release_async(self, lease: Lease) -> bool:
         """`release` over ``redis.asyncio``; completes even if the caller is cancelled."""
-        if isinstance(lease.handle, Reader):
+        if isinstance(lease.handle, Reader) or self._blocking_side():
             import asyncio  # noqa: PLC0415
 
             return await asyncio.to_thread(self.release, lease)
         from lockkit.backends.redis._async import for_backend  # noqa: PLC0415
 
         return await for_backend(self).release(self, lease)
+
+    def _blocking_side(self) -> bool:
+        """Whether asyncio callers run attempts and releases in a worker thread.
+
+        With `min_replicas` or a Sentinel: the blocking side confirms and follows
+        failovers (`try_acquire`, `call`); waiting stays on the event loop.
+        """
+        return bool(self.min_replicas) or self.servers[0].follows_failover
 
     async def inspect_async(self, name: str) -> LockInfo | None:
         """`inspect` over ``redis.asyncio``."""
@@ -553,6 +782,56 @@ class RedisBackend(Backend):
             ok=False,
             reason="needs a server URL: LOCKKIT_BACKEND=redis://host:6379/0 (or settings url)",
         )
+
+
+class _Unconfirmed(Exception):
+    """Too few replicas confirmed an acquisition; ``error`` is what the caller gets."""
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _backend_options(options: dict[str, str], url: str) -> dict[str, Any]:
+    """`RedisBackend` keyword arguments from the URL options lockkit reads itself.
+
+    Raises:
+        SettingsError: A value is invalid (said with the URL, without its password).
+    """
+    kwargs: dict[str, Any] = {}
+    for key in ("prefix", "root"):
+        if key in options:
+            kwargs[key] = options[key]
+    try:
+        if "ttl" in options:
+            kwargs["default_ttl"] = parse("ttl", options["ttl"], "ttl=")
+        if "poll" in options:
+            kwargs["poll"] = parse("poll", options["poll"], "poll=")
+        for key in ("replica_timeout", "failover_timeout"):
+            if key in options:
+                kwargs[key] = parse("poll", options[key], f"{key}=")
+        if "min_replicas" in options:
+            text = options["min_replicas"].strip()
+            if not text.isdigit():
+                raise ValueError(  # noqa: TRY301
+                    f"min_replicas={options['min_replicas']!r} is not a whole number "
+                    f"(0 to {MAX_REPLICAS})"
+                )
+            kwargs["min_replicas"] = int(text)
+    except ValueError as exc:
+        raise SettingsError(f"{exc} in Redis URL {redact_url(url)}") from None
+    return kwargs
+
+
+def _expiry(lease: Lease) -> float | None:
+    """When ``lease``'s key expires by itself, on the `time.monotonic` clock.
+
+    ``None``: unknown. A release re-run past it (a failover) would find nothing to release.
+    """
+    if lease.expires is None:
+        return None
+    left = (lease.expires - dt.datetime.now(dt.UTC)).total_seconds()
+    return time.monotonic() + left
 
 
 def _default_root() -> str:
