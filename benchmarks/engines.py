@@ -1,8 +1,11 @@
-"""Private PostgreSQL and etcd servers for one run: the other distributed engines.
+"""Private servers for one run: Redis deployments and the other distributed engines.
 
-The ``lockkit-postgres`` and ``lockkit-etcd`` plugins are measured beside Redis when
-they are installed and their server binaries exist (Debian: ``postgresql``,
-``etcd-server``). Each engine gets one server for the whole run, started by the
+Redis behind Sentinel (a primary, two replicas, three sentinels) and a Redis Cluster
+(three masters with a replica each) are measured beside the standalone Redis server,
+from the same ``redis-server`` binary (`benchmarks.redissentinel`,
+`benchmarks.rediscluster`). The ``lockkit-postgres`` and ``lockkit-etcd`` plugins are
+measured beside Redis when they are installed and their server binaries exist (Debian:
+``postgresql``, ``etcd-server``). Each engine gets one server for the whole run, started by the
 plugin's own launcher (`lockkit_postgres.server`, `lockkit_etcd.server`, the ones its
 tests use): loopback only, a temporary data directory, durable only as far as the OS
 cache (``fsync=off``, ``--unsafe-no-fsync``, as the private Redis keeps nothing on
@@ -51,6 +54,7 @@ class Engine:
 
 
 ENGINES = (
+    Engine("sentinel", "Redis Sentinel", "redis", "lockkit[redis]", (), "redis-server"),
     Engine(
         "postgres",
         "PostgreSQL",
@@ -77,8 +81,23 @@ def _missing(engine: Engine) -> str | None:
     """Why ``engine`` cannot be measured here, or ``None`` when it can."""
     for module in (engine.plugin, *engine.needs):
         if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install -e plugins/{engine.distribution})"
+            where = engine.distribution
+            hint = where if "[" in where else f"-e plugins/{where}"
+            return f"{module} is not installed (pip install '{hint}')"
     return None
+
+
+@contextlib.contextmanager
+def _sentinel() -> Iterator[tuple[str, str]]:
+    from benchmarks.redissentinel import running_sentinel  # noqa: PLC0415
+    from benchmarks.redisserver import find_binary  # noqa: PLC0415
+
+    binary = find_binary()
+    if binary is None:
+        raise LookupError("no redis-server on PATH")
+    with running_sentinel(binary, die_with_parent=True) as deployment:
+        version = _version([binary, "--version"]).split(" sha=")[0]
+        yield deployment.url(), f"{version}: 1 primary, 2 replicas, 3 sentinels"
 
 
 @contextlib.contextmanager
@@ -117,7 +136,7 @@ def start(
     if why is not None:
         skipped.append(f"{engine.title} subjects: {why}")
         return None
-    launcher = _postgres if engine.family == "postgres" else _etcd
+    launcher = {"postgres": _postgres, "etcd": _etcd, "sentinel": _sentinel}[engine.family]
     try:
         url, version = stack.enter_context(launcher())
     except LookupError as exc:

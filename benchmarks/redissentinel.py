@@ -40,8 +40,11 @@ __all__ = [
 SERVICE = "lockkit"
 """The service (master) name the sentinels monitor."""
 
-DOWN_AFTER_MS = 1000
-"""How long a primary must not answer before a sentinel judges it down."""
+DOWN_AFTER_MS = 2000
+"""How long a primary must not answer before a sentinel judges it down.
+
+Sentinels ping once a second: at 1000 ms a primary promoted a moment before was at
+times judged down before its first ping, and failed over again."""
 
 FAILOVER_TIMEOUT_MS = 1500
 """Sentinel's ``failover-timeout``: a sentinel retries a failover of the same service

@@ -50,7 +50,11 @@ def _subject(name: str, error: str) -> str:
     return f"{name} (FAILED: {error})" if error else name
 
 
-_ENGINES = (("postgres", "PostgreSQL"), ("etcd", "etcd"))
+_ENGINES = (
+    ("sentinel", "Redis Sentinel"),
+    ("postgres", "PostgreSQL"),
+    ("etcd", "etcd"),
+)
 
 
 def _server(found: dict[str, object] | None) -> str:

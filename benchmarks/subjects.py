@@ -176,6 +176,20 @@ def _plugin_subjects() -> list[Subject]:
 def engine_subjects(engines: dict[str, str]) -> list[Subject]:
     """PostgreSQL and etcd, each on the server whose URL ``engines`` maps its family to."""
     subjects = []
+    sentinel = engines.get("sentinel")
+    if sentinel is not None:
+        subjects += [
+            Subject(
+                "lockkit redis sentinel", "lockkit", "redis", f"lockkit:{sentinel}", redis=True
+            ),
+            Subject(
+                "lockkit redis sentinel min_replicas=1",
+                "lockkit",
+                "redis",
+                f"lockkit:{sentinel}?min_replicas=1",
+                redis=True,
+            ),
+        ]
     pg = engines.get("postgres")
     if pg is not None:
         subjects += [

@@ -6,6 +6,7 @@ replica, and the old primary comes back as a replica (`SentinelDeployment.fail_o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -72,6 +73,13 @@ def test_bad_urls_are_settings_errors(url: str, says: str) -> None:
         RedisBackend.from_url(url)
 
 
+def test_min_replicas_is_refused_for_a_redlock() -> None:
+    with pytest.raises(SettingsError, match="Redlock"):
+        RedisBackend(["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"], min_replicas=1)
+    with pytest.raises(TypeError, match="min_replicas must be an int"):
+        RedisBackend("redis://127.0.0.1:1/0", min_replicas=1.5)  # type: ignore[arg-type]
+
+
 def test_password_never_shown() -> None:
     url = f"redis+sentinel://user:{SECRET}@127.0.0.1:1,127.0.0.1:2/svc/zero"
     with pytest.raises(SettingsError) as caught:
@@ -82,8 +90,11 @@ def test_password_never_shown() -> None:
     assert "127.0.0.1:1,127.0.0.1:2" in repr(backend)
     # Nobody listens there: the error names the sentinels, never the password.
     lock = lockkit.Lock("x", backend=backend, timeout=0.5)
-    with pytest.raises(BackendUnavailable) as unreachable:
-        lock.acquire()
+    try:
+        with pytest.raises(BackendUnavailable) as unreachable:
+            lock.acquire()
+    finally:
+        backend.close()
     assert SECRET not in str(unreachable.value)
     assert "No master found" in str(unreachable.value)
 
@@ -199,15 +210,16 @@ def test_failovers_with_min_replicas_keep_one_holder_and_rising_tokens(
     assert run.lost_updates == 0
 
 
+@pytest.mark.slow
 def test_unreplicated_lock_has_two_holders_after_failover_without_min_replicas(
     sentinel_deployment: SentinelDeployment,
 ) -> None:
     """The gap `min_replicas` closes, shown: a lock the replicas never saw is granted again.
 
     The replicas are stopped and their links cut (``CLIENT KILL TYPE replica``) right
-    before the lock is taken and the primary is killed: the replica promoted has no key. The fencing token
-    still rises (the clock floor of `_scripts`), so a fenced resource refuses the first
-    holder.
+    before the lock is taken and the primary is killed: the replica promoted has no
+    key. The fencing token still rises (the clock floor of `_scripts`), so a fenced
+    resource refuses the first holder.
     """
     url = sentinel_deployment.url(failover_timeout=30)
     first = lockkit.Lock("sentinel/gap", backend=url, timeout=5)
@@ -249,6 +261,7 @@ def test_unreplicated_lock_has_two_holders_after_failover_without_min_replicas(
         first.release()  # reported lost, not raised
 
 
+@pytest.mark.slow
 def test_holder_and_waiter_ride_through_a_failover(
     sentinel_deployment: SentinelDeployment,
 ) -> None:
@@ -293,3 +306,28 @@ def test_holder_and_waiter_ride_through_a_failover(
     assert isinstance(outcome[0], int), outcome
     assert outcome[0] > before
     assert lost == []
+
+
+def test_asynclock_through_sentinel(sentinel_deployment: SentinelDeployment) -> None:
+    url = sentinel_deployment.url(min_replicas=1)
+
+    async def take_after(second: lockkit.AsyncLock) -> int:
+        async with second:
+            assert second.lease is not None
+            assert second.lease.fencing_token is not None
+            return second.lease.fencing_token
+
+    async def main() -> tuple[int, int]:
+        first = lockkit.AsyncLock("sentinel/async", backend=url)
+        second = lockkit.AsyncLock("sentinel/async", backend=url, timeout=10)
+        async with first:
+            assert first.lease is not None
+            assert first.lease.fencing_token is not None
+            before = first.lease.fencing_token
+            waiting = asyncio.create_task(take_after(second))
+            await asyncio.sleep(0)
+            assert not waiting.done()  # the first still holds it
+        return before, await waiting
+
+    before, after = asyncio.run(main())
+    assert after > before

@@ -197,6 +197,12 @@ class _LoopSide:
             await self.client.connection_pool.disconnect()
         with contextlib.suppress(Exception):
             await self._listen_pool.disconnect()
+        for pool in (self.client.connection_pool, self._listen_pool):
+            # A Sentinel pool's manager keeps connections to the sentinels.
+            manager = getattr(pool, "sentinel_manager", None)
+            for sentinel in getattr(manager, "sentinels", ()):
+                with contextlib.suppress(Exception):
+                    await sentinel.connection_pool.disconnect()
 
     def new_channel(self) -> str:
         """A channel under this loop's pattern, for one acquisition's waits."""

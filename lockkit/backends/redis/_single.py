@@ -196,6 +196,12 @@ class RedisBackend(Backend):
         self.replica_timeout = check("poll", replica_timeout, "replica_timeout")
         self.failover_timeout = check("poll", failover_timeout, "failover_timeout")
         self.root = root or _default_root()
+        if min_replicas and len(self.urls) > 1:
+            raise SettingsError(
+                "min_replicas applies to one server or one Sentinel service; a Redlock "
+                "over several masters stays safe by its quorum of independent servers "
+                "instead: drop min_replicas, or give one URL"
+            )
         self.servers = [connect(url) for url in self.urls]
         self.quorum = len(self.servers) // 2 + 1
         self.listeners = [Listeners(server, prefix, self.poll) for server in self.servers]
@@ -762,6 +768,10 @@ class RedisBackend(Backend):
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.client.connection_pool.disconnect()
+            if server.sentinel is not None:
+                for sentinel in server.sentinel.manager.sentinels:
+                    with contextlib.suppress(Exception):
+                        sentinel.connection_pool.disconnect()
 
     def forget_keys(self, name: str | os.PathLike[str]) -> None:
         """Delete every key of a lock nobody holds, fencing counter included.
