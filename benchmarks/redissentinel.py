@@ -274,13 +274,7 @@ class SentinelDeployment:
         ``before_kill`` is called with the primary's port just before it is killed,
         ``after_kill`` right after.
         """
-        # A sentinel votes in one failover of a service per 2 x failover-timeout: kill
-        # sooner and the election of the next leader stalls, or a sentinel that missed
-        # the last failover starts one of its own. Waiting out Sentinel's timer here is
-        # part of the protocol, not a guess at how long something takes.
-        quiet = self._last_failover + 2 * FAILOVER_TIMEOUT_MS / 1000 + 0.5 - time.monotonic()
-        if quiet > 0:
-            time.sleep(quiet)
+        self._wait_out_failover_timer()
         old = self.primary_port()
         assert old is not None, "no sentinel names a primary"
         victim = self.server_on(old)
@@ -295,6 +289,31 @@ class SentinelDeployment:
         self.wait_until_ready(new, replicas=2)
         self._last_failover = time.monotonic()
         return old, new
+
+    def switch_over(self) -> tuple[int, int]:
+        """A coordinated failover (``SENTINEL FAILOVER``): the primary lives on, demoted.
+
+        Connections to it stay open and meet ``READONLY`` on their next write. Returns
+        ``(old port, new port)`` once every sentinel names the new primary and it has
+        both replicas online.
+        """
+        self._wait_out_failover_timer()
+        old = self.primary_port()
+        assert old is not None, "no sentinel names a primary"
+        command(self.sentinels[0].port, "SENTINEL", "FAILOVER", SERVICE)
+        new = self.wait_for_new_primary(old)
+        self.wait_until_ready(new, replicas=2)
+        self._last_failover = time.monotonic()
+        return old, new
+
+    def _wait_out_failover_timer(self) -> None:
+        # A sentinel votes in one failover of a service per 2 x failover-timeout: fail
+        # over sooner and the election of the next leader stalls, or a sentinel that
+        # missed the last failover starts one of its own. Waiting out Sentinel's timer
+        # is part of the protocol, not a guess at how long something takes.
+        quiet = self._last_failover + 2 * FAILOVER_TIMEOUT_MS / 1000 + 0.5 - time.monotonic()
+        if quiet > 0:
+            time.sleep(quiet)
 
 
 def _sentinel_field(port: int, field: str) -> str:

@@ -557,8 +557,16 @@ def _check_backend(
             name=f".lockkit-doctor-{cls.name}",
         )
     except Exception as exc:  # noqa: BLE001 - whatever the backend raised fails its check
-        unreachable = isinstance(exc, BackendUnavailable)
-        return attrs.evolve(checked, lock=LockCheck(ok=False, error=_failure(exc)))
+        # A server that answered but refused (too few replicas confirmed) is described
+        # too: its topology says why. One that did not answer is not asked again.
+        answered = getattr(exc, "server_answered", False)
+        unreachable = isinstance(exc, BackendUnavailable) and not answered
+        failed = attrs.evolve(checked, lock=LockCheck(ok=False, error=_failure(exc)))
+        if answered:
+            with contextlib.suppress(Exception):
+                topology, warned = _topology(Lock(path, backend=spec).backend)
+                failed = attrs.evolve(failed, notes=warned, topology=topology)
+        return failed
     finally:
         _remove_quietly(path)
         # Server backends keep per-lock keys (Redis: the fencing counter) that would

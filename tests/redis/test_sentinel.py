@@ -7,8 +7,12 @@ replica, and the old primary comes back as a replica (`SentinelDeployment.fail_o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -23,8 +27,6 @@ from lockkit.errors import BackendUnavailable, SettingsError
 from tests.helpers.fencing import FencedRun, run_fenced
 
 if TYPE_CHECKING:
-    import pathlib
-
     from benchmarks.redissentinel import SentinelDeployment
 
 pytestmark = [pytest.mark.redis]
@@ -331,3 +333,70 @@ def test_asynclock_through_sentinel(sentinel_deployment: SentinelDeployment) -> 
 
     before, after = asyncio.run(main())
     assert after > before
+
+
+def _doctor(url: str, directory: pathlib.Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "lockkit", "doctor", str(directory), "--backend", url),
+            *("--processes", "2", "--increments", "5", *extra),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_doctor_shows_the_topology_and_warns_without_min_replicas(
+    sentinel_deployment: SentinelDeployment, tmp_path: pathlib.Path
+) -> None:
+    primary = sentinel_deployment.primary_port()
+    plain = _doctor(sentinel_deployment.url(), tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert f"topology sentinel service 'lockkit': primary 127.0.0.1:{primary}" in plain.stdout
+    assert plain.stdout.count("topology   replica 127.0.0.1:") == 2
+    assert "without min_replicas a lock granted just before the primary fails" in plain.stdout
+    # Asking for every replica: nothing can be lost in a failover, so no warning.
+    everyone = _doctor(sentinel_deployment.url(min_replicas=2), tmp_path, "--json")
+    assert everyone.returncode == 0, everyone.stderr
+    report = json.loads(everyone.stdout)
+    (checked,) = [b for b in report["backends"] if b["name"] == "redis"]
+    assert len(checked["topology"]) == 3
+    assert checked["notes"] == []
+    # Asking for more replicas than there are: every acquisition would fail, and says so.
+    too_many = _doctor(sentinel_deployment.url(min_replicas=3, replica_timeout=0.1), tmp_path)
+    assert "has 2 replica(s) online but min_replicas=3" in too_many.stdout
+    assert "only 2 replica(s) confirmed" in too_many.stdout
+
+
+def test_doctor_on_a_standalone_server_names_its_role(
+    redis_url: str, tmp_path: pathlib.Path
+) -> None:
+    shown = _doctor(redis_url, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"topology server {redis_url}: master, 0 replica(s) online" in shown.stdout
+    asked = _doctor(redis_url + "?min_replicas=1&replica_timeout=0.1", tmp_path)
+    assert "has 0 replica(s) online but min_replicas=1" in asked.stdout
+    assert "only 0 replica(s) confirmed" in asked.stdout
+
+
+@pytest.mark.slow
+def test_a_demoted_primary_is_left_for_the_new_one(
+    sentinel_deployment: SentinelDeployment,
+) -> None:
+    """``SENTINEL FAILOVER`` demotes a live primary: kept connections meet ``READONLY``."""
+    backend = RedisBackend.from_url(sentinel_deployment.url(min_replicas=1))
+    try:
+        lock = lockkit.Lock("sentinel/demoted", backend=backend, timeout=10)
+        with lock:  # a connection to the primary, kept by this thread
+            pass
+        old, new = sentinel_deployment.switch_over()
+        assert old != new
+        with lock:
+            assert lock.lease is not None
+        assert command(new, "EXISTS", "lockkit:{sentinel/demoted}:fence") == b":1\r\n"
+        assert command(old, "ROLE").startswith(b"*5\r\n$5\r\nslave")
+    finally:
+        backend.close()

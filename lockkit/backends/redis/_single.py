@@ -795,10 +795,15 @@ class RedisBackend(Backend):
 
 
 class _Unconfirmed(Exception):
-    """Too few replicas confirmed an acquisition; ``error`` is what the caller gets."""
+    """Too few replicas confirmed an acquisition; ``error`` is what the caller gets.
+
+    The error is marked ``server_answered``: the server is up, and `lockkit doctor`
+    may ask it about its replicas.
+    """
 
     def __init__(self, error: BackendUnavailable) -> None:
         super().__init__(str(error))
+        error.server_answered = True  # type: ignore[attr-defined]
         self.error = error
 
 
