@@ -94,7 +94,7 @@ def _trials(
         second = lockkit.Lock(name, backend=url, timeout=0)
         try:
             second.acquire()
-        except lockkit.LockError:
+        except lockkit.LockTimeout:
             pass  # the promoted replica had the first grant: one holder
         else:
             doubles += 1

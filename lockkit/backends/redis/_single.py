@@ -40,7 +40,13 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit._log import log
 from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
-from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
+from lockkit.backends.redis._conn import (
+    GRACE,
+    connect,
+    eviction_warning,
+    import_redis,
+    unavailable,
+)
 from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
 from lockkit.backends.redis._scripts import QUEUE_TTL_MS, queued_args
 from lockkit.backends.redis._sentinel import SCHEMES as SENTINEL_SCHEMES
@@ -321,12 +327,16 @@ class RedisBackend(Backend):
     def _following(self, until: float | None = None) -> Iterator[float]:
         """The pauses before each re-run while a failover lasts (backing off to 0.5 s).
 
-        Ends at the acquisition's deadline (`lockkit._deadline`), or `failover_timeout`
-        from now, whichever comes first.
+        Ends at the acquisition's deadline (`lockkit._deadline`) plus `._conn.GRACE`, or
+        `failover_timeout` from now, whichever comes first. The grace lets even a
+        ``timeout=0`` attempt that met a connection to a primary that is gone or demoted
+        (kept since before the failover) be re-run on a fresh one.
         """
         start = time.monotonic()
         until = min(
-            current_deadline(), start + self.failover_timeout, math.inf if until is None else until
+            current_deadline() + GRACE,
+            start + self.failover_timeout,
+            math.inf if until is None else until,
         )
         pause = 0.02
         while (left := until - time.monotonic()) > 0:
