@@ -54,7 +54,8 @@ def _mask_url(url: str) -> str:
         rest = f"{shown}@{rest[at + 1 :]}"
     else:
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-        if not _pattern("host_port").fullmatch(authority):
+        # A cluster URL's authority lists its seeds: host:port,host:port...
+        if not all(_pattern("host_port").fullmatch(part) for part in authority.split(",")):
             # Not host:port (``redis://:pa`` of a password cut at a space): hide it.
             rest = "***" + rest[len(authority) :]
     return _pattern("query_secret").sub(r"\1***", f"{scheme}://{rest}")

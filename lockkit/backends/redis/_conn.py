@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -47,6 +47,7 @@ from lockkit.backends.redis import _scripts
 from lockkit.errors import BackendUnavailable, SettingsError
 
 __all__ = [
+    "CLUSTER_SCHEMES",
     "GRACE",
     "IDLE_CHECK",
     "AsyncScript",
@@ -58,6 +59,7 @@ __all__ = [
     "connect",
     "eviction_warning",
     "import_redis",
+    "is_cluster_url",
     "pack_command",
     "time_left",
     "unavailable",
@@ -572,13 +574,30 @@ class Server:
         return redact_url(self.url)
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes of a Redis Cluster (``rediss+cluster``: TLS); see `._cluster`."""
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (its scheme is one of `CLUSTER_SCHEMES`)."""
+    return url.lstrip().lower().startswith(("redis+cluster://", "rediss+cluster://"))
+
+
 def connect(url: str) -> Server:
     """A `Server` for ``url`` (no connection is made yet).
+
+    A Redis Cluster URL (``redis+cluster://``, ``rediss+cluster://``) makes a
+    `._cluster.ClusterServer` instead, which offers the same attributes.
 
     Raises:
         SettingsError: The URL or one of its options is invalid (said without its
             password).
     """
+    if is_cluster_url(url):
+        from lockkit.backends.redis import _cluster  # noqa: PLC0415 - cluster users only
+
+        # Duck-typed: it has every attribute of `Server` the backend uses.
+        return cast("Server", _cluster.connect(url))
     redis = redis_module()
     options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
     userinfo = url.rfind("@") >= 0

@@ -35,7 +35,14 @@ from lockkit._info import Lease, LockInfo, Owner
 from lockkit._log import log
 from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
-from lockkit.backends.redis._conn import connect, eviction_warning, import_redis, unavailable
+from lockkit.backends.redis._conn import (
+    CLUSTER_SCHEMES,
+    connect,
+    eviction_warning,
+    import_redis,
+    is_cluster_url,
+    unavailable,
+)
 from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
 from lockkit.backends.redis._scripts import QUEUE_TTL_MS, queued_args
 from lockkit.backends.redis._waiter import Listeners, RedisWaiter
@@ -74,7 +81,10 @@ class RedisBackend(Backend):
     """
 
     name: ClassVar[str] = "redis"
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "valkey", "valkeys")
+    schemes: ClassVar[tuple[str, ...]] = (
+        *("redis", "rediss", "unix", "valkey", "valkeys"),
+        *CLUSTER_SCHEMES,
+    )
     # A caller that will wait hands its waiter to the first attempt: if a listener is at
     # hand, the failing attempt queues it in the same round trip.
     eager_waiter: ClassVar[bool] = True
@@ -99,6 +109,18 @@ class RedisBackend(Backend):
     def __new__(cls, urls: Iterable[str] = (), **options: Any) -> Self:  # noqa: ANN401, ARG004
         """Several URLs make a Redlock: a `RedlockBackend`, whatever class was called."""
         urls = tuple(urls) if not isinstance(urls, str) else (urls,)
+        if any(is_cluster_url(url) for url in urls):
+            # A Redis Cluster: one URL (its commas separate seeds), its own class.
+            from lockkit.backends.redis._cluster import RedisClusterBackend  # noqa: PLC0415
+
+            if len(urls) > 1 or not issubclass(RedisClusterBackend, cls):
+                raise SettingsError(
+                    "a Redis Cluster URL must be the only URL: a Redlock over several "
+                    "clusters, or a cluster mixed with other servers, is not supported: "
+                    + ", ".join(redact_url(url) for url in urls)
+                )
+            cluster: Any = object.__new__(RedisClusterBackend)
+            return cluster  # type: ignore[no-any-return]
         several = RedisBackend._several_servers
         if cls is RedisBackend and len(urls) > 1 and several is not None:
             redlock: Any = object.__new__(several)
@@ -153,7 +175,9 @@ class RedisBackend(Backend):
     def from_url(cls, url: str) -> Self:
         """Build from ``redis://``, ``rediss://`` or ``unix://`` URLs, comma-separated.
 
-        Several URLs make a `RedlockBackend`. Query options read by lockkit (and
+        Several URLs make a `RedlockBackend`. A ``redis+cluster://`` (or
+        ``rediss+cluster://``) URL makes a `._cluster.RedisClusterBackend`: its commas
+        separate the ``host:port`` seeds of one cluster. Query options read by lockkit (and
         removed before redis-py sees the URL): ``prefix`` (key prefix, default
         ``lockkit:``), ``ttl`` (default lifetime in seconds), ``root``, ``poll``
         (longest wait between re-checks, seconds). Everything else is redis-py's:
@@ -162,7 +186,8 @@ class RedisBackend(Backend):
         """
         options: dict[str, str] = {}
         urls = []
-        for part in url.split(","):
+        # In a cluster URL, commas separate the seed nodes of one cluster.
+        for part in [url] if is_cluster_url(url) else url.split(","):
             raw = part.strip()
             if not raw:
                 continue
