@@ -299,6 +299,10 @@ def running_cluster(
         cluster.create()
         yield cluster
     finally:
+        # All told at once, then waited for: they shut down side by side.
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.process.terminate()
         for server in servers:
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
