@@ -77,7 +77,7 @@ def command(port: int, *args: str | int, timeout: float = 5.0) -> object:
 
     client = redis.Redis(port=port, socket_timeout=timeout, decode_responses=True)
     try:
-        return client.execute_command(*args)
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py: untyped
     finally:
         client.close()
 
@@ -126,13 +126,38 @@ class RedisCluster:
         if result.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{result.stdout[-2000:]}")
         self.wait_ready()
+        self.wait_replicated()
+
+    def wait_replicated(self, timeout: float = _READY_TIMEOUT) -> None:
+        """Return once every master has a replica online (its first sync done).
+
+        Until then ``WAIT`` blocks for its whole timeout and a failover loses writes.
+
+        Raises:
+            RuntimeError: Not so within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            online = []
+            for master in self.masters():
+                info = command(master.port, "INFO", "replication")
+                assert isinstance(info, dict)  # redis-py parses INFO
+                replica = info.get("slave0")
+                online.append(isinstance(replica, dict) and replica.get("state") == "online")
+            if all(online):
+                return
+            time.sleep(0.05)  # no event to wait for: the sync runs on the servers' clock
+        raise RuntimeError(f"the replicas did not sync within {timeout:.0f} s")
 
     def live_ports(self) -> list[int]:
         """Ports of the nodes whose process runs."""
         return [s.port for s in self.servers if s.process is not None and s.process.poll() is None]
 
     def wait_ready(self, timeout: float = _READY_TIMEOUT) -> None:
-        """Return once every live node says ``cluster_state:ok`` and the masters agree.
+        """Return once every live node says ``cluster_state:ok`` and they agree on the masters.
+
+        Each slot's master must be a live node: after a master is killed, this returns
+        once its replica has taken over.
 
         Raises:
             RuntimeError: Not ready within ``timeout`` seconds.
@@ -146,7 +171,12 @@ class RedisCluster:
             except Exception as exc:  # noqa: BLE001 - a node still starting: ask again
                 last = str(exc)
             else:
-                if all("cluster_state:ok" in state for state in states) and len(views) == 1:
+                live = set(self.live_ports())
+                if (
+                    all("cluster_state:ok" in state for state in states)
+                    and len(views) == 1
+                    and all(port in live for _, _, port in next(iter(views)))
+                ):
                     return
                 last = f"{len(views)} views of the slots; states ok: " + str(
                     ["cluster_state:ok" in state for state in states]
@@ -286,6 +316,8 @@ def running_cluster(
                     node_dir,
                     *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
                     *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+                    # Replicas sync at once, not after the default 5 s of waiting for more.
+                    *("--repl-diskless-sync-delay", "0"),
                     # A replica that cannot reach its master for a moment may still be
                     # promoted: the test cluster favours availability.
                     *("--cluster-replica-validity-factor", "0"),

@@ -163,7 +163,7 @@ def parse_url(url: str) -> tuple[str, str, list[tuple[str, int]], str]:
     assert hosts is not None
     tail = rest[hosts.end() :]
     path, _, query = tail.partition("?")
-    if "://" in hosts.group(0) or "://" in tail:
+    if "://" in rest.partition("?")[0]:
         raise SettingsError(
             f"invalid Redis Cluster URL {shown}: its commas separate host:port seeds of one "
             "cluster; a Redlock over several clusters, or a cluster mixed with other "
@@ -327,7 +327,7 @@ class ClusterServer:
         stale: The slot map must be read again before the next script.
     """
 
-    _SCRIPTS: ClassVar[dict[str, str]] = {
+    SCRIPTS: ClassVar[dict[str, str]] = {  # attribute: standalone text (made cluster_text)
         "acquire": _scripts.ACQUIRE,
         "acquire_queued": _scripts.ACQUIRE_QUEUED,
         "release": _scripts.RELEASE,
@@ -375,7 +375,7 @@ class ClusterServer:
         # Options are checked here, on the first seed: a wrong one is a SettingsError now.
         self.node_at(self.seeds[0])
         self.client = ClusterClient(self)
-        for attribute, text in self._SCRIPTS.items():
+        for attribute, text in self.SCRIPTS.items():
             setattr(self, attribute, ClusterScript(cluster_text(text), self))
 
     def __repr__(self) -> str:
