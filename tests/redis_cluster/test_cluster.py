@@ -367,6 +367,39 @@ def test_ask_and_tryagain_during_a_migration_are_followed(
         redis_cluster.wait_ready()
 
 
+def test_a_waiter_follows_its_lock_to_the_new_master(
+    redis_cluster: RedisCluster, redis_cluster_url: str, other_master: Callable[[str], Any]
+) -> None:
+    """The move ends the waiter's sharded subscription; it queues anew and is woken there."""
+    url = f"{redis_cluster_url}?poll=10"  # a hand-off within 1 s is a wake-up's doing
+    name = "cluster/follow"
+    waiters = f"{_key(name)}:waiters"
+    source = redis_cluster.owner(redis_cluster.keyslot(_key(name)))
+    target = other_master(name)
+    holder = lockkit.Lock(name, backend=url)
+    holder.acquire()
+    got = threading.Event()
+
+    def wait() -> None:
+        with lockkit.Lock(name, backend=url, timeout=20):
+            got.set()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    try:
+        _until(lambda: command(source.port, "LLEN", waiters) == 1)
+        redis_cluster.move_slot(redis_cluster.keyslot(_key(name)), target)
+        # Its entry moved with the slot; told "sunsubscribe", it queued a second one,
+        # listening on the new master.
+        _until(lambda: command(target.port, "LLEN", waiters) == 2)  # noqa: PLR2004
+        released_at = time.monotonic()
+        holder.release()
+        assert got.wait(timeout=5), "the waiter was not woken on the new master"
+        assert time.monotonic() - released_at < 1.0
+    finally:
+        thread.join(timeout=30)
+
+
 @pytest.mark.multiprocess
 def test_a_slot_moved_during_contention_loses_nothing(
     redis_cluster: RedisCluster, redis_cluster_url: str, other_master: Callable[[str], Any]

@@ -58,6 +58,7 @@ the script did before, it never leaves two holders, and fencing tokens still ris
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -135,8 +136,10 @@ def _text(value: Any) -> str:  # noqa: ANN401 - a raw RESP value
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _slot_of(key: str) -> int:
-    from redis.crc import key_slot
+    """The cluster slot of ``key`` (redis-py's CRC16 of its hash tag), cached per key."""
+    from redis.crc import key_slot  # redis-py is imported on first use
 
     return int(key_slot(key.encode()))
 
