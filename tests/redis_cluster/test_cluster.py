@@ -391,7 +391,7 @@ def test_a_waiter_follows_its_lock_to_the_new_master(
         redis_cluster.move_slot(redis_cluster.keyslot(_key(name)), target)
         # Its entry moved with the slot; told "sunsubscribe", it queued a second one,
         # listening on the new master.
-        _until(lambda: command(target.port, "LLEN", waiters) == 2)  # noqa: PLR2004
+        _until(lambda: command(target.port, "LLEN", waiters) == 2)
         released_at = time.monotonic()
         holder.release()
         assert got.wait(timeout=5), "the waiter was not woken on the new master"
