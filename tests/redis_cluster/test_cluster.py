@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -224,11 +225,28 @@ def test_a_release_wakes_a_waiter_through_sharded_pubsub(
     assert tokens == [holder_token + 1]
 
 
-def test_wait_replicas_runs_on_the_connection_that_took_the_lock(redis_cluster_url: str) -> None:
+def test_wait_replicas_runs_on_the_connection_that_took_the_lock(
+    redis_cluster: RedisCluster, redis_cluster_url: str
+) -> None:
     backend = _backend(redis_cluster_url)
     name = "cluster/wait"
+    key = backend.keys(name)[0]
+    master = redis_cluster.owner(redis_cluster.keyslot(key))
+    (replica,) = [n for n in redis_cluster.nodes() if n.master_id == master.node_id]
+    process = redis_cluster.server(replica.port).process
+    assert process is not None
     with lockkit.Lock(name, backend=backend):
-        assert backend.cluster.wait_replicas(backend.keys(name)[0], 1, 5000) == 1
+        assert backend.cluster.wait_replicas(key, 1, 5000) == 1
+    # With the replica stopped, WAIT counts it only on a connection with no writes
+    # since: on the one that took the lock, nobody acknowledges the acquisition.
+    process.send_signal(signal.SIGSTOP)
+    try:
+        with lockkit.Lock(name, backend=backend):
+            assert backend.cluster.wait_replicas(key, 1, 200) == 0
+    finally:
+        process.send_signal(signal.SIGCONT)
+    redis_cluster.wait_ready()
+    redis_cluster.wait_replicated()
 
 
 def test_describe_lists_masters_slots_and_replicas(
