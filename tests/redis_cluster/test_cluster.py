@@ -93,8 +93,15 @@ def test_cluster_scripts_publish_to_shard_channels_and_standalone_ones_do_not() 
         assert "'publish'" not in variant
         assert variant.count("'spublish'") == text.count("'publish'")
         assert "spublish" not in text
-    # Both PUBLISHes of the hand-off (a wake-up, a grant) become SPUBLISH.
-    assert cluster_text(_scripts.RELEASE).count("redis.call('spublish', ") == 2
+    # Both PUBLISHes of the hand-off (a wake-up, a grant) become SPUBLISH, and the
+    # hand-off stops where a migrating slot's old master refuses a key (pcall).
+    release = cluster_text(_scripts.RELEASE)
+    assert release.count("redis.call('spublish', ") == 2
+    assert release.count("redis.pcall(") == 2
+    for name in ("RELEASE", "LEAVE", "BREAK", "ACQUIRE_SHARED", "RELEASE_SHARED"):
+        text = getattr(_scripts, name)
+        assert "redis.pcall(" not in text
+        assert cluster_text(text).count("redis.pcall(") == 2, name
 
 
 @pytest.mark.parametrize(

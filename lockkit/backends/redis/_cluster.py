@@ -47,12 +47,23 @@ move only delays a waiter until its ``poll`` re-check.
 (like a Redlock); an asyncio waiter re-checks with backoff up to ``poll`` instead of
 being woken.
 
+**While a slot migrates** (``redis-cli --cluster reshard``), Redis runs a script on
+the old master only if every key it names is still there, and on the new one (after
+``ASKING``) only if every key is already there; otherwise it answers ``ASK`` or
+``TRYAGAIN`` before anything runs. A script naming a key that exists on neither (a
+lock's queue when nobody waits, its value when it is free) so gets ``TRYAGAIN`` until
+the slot's move ends: retried as above, then `lockkit.errors.BackendUnavailable`
+(a release then reports the lock lost; its key expires by itself). ``redis-cli``
+moves a slot's few keys and ends the move within milliseconds. A script that runs on
+the old master and touches a key the move took away meanwhile (the lock's key its
+release just deleted, to set it for the next waiter) is stopped mid-way by Redis: the
+cluster variants of the scripts stop the hand-off there instead (`cluster_text`),
+leaving the lock free, never held twice; that waiter re-checks at its ``poll``.
+
 **Limitations.** A lock name starting with ``}`` has no usable hash tag and is
-refused (`lockkit.errors.InvalidLockName`). While a slot is being migrated, Redis
-rejects a script that touches a key the old master no longer (or not yet) has with
-"Script attempted to access a non local key"; such an operation fails with
-`lockkit.errors.BackendUnavailable` (a release then reports the lock lost; whatever
-the script did before, it never leaves two holders, and fencing tokens still rise).
+refused (`lockkit.errors.InvalidLockName`). ``WAIT`` (`ClusterServer.wait_replicas`)
+is sent on the connection that ran this thread's last script for the slot; if that
+connection was replaced since (after an error), it counts the new connection's writes.
 """
 
 from __future__ import annotations
@@ -119,13 +130,44 @@ _IDLE_LISTENERS = 64
 """Idle listeners kept per process and cluster, over all lock names."""
 
 
-def cluster_text(text: str) -> str:
-    """A script's cluster variant: ``PUBLISH`` becomes ``SPUBLISH`` (sharded pub/sub).
+# The cluster variants' substitutions: (standalone text, cluster text).
+_CLUSTER_EDITS = (
+    # Sharded pub/sub: the count of receivers is exact on the slot's master.
+    ("redis.call('publish', ", "redis.call('spublish', "),
+    # While its slot migrates, the old master refuses (with an error, mid-script) a
+    # command on a key it does not have: the queue that a pop just emptied, the lock's
+    # key that the release just deleted. The hand-off then stops there, the lock left
+    # free (a waiter re-checks at its poll), instead of failing a release that did
+    # release: pcall returns such an error as a table.
+    # (A reply that is not an error may be a table too: SET's status is {ok='OK'}.)
+    (
+        "local entry = redis.call('lindex', KEYS[3], 0)\n    if not entry then return end",
+        (
+            "local entry = redis.pcall('lindex', KEYS[3], 0)\n"
+            "    if not entry or type(entry) == 'table' then return end"
+        ),
+    ),
+    (
+        "redis.call('set', KEYS[1], value, 'PX', string.sub(entry, b + 1, c - 1))",
+        (
+            "local set = redis.pcall('set', KEYS[1], value, 'PX', string.sub(entry, b + 1, c - 1))"
+            "\n      if type(set) == 'table' and set['err'] then return end"
+        ),
+    ),
+)
 
-    Redis 7 allows ``SPUBLISH`` in scripts when the channel hashes to the script's slot,
-    which a waiter's channel does (it carries the lock's hash tag).
+
+def cluster_text(text: str) -> str:
+    """A script's cluster variant (the standalone scripts stay exactly as they are).
+
+    ``PUBLISH`` becomes ``SPUBLISH`` (sharded pub/sub): Redis 7 allows it in scripts
+    when the channel hashes to the script's slot, which a waiter's channel does (it
+    carries the lock's hash tag). The hand-off stops, rather than fails, where a
+    migrating slot's old master refuses a key it no longer has (see `_CLUSTER_EDITS`).
     """
-    return text.replace("redis.call('publish', ", "redis.call('spublish', ")
+    for standalone, cluster in _CLUSTER_EDITS:
+        text = text.replace(standalone, cluster)
+    return text
 
 
 def _sha(text: str) -> str:
