@@ -108,6 +108,7 @@ __all__ = [
     "ClusterScript",
     "ClusterServer",
     "RedisClusterBackend",
+    "cluster_error",
     "cluster_text",
     "connect",
     "failover_warnings_of",
@@ -242,6 +243,31 @@ def parse_url(url: str) -> tuple[str, str, list[tuple[str, int]], str]:
 # -- nodes and routing -----------------------------------------------------------------
 
 
+def cluster_error(exc: BaseException) -> BaseException:
+    """``exc``, as the redis-py class of its cluster reply (``MovedError``...) if it has one.
+
+    redis-py 8 parses ``-MOVED``, ``-ASK``, ``-TRYAGAIN`` and ``-CLUSTERDOWN`` into their
+    classes on any connection; before 6, only the connections of its own cluster client
+    did (``ClusterParser``), others raising a plain ``ResponseError``.
+    """
+    errors = redis_module().exceptions
+    if type(exc) is not errors.ResponseError:
+        return exc
+    code, _, rest = str(exc).partition(" ")
+    kind = {
+        "MOVED": errors.MovedError,
+        "ASK": errors.AskError,
+        "TRYAGAIN": errors.TryAgainError,
+        "CLUSTERDOWN": errors.ClusterDownError,
+    }.get(code)
+    if kind is None:
+        return exc
+    try:
+        return kind(rest) if kind in {errors.MovedError, errors.AskError} else kind(str(exc))
+    except ValueError:
+        return exc  # not "slot host:port": leave it as it came
+
+
 class _Node:
     """One node: its pool, each thread's kept connection, a client for odd commands."""
 
@@ -267,7 +293,7 @@ class _Node:
         asking: bool,
     ) -> Any:  # noqa: ANN401
         """``EVALSHA`` (after ``ASKING`` when asked to), loading the script if needed."""
-        execute = self.connection.execute
+        execute = self.execute
 
         def once() -> Any:  # noqa: ANN401
             if asking:
@@ -279,6 +305,16 @@ class _Node:
         except redis_module().exceptions.NoScriptError:
             execute("SCRIPT", "LOAD", script.text)
             return once()
+
+    def execute(self, *args: str | bytes | int) -> Any:  # noqa: ANN401 - a raw reply
+        """One command on this thread's connection; cluster replies raise their classes."""
+        try:
+            return self.connection.execute(*args)
+        except redis_module().exceptions.ResponseError as exc:
+            mapped = cluster_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
 
 
 class _Retry:
@@ -514,7 +550,7 @@ class ClusterServer:
             failure: BaseException | None = None
             for node in dict.fromkeys(candidates):
                 try:
-                    reply = node.connection.execute("CLUSTER", "SLOTS")
+                    reply = node.execute("CLUSTER", "SLOTS")
                 except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
                     failure = exc
                     continue
@@ -565,7 +601,7 @@ class ClusterServer:
         """
         slot = _slot_of(key)
         node = self._last.__dict__.get("nodes", {}).get(slot) or self.node_for(slot)
-        return int(node.connection.execute("WAIT", replicas, timeout_ms))
+        return int(node.execute("WAIT", replicas, timeout_ms))
 
     def cluster_nodes(self) -> str:
         """``CLUSTER NODES`` as the first node that answers tells it."""
@@ -574,7 +610,7 @@ class ClusterServer:
         known = [n for n in dict.fromkeys(self._slots) if n is not None]
         for node in dict.fromkeys([*known, *(self.node_at(seed) for seed in self.seeds)]):
             try:
-                return _text(node.connection.execute("CLUSTER", "NODES"))
+                return _text(node.execute("CLUSTER", "NODES"))
             except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
                 failure = exc
         assert failure is not None
@@ -660,10 +696,10 @@ class ClusterClient:
         slot = _slot_of(keys[0])
         node = self.cluster.node_for(slot)
         try:
-            return int(node.connection.execute("DEL", *keys))
+            return int(node.execute("DEL", *keys))
         except errors.MovedError as exc:
             node = self.cluster.moved(exc.slot_id, (exc.host, exc.port), node)
-            return int(node.connection.execute("DEL", *keys))
+            return int(node.execute("DEL", *keys))
 
 
 # -- CLUSTER NODES, for doctor ---------------------------------------------------------
@@ -801,8 +837,11 @@ class ClusterListeners(Listeners):
             node = self.cluster.node_for(slot)
             pubsub = node.client.pubsub()
             try:
-                pubsub.ssubscribe(channel)
-                self._confirm(pubsub)
+                try:
+                    pubsub.ssubscribe(channel)
+                    self._confirm(pubsub)
+                except errors.ResponseError as exc:
+                    raise cluster_error(exc) from None
             except errors.MovedError as exc:
                 pubsub.close()
                 self.cluster.moved(exc.slot_id, (exc.host, exc.port), node)
