@@ -27,6 +27,7 @@ from lockkit.backends.redis._cluster import (
     RedisClusterBackend,
     _Node,
     _Retry,
+    cluster_error,
     cluster_text,
     failover_warnings_of,
 )
@@ -104,6 +105,23 @@ def test_cluster_scripts_publish_to_shard_channels_and_standalone_ones_do_not() 
         assert cluster_text(text).count("redis.pcall(") == 2, name
 
 
+def test_cluster_replies_become_their_redis_py_classes_on_any_redis_py() -> None:
+    import redis.exceptions as errors
+
+    moved = cluster_error(errors.ResponseError("MOVED 8231 127.0.0.1:7002"))
+    assert isinstance(moved, errors.MovedError)
+    assert (moved.slot_id, moved.host, moved.port) == (8231, "127.0.0.1", 7002)
+    ask = cluster_error(errors.ResponseError("ASK 5 10.0.0.1:7000"))
+    assert type(ask) is errors.AskError
+    assert isinstance(cluster_error(errors.ResponseError("TRYAGAIN later")), errors.TryAgainError)
+    down = cluster_error(errors.ResponseError("CLUSTERDOWN The cluster is down"))
+    assert isinstance(down, errors.ClusterDownError)
+    other = errors.ResponseError("ERR unknown command")
+    assert cluster_error(other) is other
+    already = errors.MovedError("1 h:2")
+    assert cluster_error(already) is already
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -125,6 +143,23 @@ def test_wrong_cluster_urls_are_settings_errors(url: str, says: str) -> None:
     assert "hunter2" not in str(caught.value)
     with pytest.raises(SettingsError):
         lockkit.Lock("x", backend=url).acquire(timeout=0)
+
+
+def test_a_cluster_password_is_never_shown() -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"redis+cluster://lockkit:hunter2@127.0.0.1:{port},127.0.0.1:{port}"
+    backend = _backend(url)
+    assert "hunter2" not in repr(backend)
+    assert f"lockkit:***@127.0.0.1:{port},127.0.0.1:{port}" in repr(backend)
+    assert "hunter2" not in repr(backend.cluster)
+    with pytest.raises(BackendUnavailable) as caught:
+        lockkit.Lock("x", backend=url).acquire(timeout=0)
+    assert "cannot reach Redis" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_failover_warnings_of_a_master_without_replica() -> None:

@@ -263,9 +263,12 @@ def cluster_error(exc: BaseException) -> BaseException:
     if kind is None:
         return exc
     try:
-        return kind(rest) if kind in {errors.MovedError, errors.AskError} else kind(str(exc))
+        mapped: BaseException = (
+            kind(rest) if kind in {errors.MovedError, errors.AskError} else kind(str(exc))
+        )
     except ValueError:
         return exc  # not "slot host:port": leave it as it came
+    return mapped
 
 
 class _Node:
