@@ -162,6 +162,18 @@ def test_a_cluster_password_is_never_shown() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_tls_cluster_url_makes_tls_connections_to_every_node() -> None:
+    import redis
+
+    cluster = _backend("rediss+cluster://127.0.0.1:7000,[::1]:7001?ssl_cert_reqs=none").cluster
+    assert cluster.seeds == [("127.0.0.1", 7000), ("::1", 7001)]
+    for address in [*cluster.seeds, ("10.0.0.9", 7005)]:  # a node learnt from the map
+        pool = cluster.node_at(address).pool
+        assert issubclass(pool.connection_class, redis.SSLConnection)
+        assert (pool.connection_kwargs["host"], pool.connection_kwargs["port"]) == address
+        assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
+
+
 def test_failover_warnings_of_a_master_without_replica() -> None:
     nodes = "\n".join(
         [

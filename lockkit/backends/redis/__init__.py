@@ -13,6 +13,7 @@ The package:
 * `._payload`: what a key holds, as offers, leases and `lockkit.LockInfo`;
 * `._single`: `RedisBackend`, one server;
 * `._redlock`: `RedlockBackend`, several servers with a quorum;
+* `._cluster`: `RedisClusterBackend`, a Redis Cluster (``redis+cluster://host:port,...``);
 * `._waiter`: `RedisWaiter`, one acquisition's place in the hand-off queue;
 * `._async`: the same over ``redis.asyncio``.
 """
