@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import attrs
@@ -71,11 +72,15 @@ class ClusterNode:
     slots: list[tuple[int, int]]
 
 
-def command(port: int, *args: str | int, timeout: float = 5.0) -> object:
-    """Run one command on the node at ``port`` (a short-lived redis-py connection)."""
+def command(port: int, *args: str | int, timeout: float = 5.0, tls_ca: str | None = None) -> object:
+    """Run one command on the node at ``port`` (a short-lived redis-py connection).
+
+    With ``tls_ca`` (the CA file that verifies the node), over TLS.
+    """
     import redis  # optional dependency, imported where used
 
-    client = redis.Redis(port=port, socket_timeout=timeout, decode_responses=True)
+    tls = {"ssl": True, "ssl_ca_certs": tls_ca} if tls_ca else {}
+    client = redis.Redis(port=port, socket_timeout=timeout, decode_responses=True, **tls)
     try:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py: untyped
     finally:
@@ -88,12 +93,18 @@ class RedisCluster:
     Attributes:
         servers: The six `RedisServer` processes (any may be killed and restarted).
         cli: The ``redis-cli`` used to create the cluster.
+        tls_ca: The CA file that verifies the nodes, if they serve TLS only.
     """
 
-    def __init__(self, servers: list[RedisServer], cli: str) -> None:
-        """Wrap ``servers``, already started; `create` joins them."""
+    def __init__(self, servers: list[RedisServer], cli: str, tls_ca: str | None = None) -> None:
+        """Wrap ``servers``, already started; `create` joins them (over TLS with ``tls_ca``)."""
         self.servers = servers
         self.cli = cli
+        self.tls_ca = tls_ca
+
+    def command(self, port: int, *args: str | int) -> object:
+        """Run one command on the node at ``port`` (over TLS if the cluster is)."""
+        return command(port, *args, tls_ca=self.tls_ca)
 
     @property
     def ports(self) -> list[int]:
@@ -103,14 +114,19 @@ class RedisCluster:
     def url(self, scheme: str = "redis+cluster", *, seeds: int = 3) -> str:
         """``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`` naming ``seeds`` nodes."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports[:seeds])
-        return f"{scheme}://{hosts}"
+        if self.tls_ca is None:
+            return f"{scheme}://{hosts}"
+        ca = urllib.parse.quote(self.tls_ca, safe="")
+        return f"{scheme.replace('redis+', 'rediss+')}://{hosts}?ssl_ca_certs={ca}"
 
     def create(self) -> None:
         """``redis-cli --cluster create`` with one replica per master; wait until ready."""
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        tls = ["--tls", "--cacert", self.tls_ca] if self.tls_ca else []
         result = subprocess.run(
             [
                 self.cli,
+                *tls,
                 "--cluster",
                 "create",
                 *addresses,
@@ -140,7 +156,7 @@ class RedisCluster:
         while time.monotonic() < deadline:
             online = []
             for master in self.masters():
-                info = command(master.port, "INFO", "replication")
+                info = self.command(master.port, "INFO", "replication")
                 assert isinstance(info, dict)  # redis-py parses INFO
                 replica = info.get("slave0")
                 online.append(isinstance(replica, dict) and replica.get("state") == "online")
@@ -166,7 +182,7 @@ class RedisCluster:
         last = ""
         while time.monotonic() < deadline:
             try:
-                states = [str(command(port, "CLUSTER", "INFO")) for port in self.live_ports()]
+                states = [str(self.command(port, "CLUSTER", "INFO")) for port in self.live_ports()]
                 views = {self._slot_view(port) for port in self.live_ports()}
             except Exception as exc:  # noqa: BLE001 - a node still starting: ask again
                 last = str(exc)
@@ -185,13 +201,13 @@ class RedisCluster:
         raise RuntimeError(f"the cluster was not ready within {timeout:.0f} s: {last}")
 
     def _slot_view(self, port: int) -> tuple[tuple[int, int, int], ...]:
-        slots = command(port, "CLUSTER", "SLOTS")
+        slots = self.command(port, "CLUSTER", "SLOTS")
         assert isinstance(slots, list)
         return tuple(sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in slots))
 
     def nodes(self, port: int | None = None) -> list[ClusterNode]:
         """The nodes as ``CLUSTER NODES`` on ``port`` (default: the first live node) says."""
-        text = command(port or self.live_ports()[0], "CLUSTER", "NODES")
+        text = self.command(port or self.live_ports()[0], "CLUSTER", "NODES")
         found = []
         for line in str(text).splitlines():
             fields = line.split()
@@ -235,7 +251,7 @@ class RedisCluster:
 
     def keyslot(self, key: str) -> int:
         """``CLUSTER KEYSLOT key``, as the server computes it."""
-        return int(str(command(self.live_ports()[0], "CLUSTER", "KEYSLOT", key)))
+        return int(str(self.command(self.live_ports()[0], "CLUSTER", "KEYSLOT", key)))
 
     def begin_move(self, slot: int, target: ClusterNode) -> ClusterNode:
         """Mark ``slot`` importing on ``target`` and migrating on its owner; returns the owner.
@@ -245,19 +261,19 @@ class RedisCluster:
         source = self.owner(slot)
         if source.node_id == target.node_id:
             raise ValueError(f"slot {slot} is already served by {target.port}")
-        command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
-        command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+        self.command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        self.command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
         return source
 
     def migrate_keys(self, slot: int, source: ClusterNode, target: ClusterNode) -> int:
         """``MIGRATE`` every key of ``slot`` from ``source`` to ``target``; returns how many."""
         moved = 0
         while True:
-            keys = command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+            keys = self.command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
             assert isinstance(keys, list)
             if not keys:
                 return moved
-            command(
+            self.command(
                 source.port,
                 *("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "REPLACE", "KEYS", *keys),
             )
@@ -265,10 +281,10 @@ class RedisCluster:
 
     def finish_move(self, slot: int, target: ClusterNode) -> None:
         """``CLUSTER SETSLOT slot NODE target`` on the target, then every other master."""
-        command(target.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        self.command(target.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
         for node in self.masters():
             if node.node_id != target.node_id:
-                command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+                self.command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
 
     def move_slot(self, slot: int, target: ClusterNode) -> int:
         """Move ``slot`` and its keys to the master ``target``; returns the keys moved."""
@@ -295,11 +311,28 @@ def _ports_free(ports: list[int]) -> bool:
     return True
 
 
+def _tls_args(tls: tuple[str, str, str] | None) -> tuple[str, ...]:
+    if tls is None:
+        return ()
+    ca, cert, key = tls
+    return (
+        *("--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca),
+        *("--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes"),
+    )
+
+
 @contextlib.contextmanager
 def running_cluster(
-    binary: str, cli: str, *, die_with_parent: bool = False
+    binary: str,
+    cli: str,
+    *,
+    die_with_parent: bool = False,
+    tls: tuple[str, str, str] | None = None,
 ) -> Iterator[RedisCluster]:
     """A created, ready `RedisCluster` in a temporary directory; always stopped and removed.
+
+    With ``tls`` (CA file, certificate file, key file), every node serves TLS only,
+    on its client port, its cluster bus and to its replicas (``rediss+cluster://``).
 
     Raises:
         RuntimeError: A node did not start, or the cluster did not form.
@@ -321,13 +354,15 @@ def running_cluster(
                     # A replica that cannot reach its master for a moment may still be
                     # promoted: the test cluster favours availability.
                     *("--cluster-replica-validity-factor", "0"),
+                    *_tls_args(tls),
+                    tls=tls is not None,
                     die_with_parent=die_with_parent,
                 )
                 if server.port + 10000 < 65536 and _ports_free([server.port]):
                     break
             servers.append(server)
             server.start()
-        cluster = RedisCluster(servers, cli)
+        cluster = RedisCluster(servers, cli, tls[0] if tls else None)
         cluster.create()
         yield cluster
     finally:

@@ -279,6 +279,34 @@ def test_a_release_wakes_a_waiter_through_sharded_pubsub(
     assert tokens == [holder_token + 1]
 
 
+def test_a_tls_cluster_excludes_and_hands_off(redis_cluster_tls: RedisCluster) -> None:
+    url = redis_cluster_tls.url()
+    assert url.startswith("rediss+cluster://")
+    name = "cluster/tls"
+    with lockkit.Lock(name, backend=url) as lock:
+        info = lock.inspect()
+        assert info is not None
+        assert lock.lease is not None
+        assert info.fencing_token == lock.lease.fencing_token
+    count = 0
+
+    def work() -> None:
+        nonlocal count
+        contender = lockkit.Lock(name, backend=url, timeout=20)
+        for _ in range(100):
+            with contender:
+                value = count
+                time.sleep(0)
+                count = value + 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert count == 400
+
+
 def test_wait_replicas_runs_on_the_connection_that_took_the_lock(
     redis_cluster: RedisCluster, redis_cluster_url: str
 ) -> None:
