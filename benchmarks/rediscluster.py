@@ -79,8 +79,13 @@ def command(port: int, *args: str | int, timeout: float = 5.0, tls_ca: str | Non
     """
     import redis  # optional dependency, imported where used
 
-    tls = {"ssl": True, "ssl_ca_certs": tls_ca} if tls_ca else {}
-    client = redis.Redis(port=port, socket_timeout=timeout, decode_responses=True, **tls)
+    client = redis.Redis(
+        port=port,
+        socket_timeout=timeout,
+        decode_responses=True,
+        ssl=tls_ca is not None,
+        ssl_ca_certs=tls_ca,
+    )
     try:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py: untyped
     finally:
