@@ -35,7 +35,15 @@ from benchmarks.redisserver import RedisServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["NODE_TIMEOUT_MS", "ClusterNode", "RedisCluster", "find_cli", "running_cluster"]
+__all__ = [
+    "NODE_TIMEOUT_MS",
+    "ClusterNode",
+    "RedisCluster",
+    "command",
+    "find_cli",
+    "private_cluster",
+    "running_cluster",
+]
 
 NODE_TIMEOUT_MS = 1000
 """``cluster-node-timeout``: how long a node may not answer before it counts as failing."""
@@ -378,3 +386,13 @@ def running_cluster(
         for server in servers:
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_cluster(binary: str, cli: str) -> Iterator[str]:
+    """The benchmark's cluster: start it; yield its ``redis+cluster://`` URL; always stop it.
+
+    Started before any thread of the benchmark, so it dies with the benchmark too.
+    """
+    with running_cluster(binary, cli, die_with_parent=True) as cluster:
+        yield cluster.url()

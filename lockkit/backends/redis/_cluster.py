@@ -369,7 +369,7 @@ class ClusterScript:
         node = cluster.node_for(slot)
         asking = False
         redirects = 0
-        retry = _Retry()
+        retry: _Retry | None = None  # made on the first TRYAGAIN: rare
         while True:
             try:
                 reply = node.run(self, keys, args, asking=asking)
@@ -382,6 +382,7 @@ class ClusterScript:
                 node = cluster.node_at((exc.host, exc.port))
                 asking = True
             except (errors.TryAgainError, errors.ClusterDownError) as exc:
+                retry = retry or _Retry()
                 retry.pause_or_raise()
                 if isinstance(exc, errors.ClusterDownError):
                     cluster.stale = True

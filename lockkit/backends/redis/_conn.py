@@ -494,7 +494,8 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     elif isinstance(exc, kind("NoPermissionError")):
         message = (
             f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
-            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels)"
+            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels; "
+            "in a cluster also CLUSTER SLOTS, ASKING, SSUBSCRIBE, SPUBLISH)"
         )
     elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
         message = f"cannot reach Redis at {shown}"
