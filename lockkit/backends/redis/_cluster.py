@@ -60,8 +60,11 @@ release just deleted, to set it for the next waiter) is stopped mid-way by Redis
 cluster variants of the scripts stop the hand-off there instead (`cluster_text`),
 leaving the lock free, never held twice; that waiter re-checks at its ``poll``.
 
-**Limitations.** A lock name starting with ``}`` has no usable hash tag and is
-refused (`lockkit.errors.InvalidLockName`). ``WAIT`` (`ClusterServer.wait_replicas`)
+**Limitations.** Needs Redis 7.0 or later, or Valkey (sharded pub/sub: ``SPUBLISH``
+in scripts). A lock name starting with ``}`` has no usable hash tag and is refused
+(`lockkit.errors.InvalidLockName`). A master that dies takes the locks it held with
+it if its replica had not received them yet (asynchronous replication: ``WAIT`` after
+an acquisition narrows that window). ``WAIT`` (`ClusterServer.wait_replicas`)
 is sent on the connection that ran this thread's last script for the slot; if that
 connection was replaced since (after an error), it counts the new connection's writes.
 """
