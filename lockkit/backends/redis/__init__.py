@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Imported for its class registering itself with `RedisBackend` (cluster URLs).
+from lockkit.backends.redis._cluster import RedisClusterBackend
 from lockkit.backends.redis._conn import eviction_warning, unavailable
 from lockkit.backends.redis._redlock import RedlockBackend
 from lockkit.backends.redis._single import DEFAULT_TTL, RedisBackend
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TTL",
     "RedisBackend",
+    "RedisClusterBackend",
     "RedisWaiter",
     "RedlockBackend",
     "eviction_warning",

@@ -99,6 +99,7 @@ from lockkit.errors import InvalidLockName, SettingsError
 
 if TYPE_CHECKING:
     from lockkit._info import Lease, Owner
+    from lockkit.backends.redis._conn import Server
     from lockkit.backends.redis._waiter import RedisWaiter
 
 __all__ = [
@@ -899,12 +900,18 @@ class ClusterListeners(Listeners):
 # -- the backend -----------------------------------------------------------------------
 
 
-class RedisClusterBackend(RedisBackend):
+class RedisClusterBackend(RedisBackend, cluster=True):
     """`RedisBackend` over a Redis Cluster (made from a ``redis+cluster://`` URL).
 
     The same scripts and hand-off, routed per lock to the master of its slot (see the
     module docstring); asyncio callers run the blocking operations in worker threads.
     """
+
+    @classmethod
+    def _connect(cls, url: str) -> Server:
+        """A `ClusterServer` for the cluster URL."""
+        # Duck-typed: a ClusterServer has every attribute of `Server` the backend uses.
+        return cast("Server", ClusterServer(url))
 
     def __init__(self, urls: Any = (), **options: Any) -> None:  # noqa: ANN401
         """As `RedisBackend`, with exactly one cluster URL."""

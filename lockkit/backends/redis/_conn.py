@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import urllib.parse
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -587,18 +587,19 @@ def is_cluster_url(url: str) -> bool:
 def connect(url: str) -> Server:
     """A `Server` for ``url`` (no connection is made yet).
 
-    A Redis Cluster URL (``redis+cluster://``, ``rediss+cluster://``) makes a
-    `._cluster.ClusterServer` instead, which offers the same attributes.
+    A Redis Cluster URL (``redis+cluster://``, ``rediss+cluster://``) is refused:
+    `._cluster.connect` makes its `._cluster.ClusterServer` (this module does not
+    import that one, which imports it).
 
     Raises:
         SettingsError: The URL or one of its options is invalid (said without its
             password).
     """
     if is_cluster_url(url):
-        from lockkit.backends.redis import _cluster  # noqa: PLC0415 - cluster users only
-
-        # Duck-typed: it has every attribute of `Server` the backend uses.
-        return cast("Server", _cluster.connect(url))
+        raise SettingsError(
+            f"{redact_url(url)} is a Redis Cluster URL: connect to it through "
+            "lockkit.backends.redis._cluster.connect (RedisBackend.from_url does)"
+        )
     redis = redis_module()
     options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
     userinfo = url.rfind("@") >= 0

@@ -99,27 +99,44 @@ class RedisBackend(Backend):
     # The class several URLs make: `RedlockBackend` names itself here when it is defined
     # (see `__init_subclass__`), so this module need not import it.
     _several_servers: ClassVar[type[RedisBackend] | None] = None
+    # The class a Redis Cluster URL makes (`._cluster.RedisClusterBackend`), likewise.
+    _cluster_class: ClassVar[type[RedisBackend] | None] = None
 
-    def __init_subclass__(cls, *, several_servers: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
-        """``class RedlockBackend(RedisBackend, several_servers=True)`` serves several URLs."""
+    def __init_subclass__(
+        cls,
+        *,
+        several_servers: bool = False,
+        cluster: bool = False,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        """``class RedlockBackend(RedisBackend, several_servers=True)`` serves several URLs.
+
+        ``cluster=True``: the class serves a Redis Cluster URL.
+        """
         super().__init_subclass__(**kwargs)
         if several_servers:
             RedisBackend._several_servers = cls
+        if cluster:
+            RedisBackend._cluster_class = cls
+
+    @classmethod
+    def _connect(cls, url: str) -> Server:
+        """What ``url`` becomes: a `._conn.Server` (a cluster class connects its own way)."""
+        return connect(url)
 
     def __new__(cls, urls: Iterable[str] = (), **options: Any) -> Self:  # noqa: ANN401, ARG004
         """Several URLs make a Redlock: a `RedlockBackend`, whatever class was called."""
         urls = tuple(urls) if not isinstance(urls, str) else (urls,)
         if any(is_cluster_url(url) for url in urls):
             # A Redis Cluster: one URL (its commas separate seeds), its own class.
-            from lockkit.backends.redis._cluster import RedisClusterBackend  # noqa: PLC0415
-
-            if len(urls) > 1 or not issubclass(RedisClusterBackend, cls):
+            cluster_class = RedisBackend._cluster_class
+            if cluster_class is None or len(urls) > 1 or not issubclass(cluster_class, cls):
                 raise SettingsError(
                     "a Redis Cluster URL must be the only URL: a Redlock over several "
                     "clusters, or a cluster mixed with other servers, is not supported: "
                     + ", ".join(redact_url(url) for url in urls)
                 )
-            cluster: Any = object.__new__(RedisClusterBackend)
+            cluster: Any = object.__new__(cluster_class)
             return cluster  # type: ignore[no-any-return]
         several = RedisBackend._several_servers
         if cls is RedisBackend and len(urls) > 1 and several is not None:
@@ -160,7 +177,7 @@ class RedisBackend(Backend):
         self.default_ttl = check("ttl", default_ttl, "default_ttl")
         self.poll = check("poll", poll)
         self.root = root or _default_root()
-        self.servers = [connect(url) for url in self.urls]
+        self.servers = [self._connect(url) for url in self.urls]
         self.quorum = len(self.servers) // 2 + 1
         self.listeners = [Listeners(server, prefix, self.poll) for server in self.servers]
         self._unchecked = list(self.servers)  # eviction policies not read yet
