@@ -55,6 +55,7 @@ class Engine:
 
 ENGINES = (
     Engine("sentinel", "Redis Sentinel", "redis", "lockkit[redis]", (), "redis-server"),
+    Engine("cluster", "Redis Cluster", "redis", "lockkit[redis]", (), "redis-server"),
     Engine(
         "postgres",
         "PostgreSQL",
@@ -101,6 +102,20 @@ def _sentinel() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
+def _cluster() -> Iterator[tuple[str, str]]:
+    from benchmarks.rediscluster import find_cli, private_cluster  # noqa: PLC0415
+    from benchmarks.redisserver import find_binary  # noqa: PLC0415
+
+    binary = find_binary()
+    cli = find_cli(binary) if binary is not None else None
+    if binary is None or cli is None:
+        raise LookupError("no redis-server and redis-cli on PATH")
+    with private_cluster(binary, cli) as url:
+        version = _version([binary, "--version"]).split(" sha=")[0]
+        yield url, f"{version}: 3 masters with a replica each"
+
+
+@contextlib.contextmanager
 def _postgres() -> Iterator[tuple[str, str]]:
     from lockkit_postgres import server  # noqa: PLC0415 - an optional plugin
 
@@ -136,7 +151,8 @@ def start(
     if why is not None:
         skipped.append(f"{engine.title} subjects: {why}")
         return None
-    launcher = {"postgres": _postgres, "etcd": _etcd, "sentinel": _sentinel}[engine.family]
+    launchers = {"postgres": _postgres, "etcd": _etcd, "sentinel": _sentinel, "cluster": _cluster}
+    launcher = launchers[engine.family]
     try:
         url, version = stack.enter_context(launcher())
     except LookupError as exc:

@@ -52,6 +52,7 @@ def _subject(name: str, error: str) -> str:
 
 _ENGINES = (
     ("sentinel", "Redis Sentinel"),
+    ("cluster", "Redis Cluster"),
     ("postgres", "PostgreSQL"),
     ("etcd", "etcd"),
 )

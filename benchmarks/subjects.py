@@ -190,6 +190,11 @@ def engine_subjects(engines: dict[str, str]) -> list[Subject]:
                 redis=True,
             ),
         ]
+    cluster = engines.get("cluster")
+    if cluster is not None:
+        subjects.append(
+            Subject("lockkit redis cluster", "lockkit", "redis", f"lockkit:{cluster}", redis=True)
+        )
     pg = engines.get("postgres")
     if pg is not None:
         subjects += [

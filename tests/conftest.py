@@ -14,7 +14,12 @@ import pytest
 from lockkit._autodetect import forget as forget_detections
 from lockkit._registry import reset_registry
 
-pytest_plugins = ["tests.mounts", "tests.redis_server", "tests.shares"]
+pytest_plugins = [
+    "tests.mounts",
+    "tests.redis_cluster_server",
+    "tests.redis_server",
+    "tests.shares",
+]
 
 # The PostgreSQL and etcd backends are plugins: their tests run where they are installed
 # (`nox -s plugins`), and are not collected elsewhere.

@@ -189,6 +189,8 @@ def run_fenced(
             outcomes = [results.get(timeout=300) for _ in workers]
         finally:
             for worker in workers:
+                if worker.pid is None:
+                    continue  # never started (start() of an earlier one failed)
                 worker.join(timeout=10)
                 if worker.is_alive():
                     worker.kill()

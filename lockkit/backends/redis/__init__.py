@@ -13,6 +13,7 @@ The package:
 * `._payload`: what a key holds, as offers, leases and `lockkit.LockInfo`;
 * `._single`: `RedisBackend`, one server;
 * `._redlock`: `RedlockBackend`, several servers with a quorum;
+* `._cluster`: `RedisClusterBackend`, a Redis Cluster (``redis+cluster://host:port,...``);
 * `._waiter`: `RedisWaiter`, one acquisition's place in the hand-off queue;
 * `._async`: the same over ``redis.asyncio``.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Imported for its class registering itself with `RedisBackend` (cluster URLs).
+from lockkit.backends.redis._cluster import RedisClusterBackend
 from lockkit.backends.redis._conn import eviction_warning, unavailable
 from lockkit.backends.redis._redlock import RedlockBackend
 from lockkit.backends.redis._single import DEFAULT_TTL, RedisBackend
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TTL",
     "RedisBackend",
+    "RedisClusterBackend",
     "RedisWaiter",
     "RedlockBackend",
     "eviction_warning",

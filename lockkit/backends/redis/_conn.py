@@ -47,6 +47,7 @@ from lockkit.backends.redis import _scripts, _sentinel
 from lockkit.errors import BackendUnavailable, SettingsError
 
 __all__ = [
+    "CLUSTER_SCHEMES",
     "GRACE",
     "IDLE_CHECK",
     "AsyncScript",
@@ -58,6 +59,7 @@ __all__ = [
     "connect",
     "eviction_warning",
     "import_redis",
+    "is_cluster_url",
     "pack_command",
     "time_left",
     "unavailable",
@@ -492,7 +494,8 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     elif isinstance(exc, kind("NoPermissionError")):
         message = (
             f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
-            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels)"
+            "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels; "
+            "in a cluster also CLUSTER SLOTS, ASKING, SSUBSCRIBE, SPUBLISH)"
         )
     elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
         message = f"cannot reach Redis at {shown}"
@@ -587,13 +590,31 @@ class Server:
         return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes of a Redis Cluster (``rediss+cluster``: TLS); see `._cluster`."""
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (its scheme is one of `CLUSTER_SCHEMES`)."""
+    return url.lstrip().lower().startswith(("redis+cluster://", "rediss+cluster://"))
+
+
 def connect(url: str) -> Server:
     """A `Server` for ``url`` (no connection is made yet).
+
+    A Redis Cluster URL (``redis+cluster://``, ``rediss+cluster://``) is refused:
+    `._cluster.connect` makes its `._cluster.ClusterServer` (this module does not
+    import that one, which imports it).
 
     Raises:
         SettingsError: The URL or one of its options is invalid (said without its
             password).
     """
+    if is_cluster_url(url):
+        raise SettingsError(
+            f"{redact_url(url)} is a Redis Cluster URL: connect to it through "
+            "lockkit.backends.redis._cluster.connect (RedisBackend.from_url does)"
+        )
     redis = redis_module()
     options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
     userinfo = url.rfind("@") >= 0

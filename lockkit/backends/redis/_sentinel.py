@@ -233,8 +233,9 @@ def transient(exc: BaseException) -> bool:
 
     No primary known yet (``MasterNotFoundError``), a primary that is gone (a refused,
     reset or timed-out connection), one demoted (``READONLY``, which redis-py turns into
-    a ``ConnectionError``), one loading its data after a restart, or one refusing writes
-    because too few replicas are connected (``NOREPLICAS``, ``min-replicas-to-write``).
+    a ``ConnectionError``), one loading its data after a restart, one refusing writes
+    because too few replicas are connected (``NOREPLICAS``, ``min-replicas-to-write``),
+    or a cluster electing a master's replica (``CLUSTERDOWN``, ``TRYAGAIN``).
     """
     from redis import exceptions
 
@@ -243,7 +244,7 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, (exceptions.ReadOnlyError, exceptions.BusyLoadingError)):
         return True
     return isinstance(exc, exceptions.ResponseError) and str(exc).startswith(
-        ("NOREPLICAS", "MASTERDOWN", "UNBLOCKED")
+        ("NOREPLICAS", "MASTERDOWN", "UNBLOCKED", "CLUSTERDOWN", "TRYAGAIN")
     )
 
 

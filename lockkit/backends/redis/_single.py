@@ -41,10 +41,13 @@ from lockkit._log import log
 from lockkit._numbers import check, parse
 from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import (
+    CLUSTER_SCHEMES,
     GRACE,
     connect,
     eviction_warning,
     import_redis,
+    is_cluster_url,
+    time_left,
     unavailable,
 )
 from lockkit.backends.redis._payload import Offer, Reader, from_inspect, version_text
@@ -110,12 +113,9 @@ class RedisBackend(Backend):
 
     name: ClassVar[str] = "redis"
     schemes: ClassVar[tuple[str, ...]] = (
-        "redis",
-        "rediss",
-        "unix",
-        "valkey",
-        "valkeys",
+        *("redis", "rediss", "unix", "valkey", "valkeys"),
         *SENTINEL_SCHEMES,
+        *CLUSTER_SCHEMES,
     )
     # A caller that will wait hands its waiter to the first attempt: if a listener is at
     # hand, the failing attempt queues it in the same round trip.
@@ -131,16 +131,45 @@ class RedisBackend(Backend):
     # The class several URLs make: `RedlockBackend` names itself here when it is defined
     # (see `__init_subclass__`), so this module need not import it.
     _several_servers: ClassVar[type[RedisBackend] | None] = None
+    # The class a Redis Cluster URL makes (`._cluster.RedisClusterBackend`), likewise.
+    _cluster_class: ClassVar[type[RedisBackend] | None] = None
 
-    def __init_subclass__(cls, *, several_servers: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
-        """``class RedlockBackend(RedisBackend, several_servers=True)`` serves several URLs."""
+    def __init_subclass__(
+        cls,
+        *,
+        several_servers: bool = False,
+        cluster: bool = False,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        """``class RedlockBackend(RedisBackend, several_servers=True)`` serves several URLs.
+
+        ``cluster=True``: the class serves a Redis Cluster URL.
+        """
         super().__init_subclass__(**kwargs)
         if several_servers:
             RedisBackend._several_servers = cls
+        if cluster:
+            RedisBackend._cluster_class = cls
+
+    @classmethod
+    def _connect(cls, url: str) -> Server:
+        """What ``url`` becomes: a `._conn.Server` (a cluster class connects its own way)."""
+        return connect(url)
 
     def __new__(cls, urls: Iterable[str] = (), **options: Any) -> Self:  # noqa: ANN401, ARG004
         """Several URLs make a Redlock: a `RedlockBackend`, whatever class was called."""
         urls = tuple(urls) if not isinstance(urls, str) else (urls,)
+        if any(is_cluster_url(url) for url in urls):
+            # A Redis Cluster: one URL (its commas separate seeds), its own class.
+            cluster_class = RedisBackend._cluster_class
+            if cluster_class is None or len(urls) > 1 or not issubclass(cluster_class, cls):
+                raise SettingsError(
+                    "a Redis Cluster URL must be the only URL: a Redlock over several "
+                    "clusters, or a cluster mixed with other servers, is not supported: "
+                    + ", ".join(redact_url(url) for url in urls)
+                )
+            cluster: Any = object.__new__(cluster_class)
+            return cluster  # type: ignore[no-any-return]
         several = RedisBackend._several_servers
         if cls is RedisBackend and len(urls) > 1 and several is not None:
             redlock: Any = object.__new__(several)
@@ -204,11 +233,11 @@ class RedisBackend(Backend):
         self.root = root or _default_root()
         if min_replicas and len(self.urls) > 1:
             raise SettingsError(
-                "min_replicas applies to one server or one Sentinel service; a Redlock "
-                "over several masters stays safe by its quorum of independent servers "
-                "instead: drop min_replicas, or give one URL"
+                "min_replicas applies to one server, one Sentinel service or one cluster; "
+                "a Redlock over several masters stays safe by its quorum of independent "
+                "servers instead: drop min_replicas, or give one URL"
             )
-        self.servers = [connect(url) for url in self.urls]
+        self.servers = [self._connect(url) for url in self.urls]
         self.quorum = len(self.servers) // 2 + 1
         self.listeners = [Listeners(server, prefix, self.poll) for server in self.servers]
         self._unchecked = list(self.servers)  # eviction policies not read yet
@@ -226,7 +255,9 @@ class RedisBackend(Backend):
     def from_url(cls, url: str) -> Self:
         """Build from ``redis://``, ``rediss://`` or ``unix://`` URLs, comma-separated.
 
-        Several URLs make a `RedlockBackend`. Query options read by lockkit (and
+        Several URLs make a `RedlockBackend`. A ``redis+cluster://`` (or
+        ``rediss+cluster://``) URL makes a `._cluster.RedisClusterBackend`: its commas
+        separate the ``host:port`` seeds of one cluster. Query options read by lockkit (and
         removed before redis-py sees the URL): ``prefix`` (key prefix, default
         ``lockkit:``), ``ttl`` (default lifetime in seconds), ``root``, ``poll``
         (longest wait between re-checks, seconds), ``min_replicas``, ``replica_timeout``
@@ -236,9 +267,10 @@ class RedisBackend(Backend):
         """
         options: dict[str, str] = {}
         urls = []
-        # A Sentinel URL's commas separate its sentinels: it is one URL.
-        parts = [url] if url.strip()[:20].lower().startswith(_ONE_DEPLOYMENT) else url.split(",")
-        for part in parts:
+        # A Sentinel URL's commas separate its sentinels, a cluster URL's its seed nodes:
+        # either is one URL.
+        one = is_cluster_url(url) or url.strip()[:20].lower().startswith(_ONE_DEPLOYMENT)
+        for part in [url] if one else url.split(","):
             raw = part.strip()
             if not raw:
                 continue
@@ -370,21 +402,28 @@ class RedisBackend(Backend):
         if not self.min_replicas:
             return self._attempt(name, owner, ttl, shared=shared, waiter=waiter)
         pauses = self._following()
+        shortfall: BackendUnavailable | None = None  # the last "only N replicas" answer
         while True:
             self._granted.last = False
-            lease = self._attempt(name, owner, ttl, shared=shared, waiter=waiter)
-            if lease is None:
-                return None
             try:
+                lease = self._attempt(name, owner, ttl, shared=shared, waiter=waiter)
+                if lease is None:
+                    return None
                 return self._confirmed(lease)
             except _Unconfirmed as exc:
-                unconfirmed = exc
-            # Too few replicas: transient while a failover lasts, if a Sentinel follows it.
-            if not self.servers[0].follows_failover:
-                raise unconfirmed.error
-            pause = next(pauses, None)
+                error = exc.error
+                if exc.replicas_answered:
+                    shortfall = error
+            except BackendUnavailable as exc:
+                # Out of time while re-trying: the replicas' answer says more than the
+                # timeout of the last attempt.
+                if shortfall is None:
+                    raise
+                raise shortfall from exc
+            # Too few replicas: transient while a failover lasts, if it is followed.
+            pause = next(pauses, None) if self.servers[0].follows_failover else None
             if pause is None:
-                raise unconfirmed.error
+                raise shortfall or error
             time.sleep(pause)
 
     def _attempt(
@@ -470,7 +509,11 @@ class RedisBackend(Backend):
         """
         server = self.servers[0]
         redis = import_redis()
-        timeout_ms = max(1, int(self.replica_timeout * 1000))
+        # No longer than the acquisition has left (a WAIT cut off by the socket timeout
+        # would say nothing), and never 0, which WAIT takes for "forever".
+        left = time_left()
+        within = self.replica_timeout if left is None else min(self.replica_timeout, left - 0.05)
+        timeout_ms = max(1, int(within * 1000))
         try:
             granted = self._granted.last
             if granted and not self.refresh(lease, lease.ttl or self.default_ttl):
@@ -490,12 +533,13 @@ class RedisBackend(Backend):
             return lease
         self._give_back(lease)
         raise _Unconfirmed(
-            BackendUnavailable(
+            replicas_answered=True,
+            error=BackendUnavailable(
                 f"Redis at {server.shown}: only {acked} replica(s) confirmed the lock "
                 f"{lease.name!r} within {self.replica_timeout:g} s, and min_replicas="
                 f"{self.min_replicas} asks for {self.min_replicas}; the lock was given "
                 "back. Check the replicas (INFO replication), or lower min_replicas"
-            )
+            ),
         )
 
     def topology(self) -> tuple[list[str], list[str]]:
@@ -511,6 +555,13 @@ class RedisBackend(Backend):
         found: list[str] = []
         for server in self.servers:
             try:
+                describe = getattr(server, "describe", None)
+                if describe is not None:  # a cluster: its masters, slots and replicas
+                    lines += describe()
+                    found += server.failover_warnings()  # type: ignore[attr-defined]
+                    if not self.min_replicas:
+                        found.append(_UNCONFIRMED_NOTE.format(what=f"Redis Cluster {server.shown}"))
+                    continue
                 info = server.client.info("replication")
                 online = online_replicas(info)
                 if server.sentinel is not None:
@@ -804,17 +855,27 @@ class RedisBackend(Backend):
         )
 
 
+_UNCONFIRMED_NOTE = (
+    "{what}: without min_replicas a lock granted just before its master fails may be "
+    "missing on the replica promoted in its place, and a second holder can get it; add "
+    "?min_replicas=1 to the URL so an acquisition counts only once a replica has it (WAIT)"
+)
+
+
 class _Unconfirmed(Exception):
     """Too few replicas confirmed an acquisition; ``error`` is what the caller gets.
 
-    The error is marked ``server_answered``: the server is up, and `lockkit doctor`
-    may ask it about its replicas.
+    With ``replicas_answered`` (WAIT answered, with too few), the error is marked
+    ``server_answered``: the server is up, and `lockkit doctor` may ask it about its
+    replicas.
     """
 
-    def __init__(self, error: BackendUnavailable) -> None:
+    def __init__(self, error: BackendUnavailable, *, replicas_answered: bool = False) -> None:
         super().__init__(str(error))
-        error.server_answered = True  # type: ignore[attr-defined]
+        if replicas_answered:
+            error.server_answered = True  # type: ignore[attr-defined]
         self.error = error
+        self.replicas_answered = replicas_answered
 
 
 def _backend_options(options: dict[str, str], url: str) -> dict[str, Any]:

@@ -76,11 +76,14 @@ class Listeners:
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def take(self) -> Listener:
+    def take(self, name: str = "") -> Listener:
         """An idle listener, or a new one (a round trip to subscribe).
 
-        Raises redis-py's errors when the server cannot be reached.
+        ``name`` (the lock waited for) matters only in a cluster, whose channels belong
+        to the lock's slot (`._cluster.ClusterListeners`); here every channel serves any
+        lock. Raises redis-py's errors when the server cannot be reached.
         """
+        del name
         with self._lock:
             if self._pid != os.getpid():
                 # A forked child: its parent's connections are not its own.
@@ -107,8 +110,9 @@ class Listeners:
             raise
         return Listener(pubsub, channel)
 
-    def has_idle(self) -> bool:
+    def has_idle(self, name: str = "") -> bool:
         """Whether `take` would lend an idle listener (no round trip), as far as known now."""
+        del name
         return bool(self._idle) and self._pid == os.getpid()
 
     def give_back(self, listener: Listener) -> None:
@@ -183,7 +187,7 @@ class RedisWaiter(Waiter):
         listener = self.listener
         if listener is not None and listener.pid == os.getpid():
             return True
-        return self.backend.listeners[self.server].has_idle()
+        return self.backend.listeners[self.server].has_idle(self.name)
 
     def channel(self) -> str:
         """This waiter's channel, borrowing a listener first if it has none.
@@ -194,7 +198,7 @@ class RedisWaiter(Waiter):
         if listener is None or listener.pid != os.getpid():
             server = self.backend.servers[self.server]
             try:
-                listener = self.backend.listeners[self.server].take()
+                listener = self.backend.listeners[self.server].take(self.name)
             except (redis_module().RedisError, OSError) as exc:
                 from lockkit.backends.redis._conn import unavailable  # noqa: PLC0415
 
@@ -225,7 +229,7 @@ class RedisWaiter(Waiter):
         self.forget()
         return offer, fence
 
-    def wait(self, deadline: float) -> bool:
+    def wait(self, deadline: float) -> bool:  # noqa: PLR0911 - one return per outcome
         """Listen until a release wakes or grants this waiter, bounded by ``poll``.
 
         The failed attempt queued the entry; only a waiter whose attempt did not queue
@@ -250,7 +254,14 @@ class RedisWaiter(Waiter):
             plain = self.name.encode()
             while (left := end - time.monotonic()) > 0:
                 message = listener.pubsub.get_message(timeout=left)
-                if message is None or message.get("type") != "message":
+                kind = None if message is None else message.get("type")
+                if kind == "sunsubscribe":
+                    # A cluster moved the lock's slot and ended our sharded
+                    # subscription: nobody hears grants sent to our entry any more
+                    # (they are undone). Try again now; the next wait subscribes anew.
+                    self.drop_listener()
+                    return True
+                if message is None or kind not in {"message", "smessage"}:
                     continue
                 data = message["data"]
                 if data == plain:

@@ -1,0 +1,1 @@
+"""The redis backend against a real Redis Cluster (``redis+cluster://``)."""
