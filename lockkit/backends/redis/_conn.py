@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -466,6 +467,25 @@ def import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
     return _redis_module
 
 
+# redis-py quotes a whole client (a kilobyte of connection options) for each sentinel
+# in a ``MasterNotFoundError``: ``<redis.client.Redis(<...ConnectionPool(<...(...,
+# host=H,port=P,...)>)>)>``. Shown as ``sentinel H:P``.
+_CLIENT_REPR = re.compile(
+    r"<redis\.(?:asyncio\.)?client\.Redis\(.*?\bhost=([^,]*),port=(\d+),.*?\)>\)>\)>"
+)
+_LONGEST_DETAIL = 1000
+"""Characters of a redis-py message an error quotes (a URL may name 10,000 sentinels)."""
+
+
+def _detail(exc: BaseException) -> str:
+    """redis-py's message, its client reprs shortened, cut to `_LONGEST_DETAIL`."""
+    text = str(exc)[: 100 * _LONGEST_DETAIL]
+    text = _CLIENT_REPR.sub(r"sentinel \1:\2", text)
+    if len(text) > _LONGEST_DETAIL:
+        text = text[:_LONGEST_DETAIL] + "... (cut)"
+    return redact_url(text) or type(exc).__name__
+
+
 def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     """The `BackendUnavailable` that a redis-py error on the server ``shown`` becomes.
 
@@ -473,7 +493,7 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     public call as a `lockkit.LockError` with a message that says what to do.
     """
     errors = redis_module().exceptions
-    detail = redact_url(str(exc)) or type(exc).__name__
+    detail = _detail(exc)
 
     def kind(name: str) -> type[BaseException]:
         found: type[BaseException] = getattr(errors, name, type(None))  # type: ignore[arg-type]
@@ -493,6 +513,11 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
         message = (
             f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
             "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels)"
+        )
+    elif type(exc).__name__ == "MasterNotFoundError":  # redis.sentinel's, or asyncio's
+        message = (
+            f"no sentinel of {shown} names a primary for its service: check that the "
+            "sentinels run and monitor that name (SENTINEL MASTERS lists what they do)"
         )
     elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
         message = f"cannot reach Redis at {shown}"
@@ -587,6 +612,21 @@ class Server:
         return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
 
 
+def _check_timeouts(url: str, options: dict[str, Any]) -> None:
+    """Refuse socket timeouts a socket cannot take (NaN, 0, negative, infinite).
+
+    redis-py takes any number from a URL; the socket refused it only at the first
+    command (0 made it non-blocking).
+    """
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        value = options.get(key)
+        if value is not None and not (0 < value <= threading.TIMEOUT_MAX):
+            raise SettingsError(
+                f"invalid Redis URL {redact_url(url)}: {key}={value!r} is not a timeout, "
+                "give a positive number of seconds"
+            )
+
+
 def connect(url: str) -> Server:
     """A `Server` for ``url`` (no connection is made yet).
 
@@ -612,9 +652,11 @@ def connect(url: str) -> Server:
             # Options go to the connection class: build one (it does not connect yet),
             # so a wrong option is reported here, not as a TypeError at first use.
             pool.connection_class(**pool.connection_kwargs)
+        _check_timeouts(url, pool.connection_kwargs)
     except SettingsError:
         raise  # said already, without the password
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        # (redis-py raises a ConnectionError for a bad ``protocol=``.)
         # redis-py's message may quote a piece of the password (a port "cast to
         # integer" that is half of it): with userinfo in the URL, it is not shown.
         reason = str(exc)
