@@ -7,15 +7,18 @@ Each test is one finding of a review: the fixed ones pass, the open ones are
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import pathlib
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import pytest
 
 import lockkit
+from benchmarks.redisserver import RedisServer
 from lockkit.backends.redis import RedisBackend
 from lockkit.backends.redis._sentinel import pool_kwargs
 from lockkit.errors import BackendUnavailable, SettingsError
@@ -68,10 +71,11 @@ def test_a_query_password_holding_an_at_sign_is_never_shown(url: str) -> None:
     try:
         backend = RedisBackend.from_url(url)
     except SettingsError as exc:
-        assert TAIL not in str(exc)
+        shown = str(exc)
     else:
-        assert TAIL not in repr(backend)
+        shown = repr(backend)
         backend.close()
+    assert TAIL not in shown
 
 
 @pytest.mark.xfail(
@@ -208,3 +212,113 @@ def test_replica_timeout_longer_than_socket_timeout_is_honoured(
         backend.close()
     assert "only 0 replica" in str(caught.value)
     assert elapsed >= 0.8
+
+
+class _ReplyLost:
+    """A script that runs on the server, then loses its reply (a failover's cut).
+
+    Wraps one `Script` of a `Server` for one call: the command reaches the server and
+    runs; the caller gets a redis-py ``ConnectionError``, as when the primary died before
+    its reply went out.
+    """
+
+    def __init__(self, server: object, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.script = getattr(server, name)
+        self.calls = 0
+
+    def __enter__(self) -> Self:
+        object.__setattr__(self.server, self.name, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        object.__setattr__(self.server, self.name, self.script)
+
+    def __call__(self, keys: list[str], args: list[object]) -> object:
+        import redis
+
+        self.calls += 1
+        reply = self.script(keys, args)
+        if self.calls == 1:
+            raise redis.ConnectionError("Connection closed by server.")
+        return reply
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a release whose reply a failover cut is re-run, finds its own key gone, and "
+    "reports the lock lost: on_lost fires and 'was lost' is logged for a clean release",
+)
+def test_a_release_rerun_after_a_lost_reply_is_not_a_lost_lock(
+    sentinel_deployment: SentinelDeployment,
+) -> None:
+    backend = RedisBackend.from_url(sentinel_deployment.url())
+    lost: list[object] = []
+    lock = lockkit.Lock("attack/release-rerun", backend=backend, timeout=5, on_lost=lost.append)
+    try:
+        lock.acquire()
+        with _ReplyLost(backend.servers[0], "release") as cut:
+            lock.release()
+        assert cut.calls == 2  # re-run, as a failover makes it
+        assert backend.inspect("attack/release-rerun") is None  # it was released
+        assert lost == []
+    finally:
+        backend.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Lua numbers are doubles: once the fence counter passes 2**53 (a server clock "
+    "once set past 2255, the clock floor keeps it there), INCR's value is rounded and "
+    "fencing tokens repeat",
+)
+def test_fencing_tokens_rise_past_two_to_the_53(
+    sentinel_deployment: SentinelDeployment,
+) -> None:
+    backend = RedisBackend.from_url(sentinel_deployment.url())
+    name = "attack/big-fence"
+    lock = lockkit.Lock(name, backend=backend, timeout=5)
+    tokens: list[int] = []
+    try:
+        lock.acquire()
+        lock.release()
+        backend.servers[0].client.set(backend.keys(name)[1], str(2**53 + 1))
+        for _ in range(4):
+            lock.acquire()
+            assert lock.lease is not None
+            assert lock.lease.fencing_token is not None
+            tokens.append(lock.lease.fencing_token)
+            lock.release()
+    finally:
+        backend.forget_keys(name)
+        backend.close()
+    assert all(a < b for a, b in itertools.pairwise(tokens)), tokens
+
+
+def test_doctor_warns_when_the_sentinels_name_a_replica(
+    sentinel_deployment: SentinelDeployment, tmp_path: pathlib.Path
+) -> None:
+    """Fixed: a sentinel that monitors a replica made doctor show it as "primary ... (master)".
+
+    The server itself says ``role:slave``; acquisitions fail ("The previous master is now
+    a slave"), and doctor gave no hint why. The lying sentinel monitors its own service
+    name, so the deployment's sentinels ignore it.
+    """
+    primary = sentinel_deployment.primary_port()
+    replica = next(s for s in sentinel_deployment.servers if s.port != primary)
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"sentinel monitor liar 127.0.0.1 {replica.port} 1\n"
+        "sentinel down-after-milliseconds liar 60000\n"
+    )
+    liar = RedisServer(sentinel_deployment.binary, tmp_path, "--sentinel", config=config)
+    liar.start()
+    backend = RedisBackend.from_url(f"redis+sentinel://127.0.0.1:{liar.port}/liar")
+    try:
+        lines, warnings = backend.topology()
+    finally:
+        backend.close()
+        liar.stop()
+    assert any("primary" in line for line in lines), lines
+    assert any("reports itself a slave" in warning for warning in warnings), warnings

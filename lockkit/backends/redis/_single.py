@@ -503,11 +503,19 @@ class RedisBackend(Backend):
             try:
                 info = server.client.info("replication")
                 online = online_replicas(info)
+                role = info.get("role", "?")
                 if server.sentinel is not None:
                     lines += describe_sentinel(server.sentinel)
+                    if role != "master":
+                        # The server the sentinels name says otherwise: a sentinel that
+                        # monitors a replica, or one left behind by a failover.
+                        found.append(
+                            f"the sentinels of {server.shown} name as the primary a server "
+                            f"that reports itself a {role}: every acquisition fails. Check "
+                            "that `sentinel monitor` names the primary, and SENTINEL MASTERS"
+                        )
                     found += sentinel_warnings(server.sentinel.service, online, self.min_replicas)
                     continue
-                role = info.get("role", "?")
                 lines.append(f"server {server.shown}: {role}, {online} replica(s) online")
                 if role != "master":
                     found.append(
