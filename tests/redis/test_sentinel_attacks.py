@@ -13,6 +13,7 @@ import pathlib
 import re
 import signal
 import socket
+import threading
 import time
 from typing import TYPE_CHECKING, Self
 
@@ -342,3 +343,64 @@ def test_topologies_page_is_filled_in_and_its_urls_work() -> None:
     assert placeholders == []
     for url in sorted(set(re.findall(r"`((?:redis|rediss)\+\w+://[^`?]+)", page))):
         RedisBackend.from_url(url).close()  # every URL form the page shows is accepted
+
+
+@contextlib.contextmanager
+def _dripping_server(nbytes: int, every: float) -> Iterator[int]:
+    """A port whose server answers every request with a bulk string, one byte at a time."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.05)
+    threads: list[threading.Thread] = []
+
+    def drip(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"$%d\r\n" % nbytes)
+            for _ in range(nbytes):
+                if stop.wait(every):
+                    return
+                conn.sendall(b"x")
+            conn.sendall(b"\r\n")
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=drip, args=(conn,))
+            threads.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=serve)
+    acceptor.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        acceptor.join()
+        for thread in threads:
+            thread.join()
+        server.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the acquisition deadline is a per-recv socket timeout: a sentinel (or server) "
+    "that trickles its reply a byte at a time holds acquire(timeout=0.2) for as long as "
+    "it likes",
+)
+def test_a_trickling_sentinel_cannot_hold_an_acquisition_past_its_timeout() -> None:
+    with _dripping_server(nbytes=40, every=0.1) as port:
+        backend = RedisBackend.from_url(f"redis+sentinel://127.0.0.1:{port}/svc")
+        try:
+            start = time.monotonic()
+            with pytest.raises(lockkit.LockError):
+                lockkit.Lock("attack/drip", backend=backend, timeout=0.2).acquire()
+            elapsed = time.monotonic() - start
+        finally:
+            backend.close()
+    assert elapsed < 0.2 + 1.0 + 0.5, elapsed  # the timeout, GRACE, slack
