@@ -303,9 +303,9 @@ def test_doctor_warns_when_the_sentinels_name_a_replica(
 ) -> None:
     """Fixed: a sentinel that monitors a replica made doctor show it as "primary ... (master)".
 
-    The server itself says ``role:slave``; acquisitions fail ("The previous master is now
-    a slave"), and doctor gave no hint why. The lying sentinel monitors its own service
-    name, so the deployment's sentinels ignore it.
+    The server itself says ``role:slave``; acquisitions failed with "cannot reach Redis
+    at ...: The previous master is now a slave", and doctor gave no hint why. The lying
+    sentinel monitors its own service name, so the deployment's sentinels ignore it.
     """
     primary = sentinel_deployment.primary_port()
     replica = next(s for s in sentinel_deployment.servers if s.port != primary)
@@ -319,11 +319,15 @@ def test_doctor_warns_when_the_sentinels_name_a_replica(
     backend = RedisBackend.from_url(f"redis+sentinel://127.0.0.1:{liar.port}/liar")
     try:
         lines, warnings = backend.topology()
+        with pytest.raises(BackendUnavailable) as caught:
+            lockkit.Lock("attack/liar", backend=backend, timeout=0).acquire()
     finally:
         backend.close()
         liar.stop()
     assert any("primary" in line for line in lines), lines
     assert any("reports itself a slave" in warning for warning in warnings), warnings
+    # What `lockkit doctor` shows (its lock fails first): not just "cannot reach Redis".
+    assert "is a replica" in str(caught.value)
 
 
 # -- the docs a new user reads -----------------------------------------------------------

@@ -519,6 +519,12 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
             f"no sentinel of {shown} names a primary for its service: check that the "
             "sentinels run and monitor that name (SENTINEL MASTERS lists what they do)"
         )
+    elif str(exc) == "The previous master is now a slave":  # redis.sentinel's READONLY
+        message = (
+            f"the sentinels of {shown} name as the primary a server that is a replica: a "
+            "failover under way, or a sentinel that monitors a replica (check `sentinel "
+            "monitor` and SENTINEL MASTERS)"
+        )
     elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
         message = f"cannot reach Redis at {shown}"
     elif isinstance(exc, errors.ResponseError):
