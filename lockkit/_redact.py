@@ -46,6 +46,9 @@ def _pattern(name: str) -> re.Pattern[str]:
 
 def _mask_url(url: str) -> str:
     scheme, _, rest = url.partition("://")
+    # A secret in the query first: its value may hold an "@" (``?password=p@ss``), and
+    # the userinfo below, taken to the last "@", would show the value's tail.
+    rest = _pattern("query_secret").sub(r"\1***", rest)
     at = rest.rfind("@")
     if at >= 0:
         user, sep, _ = rest[:at].partition(":")
@@ -58,7 +61,7 @@ def _mask_url(url: str) -> str:
         if not all(_pattern("host_port").fullmatch(host) for host in authority.split(",")):
             # Not host:port (``redis://:pa`` of a password cut at a space): hide it.
             rest = "***" + rest[len(authority) :]
-    return _pattern("query_secret").sub(r"\1***", f"{scheme}://{rest}")
+    return f"{scheme}://{rest}"
 
 
 def redact_url(url: str) -> str:

@@ -581,3 +581,36 @@ def test_an_acquisition_waits_out_a_killed_master(
         server.start()  # it rejoins as a replica of the master that took over
         redis_cluster.wait_ready()
         redis_cluster.wait_replicated()
+
+
+def test_min_replicas_confirms_on_the_lock_master_or_gives_the_lock_back(
+    redis_cluster: RedisCluster, redis_cluster_url: str
+) -> None:
+    name = "cluster/min-replicas"
+    url = f"{redis_cluster_url}?min_replicas=1&replica_timeout=0.2"
+    key = _key(name)
+    master = redis_cluster.owner(redis_cluster.keyslot(key))
+    (replica,) = [n for n in redis_cluster.nodes() if n.master_id == master.node_id]
+    with lockkit.Lock(name, backend=url, timeout=5) as lock:
+        assert lock.lease is not None
+        # Confirmed: the replica of the lock's master has the key (READONLY: a replica
+        # answers reads of its master's slots on that connection).
+        import redis
+
+        reader = redis.Redis(port=replica.port, single_connection_client=True)
+        try:
+            reader.execute_command("READONLY")  # type: ignore[no-untyped-call]
+            assert reader.exists(key) == 1
+        finally:
+            reader.close()
+    process = redis_cluster.server(replica.port).process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(BackendUnavailable, match=r"only 0 replica\(s\) confirmed"):
+            lockkit.Lock(name, backend=url, timeout=0).acquire()
+        assert command(master.port, "EXISTS", key) == 0  # given back, not left held
+    finally:
+        process.send_signal(signal.SIGCONT)
+    redis_cluster.wait_ready()
+    redis_cluster.wait_replicated()

@@ -91,8 +91,10 @@ from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import (
     CLUSTER_SCHEMES,
     GRACE,
+    READ_AT_LEAST,
     ThreadConnection,
     bounded_class,
+    check_timeouts,
     redis_module,
     time_left,
 )
@@ -519,6 +521,7 @@ class ClusterServer:
                     "name and password (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
                 )
             raise SettingsError(f"invalid Redis Cluster URL {self.shown}: {reason}") from None
+        check_timeouts(self.url, pool.connection_kwargs)
         return pool
 
     def nodes(self) -> list[_Node]:
@@ -619,7 +622,11 @@ class ClusterServer:
         """
         slot = _slot_of(key)
         node = self._last.__dict__.get("nodes", {}).get(slot) or self.node_for(slot)
-        return int(node.execute("WAIT", replicas, timeout_ms))
+        longer = READ_AT_LEAST.set(timeout_ms / 1000 + GRACE)
+        try:
+            return int(node.execute("WAIT", replicas, timeout_ms))
+        finally:
+            READ_AT_LEAST.reset(longer)
 
     def cluster_nodes(self) -> str:
         """``CLUSTER NODES`` as the first node that answers tells it."""

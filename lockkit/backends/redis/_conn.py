@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -50,12 +52,15 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "GRACE",
     "IDLE_CHECK",
+    "READ_AT_LEAST",
+    "TOO_LATE",
     "AsyncScript",
     "LoopConnections",
     "Script",
     "Server",
     "ThreadConnection",
     "bounded_class",
+    "check_timeouts",
     "connect",
     "eviction_warning",
     "import_redis",
@@ -79,6 +84,10 @@ to a server that answers (a ``timeout=0`` acquisition gets that much in all), an
 bounds what a server that stopped answering costs beyond the caller's timeout.
 """
 
+TOO_LATE = "no answer within the acquisition's timeout"
+"""What a command refused for lack of time says (`_too_late`): it tells nothing of the
+server, so an earlier failure explains more."""
+
 _SHORTEST = 0.001
 """Socket timeout when the time is up (0 would make the socket non-blocking)."""
 
@@ -91,8 +100,19 @@ def time_left() -> float | None:
     return deadline + GRACE - time.monotonic()
 
 
+READ_AT_LEAST: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "lockkit_redis_read_at_least", default=0.0
+)
+"""A reply that takes this long by design (``WAIT``'s timeout, plus a margin) may take it
+even if the URL's ``socket_timeout`` is shorter; the acquisition's time left still cuts
+it (`Server.wait_replicas`)."""
+
+
 def _within(configured: float | None) -> float | None:
     """``configured`` (a URL's socket timeout), cut to the acquisition's time left."""
+    at_least = READ_AT_LEAST.get()
+    if configured is not None and at_least > configured:
+        configured = at_least
     left = time_left()
     if left is None:
         return configured
@@ -107,7 +127,7 @@ def _too_late() -> None:
     """
     left = time_left()
     if left is not None and left <= 0:
-        raise _errors().TimeoutError("no answer within the acquisition's timeout")
+        raise _errors().TimeoutError(TOO_LATE)
 
 
 class _Bounded:
@@ -468,6 +488,25 @@ def import_redis() -> Any:  # noqa: ANN401 - the module, typed at the use sites
     return _redis_module
 
 
+# redis-py quotes a whole client (a kilobyte of connection options) for each sentinel
+# in a ``MasterNotFoundError``: ``<redis.client.Redis(<...ConnectionPool(<...(...,
+# host=H,port=P,...)>)>)>``. Shown as ``sentinel H:P``.
+_CLIENT_REPR = re.compile(
+    r"<redis\.(?:asyncio\.)?client\.Redis\(.*?\bhost=([^,]*),port=(\d+),.*?\)>\)>\)>"
+)
+_LONGEST_DETAIL = 1000
+"""Characters of a redis-py message an error quotes (a URL may name 10,000 sentinels)."""
+
+
+def _detail(exc: BaseException) -> str:
+    """redis-py's message, its client reprs shortened, cut to `_LONGEST_DETAIL`."""
+    text = str(exc)[: 100 * _LONGEST_DETAIL]
+    text = _CLIENT_REPR.sub(r"sentinel \1:\2", text)
+    if len(text) > _LONGEST_DETAIL:
+        text = text[:_LONGEST_DETAIL] + "... (cut)"
+    return redact_url(text) or type(exc).__name__
+
+
 def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     """The `BackendUnavailable` that a redis-py error on the server ``shown`` becomes.
 
@@ -475,7 +514,7 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
     public call as a `lockkit.LockError` with a message that says what to do.
     """
     errors = redis_module().exceptions
-    detail = redact_url(str(exc)) or type(exc).__name__
+    detail = _detail(exc)
 
     def kind(name: str) -> type[BaseException]:
         found: type[BaseException] = getattr(errors, name, type(None))  # type: ignore[arg-type]
@@ -496,6 +535,17 @@ def unavailable(shown: str, exc: BaseException) -> BackendUnavailable:
             f"the Redis user at {shown} may not run what lockkit needs (EVALSHA, SCRIPT "
             "LOAD, GET, PTTL, ZRANGE, TIME, DEL, SUBSCRIBE, PUBLISH on its keys and channels; "
             "in a cluster also CLUSTER SLOTS, ASKING, SSUBSCRIBE, SPUBLISH)"
+        )
+    elif type(exc).__name__ == "MasterNotFoundError":  # redis.sentinel's, or asyncio's
+        message = (
+            f"no sentinel of {shown} names a primary for its service: check that the "
+            "sentinels run and monitor that name (SENTINEL MASTERS lists what they do)"
+        )
+    elif str(exc) == "The previous master is now a slave":  # redis.sentinel's READONLY
+        message = (
+            f"the sentinels of {shown} name as the primary a server that is a replica: a "
+            "failover under way, or a sentinel that monitors a replica (check `sentinel "
+            "monitor` and SENTINEL MASTERS)"
         )
     elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError, OSError)):
         message = f"cannot reach Redis at {shown}"
@@ -587,7 +637,11 @@ class Server:
         Returns how many replicas acknowledged every write this connection made so far
         (the lock scripts' among them).
         """
-        return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
+        longer = READ_AT_LEAST.set(timeout_ms / 1000 + GRACE)
+        try:
+            return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
+        finally:
+            READ_AT_LEAST.reset(longer)
 
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -597,6 +651,21 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (its scheme is one of `CLUSTER_SCHEMES`)."""
     return url.lstrip().lower().startswith(("redis+cluster://", "rediss+cluster://"))
+
+
+def check_timeouts(url: str, options: dict[str, Any]) -> None:
+    """Refuse socket timeouts a socket cannot take (NaN, 0, negative, infinite).
+
+    redis-py takes any number from a URL; the socket refused it only at the first
+    command (0 made it non-blocking).
+    """
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        value = options.get(key)
+        if value is not None and not (0 < value <= threading.TIMEOUT_MAX):
+            raise SettingsError(
+                f"invalid Redis URL {redact_url(url)}: {key}={value!r} is not a timeout, "
+                "give a positive number of seconds"
+            )
 
 
 def connect(url: str) -> Server:
@@ -633,9 +702,11 @@ def connect(url: str) -> Server:
             # Options go to the connection class: build one (it does not connect yet),
             # so a wrong option is reported here, not as a TypeError at first use.
             pool.connection_class(**pool.connection_kwargs)
+        check_timeouts(url, pool.connection_kwargs)
     except SettingsError:
         raise  # said already, without the password
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        # (redis-py raises a ConnectionError for a bad ``protocol=``.)
         # redis-py's message may quote a piece of the password (a port "cast to
         # integer" that is half of it): with userinfo in the URL, it is not shown.
         reason = str(exc)

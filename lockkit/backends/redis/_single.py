@@ -43,6 +43,7 @@ from lockkit._redact import redact_url
 from lockkit.backends.redis._conn import (
     CLUSTER_SCHEMES,
     GRACE,
+    TOO_LATE,
     connect,
     eviction_warning,
     import_redis,
@@ -353,7 +354,8 @@ class RedisBackend(Backend):
             except (redis.RedisError, OSError) as exc:
                 if not transient(exc):
                     raise unavailable(server.shown, exc) from None
-                failed = exc
+                if TOO_LATE not in str(exc):  # out of time says less than what came before
+                    failed = exc
         raise unavailable(server.shown, failed) from None
 
     def _following(self, until: float | None = None) -> Iterator[float]:
@@ -564,11 +566,19 @@ class RedisBackend(Backend):
                     continue
                 info = server.client.info("replication")
                 online = online_replicas(info)
+                role = info.get("role", "?")
                 if server.sentinel is not None:
                     lines += describe_sentinel(server.sentinel)
+                    if role != "master":
+                        # The server the sentinels name says otherwise: a sentinel that
+                        # monitors a replica, or one left behind by a failover.
+                        found.append(
+                            f"the sentinels of {server.shown} name as the primary a server "
+                            f"that reports itself a {role}: every acquisition fails. Check "
+                            "that `sentinel monitor` names the primary, and SENTINEL MASTERS"
+                        )
                     found += sentinel_warnings(server.sentinel.service, online, self.min_replicas)
                     continue
-                role = info.get("role", "?")
                 lines.append(f"server {server.shown}: {role}, {online} replica(s) online")
                 if role != "master":
                     found.append(
