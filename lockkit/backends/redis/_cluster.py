@@ -85,8 +85,6 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from lockkit._redact import redact_url
-from lockkit._spec_v1 import SpecV1Methods
-from lockkit._threads import try_acquire_in_thread
 from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import (
     CLUSTER_SCHEMES,
@@ -99,13 +97,12 @@ from lockkit.backends.redis._conn import (
     time_left,
 )
 from lockkit.backends.redis._single import RedisBackend
+from lockkit.backends.redis._threaded import AsyncInThreads
 from lockkit.backends.redis._waiter import Listener, Listeners
 from lockkit.errors import InvalidLockName, SettingsError
 
 if TYPE_CHECKING:
-    from lockkit._info import Lease, Owner
     from lockkit.backends.redis._conn import Server
-    from lockkit.backends.redis._waiter import RedisWaiter
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -917,7 +914,7 @@ class ClusterListeners(Listeners):
 # -- the backend -----------------------------------------------------------------------
 
 
-class RedisClusterBackend(RedisBackend, cluster=True):
+class RedisClusterBackend(AsyncInThreads, RedisBackend, cluster=True):  # type: ignore[misc]
     """`RedisBackend` over a Redis Cluster (made from a ``redis+cluster://`` URL).
 
     The same scripts and hand-off, routed per lock to the master of its slot (see the
@@ -956,28 +953,6 @@ class RedisClusterBackend(RedisBackend, cluster=True):
         """Close the listeners and every node's connections."""
         super().close()
         self.cluster.close()
-
-    # -- asyncio: the blocking methods in worker threads ------------------------------
-
-    async def try_acquire_async(  # type: ignore[override]
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
-        """`try_acquire` in a worker thread, without a waiter: asyncio waiters poll."""
-        return await try_acquire_in_thread(self, name, owner, ttl, shared=shared, waiter=None)
-
-    release_async = SpecV1Methods.release_async
-    inspect_async = SpecV1Methods.inspect_async
-    break_lock_async = SpecV1Methods.break_lock_async
-
-    async def wait_async_for(self, waiter: RedisWaiter, deadline: float) -> bool:
-        """Poll with backoff (the base `lockkit.spec.Waiter.wait_async`)."""
-        from lockkit.spec import Waiter  # noqa: PLC0415
-
-        return await Waiter.wait_async(waiter, deadline)
-
-    async def leave_async(self, waiter: RedisWaiter) -> None:
-        """Nothing was queued on the loop's side."""
-        del waiter
 
 
 def connect(url: str) -> ClusterServer:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
-from lockkit._spec_v1 import SpecV1Methods
-from lockkit._threads import try_acquire_in_thread
 from lockkit.backends.redis._payload import Reader, holder_info, version_of, version_text
 from lockkit.backends.redis._scripts import queued_args
 from lockkit.backends.redis._single import RedisBackend
+from lockkit.backends.redis._threaded import AsyncInThreads
 from lockkit.backends.redis._waiter import RedisWaiter
 from lockkit.errors import BackendUnavailable, SharedLocksUnsupported
 from lockkit.spec import Capabilities
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["RedlockBackend"]
 
 
-class RedlockBackend(RedisBackend, several_servers=True):
+class RedlockBackend(AsyncInThreads, RedisBackend, several_servers=True):  # type: ignore[misc]
     """Redlock over several Redis/Valkey masters: quorum, drift allowance, fencing rounds."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -230,30 +229,3 @@ class RedlockBackend(RedisBackend, several_servers=True):
             except BackendUnavailable:
                 continue
         return broken > 0
-
-    # -- asyncio: the blocking methods in worker threads --------------------------------
-
-    async def try_acquire_async(  # type: ignore[override]
-        self, name: str, owner: Owner, ttl: float | None, *, shared: bool = False
-    ) -> Lease | None:
-        """`try_acquire` in a worker thread, without a waiter: asyncio waiters poll.
-
-        (Queueing needs a listener that the waiting task reads; the asyncio listener
-        serves one server.) Safe to cancel: a lock won by an abandoned attempt is
-        released.
-        """
-        return await try_acquire_in_thread(self, name, owner, ttl, shared=shared, waiter=None)
-
-    release_async = SpecV1Methods.release_async
-    inspect_async = SpecV1Methods.inspect_async
-    break_lock_async = SpecV1Methods.break_lock_async
-
-    async def wait_async_for(self, waiter: RedisWaiter, deadline: float) -> bool:
-        """Poll with backoff (the base `lockkit.spec.Waiter.wait_async`)."""
-        from lockkit.spec import Waiter  # noqa: PLC0415
-
-        return await Waiter.wait_async(waiter, deadline)
-
-    async def leave_async(self, waiter: RedisWaiter) -> None:
-        """Nothing was queued on the loop's side."""
-        del waiter

@@ -35,6 +35,7 @@ import urllib.parse
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from lockkit._deadline import ACQUIRING
 from lockkit._deadline import current as current_deadline
 from lockkit._info import Lease, LockInfo, Owner
 from lockkit._log import log
@@ -347,31 +348,45 @@ class RedisBackend(Backend):
             if not (follow and server.follows_failover and transient(exc)):
                 raise unavailable(server.shown, exc) from None
             failed: BaseException = exc
-        for pause in self._following(until):
-            time.sleep(pause)
-            try:
-                return action(*args)
-            except (redis.RedisError, OSError) as exc:
-                if not transient(exc):
-                    raise unavailable(server.shown, exc) from None
-                if TOO_LATE not in str(exc):  # out of time says less than what came before
-                    failed = exc
+        bound = self._follow_until(until)
+        # The re-runs' own I/O (a sentinel asked, a connection made) ends at the bound
+        # too: it becomes their acquisition deadline, whose socket timeouts `._conn` cuts.
+        bounded = ACQUIRING.set(min(current_deadline(), bound - GRACE))
+        try:
+            for pause in self._pauses(bound):
+                time.sleep(pause)
+                try:
+                    return action(*args)
+                except (redis.RedisError, OSError) as exc:
+                    if not transient(exc):
+                        raise unavailable(server.shown, exc) from None
+                    if TOO_LATE not in str(exc):  # out of time says less than before
+                        failed = exc
+        finally:
+            ACQUIRING.reset(bounded)
         raise unavailable(server.shown, failed) from None
 
-    def _following(self, until: float | None = None) -> Iterator[float]:
-        """The pauses before each re-run while a failover lasts (backing off to 0.5 s).
+    def _follow_until(self, until: float | None = None) -> float:
+        """When re-runs through a failover stop (a `time.monotonic` value).
 
-        Ends at the acquisition's deadline (`lockkit._deadline`) plus `._conn.GRACE`, or
-        `failover_timeout` from now, whichever comes first. The grace lets even a
-        ``timeout=0`` attempt that met a connection to a primary that is gone or demoted
-        (kept since before the failover) be re-run on a fresh one.
+        At the acquisition's deadline (`lockkit._deadline`) plus `._conn.GRACE`, or
+        `failover_timeout` from now, or ``until``, whichever comes first. The grace lets
+        even a ``timeout=0`` attempt that met a connection to a primary that is gone or
+        demoted (kept since before the failover) be re-run on a fresh one.
         """
-        start = time.monotonic()
-        until = min(
+        return min(
             current_deadline() + GRACE,
-            start + self.failover_timeout,
+            time.monotonic() + self.failover_timeout,
             math.inf if until is None else until,
         )
+
+    def _following(self, until: float | None = None) -> Iterator[float]:
+        """The pauses before each re-run while a failover lasts, until `_follow_until`."""
+        return self._pauses(self._follow_until(until))
+
+    @staticmethod
+    def _pauses(until: float) -> Iterator[float]:
+        """Pauses backing off from 20 ms to 0.5 s, ending at ``until``."""
         pause = 0.02
         while (left := until - time.monotonic()) > 0:
             yield min(pause, left)
