@@ -160,6 +160,8 @@ def _engines(
         if found is not None:
             results.engines[engine.family] = found
             urls[engine.family] = str(found["url"])
+            if "primary" in found:
+                urls[f"{engine.family}-primary"] = str(found["primary"])
     return urls
 
 

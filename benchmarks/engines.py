@@ -98,7 +98,10 @@ def _sentinel() -> Iterator[tuple[str, str]]:
         raise LookupError("no redis-server on PATH")
     with running_sentinel(binary, die_with_parent=True) as deployment:
         version = _version([binary, "--version"]).split(" sha=")[0]
-        yield deployment.url(), f"{version}: 1 primary, 2 replicas, 3 sentinels"
+        # The primary's own URL too: the raw primitive there pays for replication as
+        # lockkit does, which the standalone server's does not.
+        primary = f"redis://127.0.0.1:{deployment.primary_port()}/0"
+        yield f"{deployment.url()} {primary}", f"{version}: 1 primary, 2 replicas, 3 sentinels"
 
 
 @contextlib.contextmanager
@@ -161,4 +164,8 @@ def start(
     except RuntimeError as exc:
         skipped.append(f"{engine.title} subjects: the server did not start: {exc}")
         return None
-    return {"url": url, "server": version, "private": True}
+    url, _, primary = url.partition(" ")  # a Sentinel deployment: its primary's URL too
+    found: dict[str, object] = {"url": url, "server": version, "private": True}
+    if primary:
+        found["primary"] = primary
+    return found

@@ -177,6 +177,18 @@ def engine_subjects(engines: dict[str, str]) -> list[Subject]:
     """PostgreSQL and etcd, each on the server whose URL ``engines`` maps its family to."""
     subjects = []
     sentinel = engines.get("sentinel")
+    primary = engines.get("sentinel-primary")
+    if sentinel is not None and primary is not None:
+        subjects.append(
+            Subject(
+                "raw SET NX + Lua del on the sentinel primary",
+                "raw",
+                "redis",
+                f"raw:redis {primary}",
+                waits=False,
+                redis=True,
+            )
+        )
     if sentinel is not None:
         subjects += [
             Subject(

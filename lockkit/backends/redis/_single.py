@@ -610,9 +610,17 @@ class RedisBackend(Backend):
         return lines, found
 
     def _give_back(self, lease: Lease) -> None:
-        """Release a lease no caller will get (a failed confirmation); errors are moot."""
-        with contextlib.suppress(BackendUnavailable):
-            self.release(lease)
+        """Release a lease no caller will get (a failed confirmation); errors are moot.
+
+        Not bounded by the acquisition's deadline, which may have passed while the
+        replicas were awaited: a lock left held would block everyone until its TTL.
+        """
+        unbounded = ACQUIRING.set(math.inf)
+        try:
+            with contextlib.suppress(BackendUnavailable):
+                self.release(lease)
+        finally:
+            ACQUIRING.reset(unbounded)
 
     def check_eviction(self) -> list[str]:
         """Warn once per server (`LockkitWarning`) whose eviction policy can drop locks.
