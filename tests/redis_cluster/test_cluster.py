@@ -589,21 +589,27 @@ def test_min_replicas_confirms_on_the_lock_master_or_gives_the_lock_back(
     name = "cluster/min-replicas"
     url = f"{redis_cluster_url}?min_replicas=1&replica_timeout=0.2"
     key = _key(name)
+    # After a failover test, the cluster's view settles: ask the master itself which
+    # replica it streams to.
+    redis_cluster.wait_ready()
+    redis_cluster.wait_replicated()
     master = redis_cluster.owner(redis_cluster.keyslot(key))
-    (replica,) = [n for n in redis_cluster.nodes() if n.master_id == master.node_id]
+    info = redis_cluster.command(master.port, "INFO", "replication")
+    assert isinstance(info, dict)
+    replica_port = int(info["slave0"]["port"])
     with lockkit.Lock(name, backend=url, timeout=5) as lock:
         assert lock.lease is not None
         # Confirmed: the replica of the lock's master has the key (READONLY: a replica
         # answers reads of its master's slots on that connection).
         import redis
 
-        reader = redis.Redis(port=replica.port, single_connection_client=True)
+        reader = redis.Redis(port=replica_port, single_connection_client=True)
         try:
             reader.execute_command("READONLY")  # type: ignore[no-untyped-call]
             assert reader.exists(key) == 1
         finally:
             reader.close()
-    process = redis_cluster.server(replica.port).process
+    process = redis_cluster.server(replica_port).process
     assert process is not None
     process.send_signal(signal.SIGSTOP)
     try:
