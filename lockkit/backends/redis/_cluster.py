@@ -89,12 +89,12 @@ from lockkit.backends.redis import _scripts
 from lockkit.backends.redis._conn import (
     CLUSTER_SCHEMES,
     GRACE,
-    READ_AT_LEAST,
     ThreadConnection,
     bounded_class,
     check_timeouts,
     redis_module,
     time_left,
+    wait_replicas_on,
 )
 from lockkit.backends.redis._single import RedisBackend
 from lockkit.backends.redis._threaded import AsyncInThreads
@@ -619,11 +619,7 @@ class ClusterServer:
         """
         slot = _slot_of(key)
         node = self._last.__dict__.get("nodes", {}).get(slot) or self.node_for(slot)
-        longer = READ_AT_LEAST.set(timeout_ms / 1000 + GRACE)
-        try:
-            return int(node.execute("WAIT", replicas, timeout_ms))
-        finally:
-            READ_AT_LEAST.reset(longer)
+        return wait_replicas_on(node.execute, replicas, timeout_ms)
 
     def cluster_nodes(self) -> str:
         """``CLUSTER NODES`` as the first node that answers tells it."""

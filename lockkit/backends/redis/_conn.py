@@ -39,7 +39,7 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -47,6 +47,9 @@ from lockkit._deadline import ACQUIRING
 from lockkit._redact import redact_url
 from lockkit.backends.redis import _scripts, _sentinel
 from lockkit.errors import BackendUnavailable, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -68,6 +71,7 @@ __all__ = [
     "pack_command",
     "time_left",
     "unavailable",
+    "wait_replicas_on",
 ]
 
 IDLE_CHECK = 0.1
@@ -637,11 +641,21 @@ class Server:
         Returns how many replicas acknowledged every write this connection made so far
         (the lock scripts' among them).
         """
-        longer = READ_AT_LEAST.set(timeout_ms / 1000 + GRACE)
-        try:
-            return int(self.acquire.connection.execute("WAIT", replicas, timeout_ms))
-        finally:
-            READ_AT_LEAST.reset(longer)
+        return wait_replicas_on(self.acquire.connection.execute, replicas, timeout_ms)
+
+
+def wait_replicas_on(execute: Callable[..., Any], replicas: int, timeout_ms: int) -> int:
+    """``WAIT replicas timeout_ms`` through ``execute``, one connection's command.
+
+    Returns how many replicas acknowledged that connection's writes. Its reply may
+    take ``timeout_ms`` even if the URL's ``socket_timeout`` is shorter
+    (`READ_AT_LEAST`); the acquisition's time left still cuts it.
+    """
+    longer = READ_AT_LEAST.set(timeout_ms / 1000 + GRACE)
+    try:
+        return int(execute("WAIT", replicas, timeout_ms))
+    finally:
+        READ_AT_LEAST.reset(longer)
 
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")

@@ -25,10 +25,13 @@ with ``WAIT``; `failover_warnings` says when it is open.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockkit._redact import redact_url
 from lockkit.errors import SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "SCHEMES",
@@ -63,7 +66,7 @@ class Topology:
         service: The service (master) name the sentinels monitor.
         connection: redis-py keyword arguments for the servers' connections.
         sentinel: redis-py keyword arguments for the sentinels' connections.
-        manager: The redis-py ``Sentinel`` asking them (set by `sync_pool`).
+        manager: The redis-py ``Sentinel`` asking them (set by `sync_pool`, `async_pool`).
     """
 
     __slots__ = ("connection", "manager", "sentinel", "sentinels", "service")
@@ -80,7 +83,7 @@ class Topology:
         self.service = service
         self.connection = connection
         self.sentinel = sentinel
-        self.manager: Any = None  # the redis-py Sentinel, once `sync_pool` built it
+        self.manager: Any = None  # the redis-py Sentinel, once a pool was built
 
     def __repr__(self) -> str:
         """The sentinels and the service; never a password."""
@@ -189,43 +192,47 @@ def sync_pool(url: str, bounded: Any, options: dict[str, Any]) -> tuple[Any, Top
     """
     from redis import sentinel as module
 
-    Sentinel: Any = module.Sentinel  # noqa: N806 - redis-py's class
-    SentinelConnectionPool: Any = module.SentinelConnectionPool  # noqa: N806
-    topology = pool_kwargs(url)
-    connection = {**options, **topology.connection, "retry": _retry_none()}
-    sentinel_kwargs = {
-        **{k: v for k, v in options.items() if k.startswith("socket_")},
-        **topology.sentinel,
-        "retry": _retry_none(),
-    }
-    manager = Sentinel(topology.sentinels, sentinel_kwargs=sentinel_kwargs, **connection)
-    for client in manager.sentinels:
-        client.connection_pool.connection_class = bounded(client.connection_pool.connection_class)
-    pool = SentinelConnectionPool(topology.service, manager, **manager.connection_kwargs)
-    pool.connection_class = bounded(pool.connection_class)
-    topology.manager = manager
-    return pool, topology
+    return _pool(module, url, bounded, options, _retry_none)
 
 
-def async_pool(url: str, bounded: Any, options: dict[str, Any]) -> tuple[Any, Any]:  # noqa: ANN401
+def async_pool(url: str, bounded: Any, options: dict[str, Any]) -> tuple[Any, Topology]:  # noqa: ANN401
     """`sync_pool` for ``redis.asyncio`` (a pool of one event loop)."""
     from redis.asyncio import sentinel as module
 
-    Sentinel: Any = module.Sentinel  # noqa: N806 - redis-py's class
-    SentinelConnectionPool: Any = module.SentinelConnectionPool  # noqa: N806
+    # redis.asyncio's connections take their own Retry class: redis-py's default.
+    return _pool(module, url, bounded, options, None)
+
+
+def _pool(
+    module: Any,  # noqa: ANN401 - redis.sentinel or redis.asyncio.sentinel
+    url: str,
+    bounded: Any,  # noqa: ANN401
+    options: dict[str, Any],
+    retry: Callable[[], Any] | None,
+) -> tuple[Any, Topology]:
+    """The pool of ``module``'s Sentinel for ``url``; see `sync_pool`.
+
+    ``retry`` makes the retry policy of the servers' and the sentinels' connections
+    (a fresh one each: redis-py updates it per connection); ``None``: none is set.
+    """
     topology = pool_kwargs(url)
     connection = {**options, **topology.connection}
-    connection.pop("retry", None)
     sentinel_kwargs = {
         **{k: v for k, v in options.items() if k.startswith("socket_")},
         **topology.sentinel,
     }
-    manager = Sentinel(topology.sentinels, sentinel_kwargs=sentinel_kwargs, **connection)
+    if retry is None:
+        connection.pop("retry", None)
+    else:
+        connection["retry"] = retry()
+        sentinel_kwargs["retry"] = retry()
+    manager = module.Sentinel(topology.sentinels, sentinel_kwargs=sentinel_kwargs, **connection)
     for client in manager.sentinels:
         client.connection_pool.connection_class = bounded(client.connection_pool.connection_class)
-    pool = SentinelConnectionPool(topology.service, manager, **manager.connection_kwargs)
+    pool = module.SentinelConnectionPool(topology.service, manager, **manager.connection_kwargs)
     pool.connection_class = bounded(pool.connection_class)
-    return pool, manager
+    topology.manager = manager
+    return pool, topology
 
 
 def transient(exc: BaseException) -> bool:
